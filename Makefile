@@ -1,0 +1,31 @@
+# unetlab: `make train` and `make test` do all set-up on a fresh machine (Python 3.10+ and make).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install train test test-fast benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+train: $(STAMP)  ## train the default config (synthetic data) and log it to ./mlflow.db
+	$(BIN)/python -m runner $(ARGS)
+
+test: $(STAMP)  ## every test CI runs
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(STAMP)  ## skip the tests marked slow
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+benchmark: $(STAMP)  ## training images/s: runner pipeline vs in-memory tensors
+	$(BIN)/python experiments/benchmarks/train_throughput.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun mlruns mlflow.db .pytest_cache

@@ -1,0 +1,1 @@
+"""Hydra configs; installed as the package `runner.conf` (Hydra: pkg://runner.conf)."""

@@ -1,0 +1,1 @@
+"""Experiment presets; installed as `runner.experiments` (selected with +experiment=NAME)."""

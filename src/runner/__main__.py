@@ -1,0 +1,42 @@
+"""`python -m runner [overrides]`: compose the config and run its task.
+
+User mistakes (bad keys, values or data) print one `error:` line and exit 2;
+Ctrl-C exits 130 after marking the MLflow run KILLED.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from unetlab.errors import UnetlabError
+
+    from .app import register, run
+    from .settings import one_line
+
+    register()
+    try:
+        run()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except UnetlabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except (HydraException, OmegaConfBaseException) as error:
+        message = one_line(error)
+        if isinstance(error.__cause__, OmegaConfBaseException):
+            message = f"{message} {one_line(error.__cause__)}"
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

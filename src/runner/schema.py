@@ -1,0 +1,295 @@
+"""Typed schema of the composed config: types here, values in `conf/*.yaml`.
+
+Every group option has a dataclass; `register_configs()` stores them in Hydra's
+ConfigStore, and each YAML option lists its schema first in its defaults list.
+A typo (`model.filtres=64`) or a wrong type (`model.filters=abc`) then fails at
+composition. Rules that tie several keys together live in `Config.__post_init__`
+and run when the runner converts the config to objects (`OmegaConf.to_object`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+from unetlab.errors import ConfigError
+from unetlab.geometry import unet_output_size
+
+
+class Task(Enum):
+    train = "train"
+
+
+class Pooling(Enum):
+    max = "max"
+    conv = "conv"
+
+
+class Upsampling(Enum):
+    nearest = "nearest"
+    transpose = "transpose"
+
+
+class Padding(Enum):
+    same = "same"
+    valid = "valid"
+
+
+class Schedule(Enum):
+    constant = "constant"
+    cosine = "cosine"
+    plateau = "plateau"
+
+
+class MonitorMode(Enum):
+    auto = "auto"
+    min = "min"
+    max = "max"
+
+
+class Precision(Enum):
+    float32 = "float32"
+    mixed_float16 = "mixed_float16"
+    mixed_bfloat16 = "mixed_bfloat16"
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    image_size: int = MISSING
+    channels: int = MISSING
+    num_classes: int = MISSING
+    cache: bool = MISSING
+
+    def __post_init__(self) -> None:
+        _require(self.image_size >= 8, "data.image_size", self.image_size, ">= 8")
+        _require(self.channels >= 1, "data.channels", self.channels, ">= 1")
+        _require(self.num_classes >= 1, "data.num_classes", self.num_classes, ">= 1 (1 = binary, sigmoid)")
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    num_train: int = MISSING
+    num_val: int = MISSING
+    max_shapes: int = MISSING
+    noise: float = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.num_train >= 1, "data.num_train", self.num_train, ">= 1")
+        _require(self.num_val >= 1, "data.num_val", self.num_val, ">= 1")
+        _require(self.max_shapes >= 1, "data.max_shapes", self.max_shapes, ">= 1")
+
+
+@dataclass
+class FolderDataConfig(DataConfig):
+    images: str = MISSING
+    masks: str = MISSING
+    val_images: Optional[str] = None
+    val_masks: Optional[str] = None
+    val_fraction: float = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.val_images is None) != (self.val_masks is None):
+            raise ConfigError("data.val_images and data.val_masks go together: set both or neither")
+        _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "between 0 and 1")
+
+
+# ---------------------------------------------------------------- model
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    depth: int = MISSING
+    filters: int = MISSING
+    batch_norm: bool = MISSING
+    dropout: float = MISSING
+    pooling: Pooling = MISSING
+    upsampling: Upsampling = MISSING
+    padding: Padding = MISSING
+    kernel_initializer: str = MISSING
+
+    def __post_init__(self) -> None:
+        _require(self.depth >= 1, "model.depth", self.depth, ">= 1")
+        _require(self.filters >= 1, "model.filters", self.filters, ">= 1")
+        _require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1)")
+
+
+# ---------------------------------------------------------------- loss
+@dataclass
+class LossConfig:
+    name: str = MISSING
+
+
+@dataclass
+class DiceLossConfig(LossConfig):
+    smooth: float = MISSING
+
+
+@dataclass
+class FocalLossConfig(LossConfig):
+    gamma: float = MISSING
+    alpha: float = MISSING
+
+
+@dataclass
+class TverskyLossConfig(LossConfig):
+    alpha: float = MISSING
+    beta: float = MISSING
+    smooth: float = MISSING
+
+
+# ---------------------------------------------------------------- optimizer
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING
+    lr: float = MISSING
+    weight_decay: Optional[float] = None
+    clipnorm: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "optimizer.lr", self.lr, "> 0")
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    beta_1: float = MISSING
+    beta_2: float = MISSING
+    epsilon: float = MISSING
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+
+
+# ---------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    steps_per_epoch: Optional[int] = None
+    schedule: Schedule = MISSING
+    min_lr: float = MISSING
+    plateau_factor: float = MISSING
+    plateau_patience: int = MISSING
+    early_stopping_patience: Optional[int] = None
+    monitor: str = MISSING
+    monitor_mode: MonitorMode = MISSING
+    precision: Precision = MISSING
+    jit_compile: Optional[bool] = None
+    deterministic: bool = MISSING
+    verbose: str = MISSING
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "trainer.epochs", self.epochs, ">= 1")
+        _require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, ">= 1")
+        _require(self.verbose in ("auto", "0", "1", "2"), "trainer.verbose", self.verbose, "auto, 0, 1 or 2")
+
+
+# ---------------------------------------------------------------- tracking
+@dataclass
+class TrackingConfig:
+    uri: str = MISSING
+    experiment: str = MISSING
+    run_name: Optional[str] = None
+    tags: Dict[str, str] = field(default_factory=dict)
+    log_checkpoints: bool = MISSING
+    log_predictions: bool = MISSING
+    num_predictions: int = MISSING
+    log_system_metrics: bool = MISSING
+
+
+# ---------------------------------------------------------------- root
+METRICS = ("loss", "dice", "iou", "pixel_accuracy")
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    loss: LossConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    task: Task = MISSING
+    seed: int = MISSING
+    output_dir: str = MISSING
+
+
+    def __post_init__(self) -> None:
+        try:
+            unet_output_size(self.data.image_size, self.model.depth, self.model.padding.value)
+        except ConfigError as error:
+            raise ConfigError(f"data.image_size={self.data.image_size}: {error}") from None
+        binary = self.data.num_classes == 1
+        if binary and self.loss.name in ("ce", "ce_dice"):
+            raise ConfigError(
+                f"loss={self.loss.name} needs data.num_classes >= 2 (softmax); "
+                "with data.num_classes=1 (sigmoid) use loss=bce, bce_dice, dice, focal or tversky"
+            )
+        if not binary and self.loss.name in ("bce", "bce_dice"):
+            raise ConfigError(
+                f"loss={self.loss.name} needs data.num_classes=1 (sigmoid); "
+                f"with data.num_classes={self.data.num_classes} use loss=ce, ce_dice, dice, focal or tversky"
+            )
+        allowed = monitor_names(self.data.num_classes)
+        if self.trainer.monitor not in allowed:
+            raise ConfigError(
+                f"trainer.monitor={self.trainer.monitor!r} is not a reported metric; "
+                f"expected one of {', '.join(allowed)}"
+            )
+
+
+def monitor_names(num_classes: int) -> List[str]:
+    """Metric names Keras reports for a run (train and `val_` forms)."""
+    names = list(METRICS)
+    if num_classes > 1:
+        names += [f"{m}_class{c}" for m in ("dice", "iou") for c in range(num_classes)]
+    return names + [f"val_{n}" for n in names]
+
+
+def monitor_mode(name: str, mode: MonitorMode) -> str:
+    """'min' for losses, 'max' for scores, unless set explicitly."""
+    if mode is not MonitorMode.auto:
+        return mode.value
+    return "min" if name.endswith("loss") else "max"
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {expected}. Received: {key.rsplit('.', 1)[-1]}={value!r}")
+
+
+SCHEMAS = {
+    "data": {"synthetic": SyntheticDataConfig, "folder": FolderDataConfig},
+    "loss": {
+        "bce": LossConfig,
+        "ce": LossConfig,
+        "dice": DiceLossConfig,
+        "bce_dice": DiceLossConfig,
+        "ce_dice": DiceLossConfig,
+        "focal": FocalLossConfig,
+        "tversky": TverskyLossConfig,
+    },
+    "model": {"unet": ModelConfig},
+    "optimizer": {"adam": AdamConfig, "adamw": AdamConfig, "sgd": SGDConfig},
+    "trainer": {"default": TrainerConfig},
+    "tracking": {"mlflow": TrackingConfig},
+}
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (`<option>_schema` per group option)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+    for group, options in SCHEMAS.items():
+        for option, schema in options.items():
+            store.store(group=group, name=f"{option}_schema", node=schema)

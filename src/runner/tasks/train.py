@@ -1,0 +1,146 @@
+"""`task=train`: build data, model and optimizer from the config, fit, track in MLflow."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..schema import Config, monitor_mode
+from ..settings import data_params, to_config, without
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> float:
+    """Train one model and return the best value of `trainer.monitor` (the sweep objective)."""
+    config = to_config(cfg)
+    import keras
+    import mlflow
+    import tensorflow as tf
+
+    from unetlab.callbacks import Checkpoints, EpochSummary
+    from unetlab.data import SOURCES, make_batches
+    from unetlab.models import describe
+
+    from .. import tracking
+
+    trainer, data = config.trainer, config.data
+    keras.utils.set_random_seed(config.seed)
+    if trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_dtype_policy(trainer.precision.value)
+
+    splits = SOURCES[data.name](seed=config.seed, **data_params(config))
+    log.info("data: %s", splits.description)
+    model = build_model(config)
+    log.info("%s", describe(model, config.model.depth, config.model.filters))
+
+    label_size = model.output_shape[1] if model.output_shape[1] != data.image_size else None
+    train_batches = make_batches(splits.train, trainer.batch_size, shuffle=True, seed=config.seed, cache=data.cache,
+                                 label_size=label_size, repeat=trainer.steps_per_epoch is not None)
+    val_batches = make_batches(splits.val, trainer.batch_size, shuffle=False, seed=config.seed, cache=data.cache,
+                               label_size=label_size)
+    steps_per_epoch = trainer.steps_per_epoch or -(-splits.num_train // trainer.batch_size)
+    compile_model(model, config, total_steps=trainer.epochs * steps_per_epoch)
+
+    mode = monitor_mode(trainer.monitor, trainer.monitor_mode)
+    output_dir = Path(config.output_dir)
+    checkpoints = Checkpoints(output_dir / "checkpoints", trainer.monitor, mode)
+    callbacks = [checkpoints, EpochSummary(trainer.epochs, trainer.monitor, mode), tracking.MlflowMetrics(),
+                 keras.callbacks.TerminateOnNaN()]
+    if trainer.schedule.value == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(trainer.monitor, factor=trainer.plateau_factor,
+                                                           patience=trainer.plateau_patience, mode=mode,
+                                                           min_lr=trainer.min_lr))
+    if trainer.early_stopping_patience is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(trainer.monitor, patience=trainer.early_stopping_patience,
+                                                       mode=mode))
+
+    tags = {"task": "train", "overrides": " ".join(command_line_overrides()), **tracking.git_commit()}
+    with tracking.tracked_run(config.tracking, tags) as run:
+        tracking.retry_locked(mlflow.log_params, tracking.config_params(cfg))
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        mlflow.log_text(model_summary(model), "model_summary.txt")
+        mlflow.log_metric("params", model.count_params())
+        model.fit(train_batches, validation_data=val_batches, epochs=trainer.epochs,
+                  steps_per_epoch=steps_per_epoch if trainer.steps_per_epoch else None,
+                  callbacks=callbacks, verbose=trainer.verbose if trainer.verbose == "auto" else int(trainer.verbose))
+        if checkpoints.best is None:
+            raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
+        mlflow.log_metrics({f"best_{trainer.monitor}": checkpoints.best, "best_epoch": checkpoints.best_epoch})
+        if config.tracking.log_checkpoints:
+            mlflow.log_artifact(str(checkpoints.best_path), "checkpoints")
+            mlflow.log_artifact(str(checkpoints.last_path), "checkpoints")
+        if config.tracking.log_predictions:
+            log_prediction_grid(keras.saving.load_model(checkpoints.best_path), val_batches,
+                                config.tracking.num_predictions, output_dir)
+        log.info("best %s=%.4f at epoch %d; run %s", trainer.monitor, checkpoints.best, checkpoints.best_epoch + 1,
+                 run.info.run_id)
+        log.info("view: %s", tracking.runs_link(mlflow.get_tracking_uri(), run.info.experiment_id, run.info.run_id))
+    return checkpoints.best
+
+
+def build_model(config: Config):
+    """The model named by `model.name`, sized by the data config."""
+    from unetlab.models import MODELS
+
+    model = config.model
+    data = config.data
+    return MODELS[model.name](
+        (data.image_size, data.image_size, data.channels), data.num_classes, depth=model.depth,
+        filters=model.filters, batch_norm=model.batch_norm, dropout=model.dropout, pooling=model.pooling.value,
+        upsampling=model.upsampling.value, padding=model.padding.value,
+        kernel_initializer=model.kernel_initializer,
+    )
+
+
+def compile_model(model, config: Config, total_steps: int) -> None:
+    """Compile with the configured optimizer (and schedule), loss and metrics."""
+    from unetlab.losses import build_loss
+    from unetlab.metrics import build_metrics
+    from unetlab.optim import build_optimizer
+
+    trainer = config.trainer
+    optimizer = build_optimizer(config.optimizer.name, config.optimizer.lr, schedule=trainer.schedule.value,
+                                total_steps=total_steps, min_lr=trainer.min_lr,
+                                **without(config.optimizer, "name", "lr"))
+    model.compile(optimizer=optimizer, loss=build_loss(config.loss.name, **without(config.loss, "name")),
+                  metrics=build_metrics(config.data.num_classes),
+                  jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile)
+
+
+def model_summary(model) -> str:
+    buffer = io.StringIO()
+    model.summary(print_fn=lambda line, **_: buffer.write(line + "\n"), line_length=120)
+    return buffer.getvalue()
+
+
+def log_prediction_grid(model, batches, count: int, output_dir: Path) -> None:
+    """Log image | truth | prediction for the first `count` validation samples as predictions.png."""
+    import mlflow
+    import numpy as np
+
+    from unetlab.visualize import prediction_grid, save_png
+
+    images, masks = [], []
+    for image_batch, mask_batch in batches:
+        images.append(image_batch.numpy())
+        masks.append(mask_batch.numpy())
+        if sum(len(b) for b in images) >= count:
+            break
+    images, masks = np.concatenate(images)[:count], np.concatenate(masks)[:count]
+    probabilities = model.predict(images, verbose=0)
+    path = save_png(prediction_grid(images, masks, probabilities), output_dir / "predictions.png")
+    mlflow.log_artifact(str(path))
+
+
+def command_line_overrides() -> list[str]:
+    """The overrides given on the command line (empty outside a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)

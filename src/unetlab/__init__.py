@@ -1,0 +1,9 @@
+"""unetlab: U-Net semantic segmentation building blocks for Keras 3.
+
+The library is free of Hydra, OmegaConf and MLflow: every function takes plain
+values, so it can be used from a notebook. Importing this package is cheap;
+TensorFlow is imported by the submodules that need it (`unetlab.models`,
+`unetlab.data`, `unetlab.losses`, ...).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,81 @@
+"""Training callbacks: atomic best/last checkpoints and a summary line per epoch."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+
+log = logging.getLogger(__name__)
+
+
+def save_atomically(model: keras.Model, path: Path) -> None:
+    """Write `model` to `path` through a temporary file, so `path` is never half-written."""
+    partial = path.with_name(f".{path.stem}.partial.keras")
+    model.save(partial)
+    os.replace(partial, path)
+
+
+def improved(value: float, best: float | None, mode: str) -> bool:
+    if value is None or math.isnan(value):
+        return False
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Save `last.keras` after every epoch and `best.keras` when `monitor` improves.
+
+    `best` may be restored from an earlier run, so a resumed run keeps its record.
+    """
+
+    def __init__(self, directory: str | Path, monitor: str, mode: str, best: float | None = None):
+        super().__init__()
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.monitor, self.mode, self.best, self.best_epoch = monitor, mode, best, None
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best.keras"
+
+    @property
+    def last_path(self) -> Path:
+        return self.directory / "last.keras"
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if improved(value, self.best, self.mode):
+            self.best, self.best_epoch = float(value), epoch
+            save_atomically(self.model, self.best_path)
+        save_atomically(self.model, self.last_path)
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """Log one line per epoch: time, learning rate, every metric, and whether `monitor` improved."""
+
+    def __init__(self, epochs: int, monitor: str, mode: str):
+        super().__init__()
+        self.epochs, self.monitor, self.mode, self.best = epochs, monitor, mode, None
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        note = ""
+        if improved(logs.get(self.monitor), self.best, self.mode):
+            self.best, note = float(logs[self.monitor]), f"  ({self.monitor} improved)"
+        metrics = " ".join(f"{key}={float(value):.4f}" for key, value in logs.items() if key != "learning_rate")
+        lr = current_learning_rate(self.model)
+        log.info("epoch %d/%d %.1fs lr=%.2e %s%s", epoch + 1, self.epochs, time.perf_counter() - self.started,
+                 lr, metrics, note)
+
+
+def current_learning_rate(model: keras.Model) -> float:
+    """The optimizer's learning rate now (schedules evaluated at the current step)."""
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))

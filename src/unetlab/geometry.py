@@ -1,0 +1,58 @@
+"""Spatial size rules of the U-Net (pure Python, no TensorFlow import)."""
+
+from __future__ import annotations
+
+from .errors import ConfigError
+
+
+def unet_output_size(input_size: int, depth: int, padding: str = "same") -> int:
+    """Return the output height/width of a U-Net for a square `input_size`.
+
+    With `padding="same"` (classic Keras U-Net) the output equals the input and
+    `input_size` must be divisible by 2**depth. With `padding="valid"` (the
+    original paper) every 3x3 convolution trims 2 pixels, so each level needs an
+    even size before pooling; 572 -> 388 for depth 4.
+    """
+    if depth < 1:
+        raise ConfigError(f"model.depth must be >= 1. Received: depth={depth}")
+    if padding == "same":
+        if input_size % 2**depth:
+            lower = input_size // 2**depth * 2**depth
+            raise ConfigError(
+                f"image size {input_size} is not divisible by 2**depth={2**depth} "
+                f"(model.depth={depth}); use {lower or 2**depth} or {lower + 2**depth}"
+            )
+        return input_size
+    if padding != "valid":
+        raise ConfigError(f"model.padding must be 'same' or 'valid'. Received: padding={padding!r}")
+    size = input_size
+    for _ in range(depth):
+        size -= 4
+        if size <= 0 or size % 2:
+            raise ConfigError(
+                f"image size {input_size} does not fit a valid-padding U-Net of depth {depth}; "
+                f"nearest sizes that do: {_valid_sizes_near(input_size, depth)}"
+            )
+        size //= 2
+    size -= 4
+    for _ in range(depth):
+        size = size * 2 - 4
+    if size <= 0:
+        raise ConfigError(f"image size {input_size} is too small for a valid-padding U-Net of depth {depth}")
+    return size
+
+
+def _valid_sizes_near(input_size: int, depth: int) -> list[int]:
+    """The closest valid-padding input sizes below and above `input_size`."""
+    below = next((s for s in range(input_size, 0, -1) if _fits_valid(s, depth)), None)
+    above = next(s for s in range(input_size + 1, input_size + 2 ** (depth + 3)) if _fits_valid(s, depth))
+    return [s for s in (below, above) if s is not None]
+
+
+def _fits_valid(size: int, depth: int) -> bool:
+    for _ in range(depth):
+        size -= 4
+        if size <= 0 or size % 2:
+            return False
+        size //= 2
+    return size - 4 > 0

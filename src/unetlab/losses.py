@@ -1,0 +1,152 @@
+"""Segmentation losses, selected by name from `LOSSES` (the `loss.name` key).
+
+Every loss takes `y_true` as class ids of shape (batch, H, W, 1) (0/1 for a
+binary model) and `y_pred` as probabilities (batch, H, W, C) from the model's
+sigmoid (C = 1) or softmax (C = K) head, and returns one value per image.
+Region losses (Dice, Tversky) are computed per image and class, then averaged
+over the classes (the foreground channel only, for a binary model).
+All are registered Keras objects, so a saved model reloads with its loss.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from .errors import ConfigError
+
+_EPSILON = 1e-7
+
+
+def one_hot_targets(y_true, y_pred):
+    """Class-id targets as float targets shaped like `y_pred` (one-hot when C > 1)."""
+    num_channels = y_pred.shape[-1]
+    if num_channels == 1:
+        return ops.cast(y_true, y_pred.dtype)
+    ids = ops.cast(ops.squeeze(y_true, axis=-1), "int32")
+    return ops.one_hot(ids, num_channels, dtype=y_pred.dtype)
+
+
+def crossentropy_per_image(y_true, y_pred):
+    """Pixel-mean binary (C = 1) or categorical (C = K) cross-entropy."""
+    y_pred = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
+    target = one_hot_targets(y_true, y_pred)
+    if y_pred.shape[-1] == 1:
+        pixel = -(target * ops.log(y_pred) + (1.0 - target) * ops.log(1.0 - y_pred))
+    else:
+        pixel = -target * ops.log(y_pred)
+    return ops.mean(ops.sum(pixel, axis=-1), axis=(1, 2))
+
+
+def tversky_index(y_true, y_pred, alpha: float, beta: float, smooth: float):
+    """Soft Tversky index per image and class; alpha = beta = 0.5 is soft Dice."""
+    target = one_hot_targets(y_true, y_pred)
+    true_positive = ops.sum(target * y_pred, axis=(1, 2))
+    false_positive = ops.sum((1.0 - target) * y_pred, axis=(1, 2))
+    false_negative = ops.sum(target * (1.0 - y_pred), axis=(1, 2))
+    return (true_positive + smooth) / (true_positive + alpha * false_positive + beta * false_negative + smooth)
+
+
+def focal_per_image(y_true, y_pred, gamma: float, alpha: float):
+    """Pixel-mean focal loss (Lin et al. 2017); `alpha` weighs the positive class of a binary model."""
+    y_pred = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
+    target = one_hot_targets(y_true, y_pred)
+    if y_pred.shape[-1] == 1:
+        p_true = target * y_pred + (1.0 - target) * (1.0 - y_pred)
+        weight = target * alpha + (1.0 - target) * (1.0 - alpha)
+        pixel = -weight * (1.0 - p_true) ** gamma * ops.log(p_true)
+    else:
+        pixel = -target * (1.0 - y_pred) ** gamma * ops.log(y_pred)
+    return ops.mean(ops.sum(pixel, axis=-1), axis=(1, 2))
+
+
+class SegmentationLoss(keras.losses.Loss):
+    """Base class: keeps the constructor parameters for `get_config`."""
+
+    default_name = "loss"
+
+    def __init__(self, name: str | None = None, reduction: str = "sum_over_batch_size", dtype=None, **params):
+        super().__init__(name=name or self.default_name, reduction=reduction, dtype=dtype)
+        self.params = params
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), **self.params}
+
+
+@keras.saving.register_keras_serializable(package="unetlab")
+class Crossentropy(SegmentationLoss):
+    """Cross-entropy on class ids: binary for a sigmoid head (`bce`), categorical for softmax (`ce`)."""
+
+    default_name = "ce"
+
+    def call(self, y_true, y_pred):
+        return crossentropy_per_image(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="unetlab")
+class DiceLoss(SegmentationLoss):
+    """1 - soft Dice, averaged over classes."""
+
+    default_name = "dice"
+
+    def __init__(self, smooth: float = 1.0, **kwargs):
+        super().__init__(smooth=smooth, **kwargs)
+
+    def call(self, y_true, y_pred):
+        dice = tversky_index(y_true, y_pred, 0.5, 0.5, self.params["smooth"])
+        return 1.0 - ops.mean(dice, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="unetlab")
+class CrossentropyDiceLoss(DiceLoss):
+    """Cross-entropy + (1 - soft Dice): `bce_dice` for sigmoid heads, `ce_dice` for softmax."""
+
+    default_name = "ce_dice"
+
+    def call(self, y_true, y_pred):
+        return crossentropy_per_image(y_true, y_pred) + super().call(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="unetlab")
+class FocalLoss(SegmentationLoss):
+    """Focal loss: cross-entropy scaled by (1 - p_true)**gamma."""
+
+    default_name = "focal"
+
+    def __init__(self, gamma: float = 2.0, alpha: float = 0.25, **kwargs):
+        super().__init__(gamma=gamma, alpha=alpha, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return focal_per_image(y_true, y_pred, self.params["gamma"], self.params["alpha"])
+
+
+@keras.saving.register_keras_serializable(package="unetlab")
+class TverskyLoss(SegmentationLoss):
+    """1 - Tversky index (alpha weighs false positives, beta false negatives)."""
+
+    default_name = "tversky"
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0, **kwargs):
+        super().__init__(alpha=alpha, beta=beta, smooth=smooth, **kwargs)
+
+    def call(self, y_true, y_pred):
+        p = self.params
+        return 1.0 - ops.mean(tversky_index(y_true, y_pred, p["alpha"], p["beta"], p["smooth"]), axis=-1)
+
+
+LOSSES = {
+    "bce": Crossentropy,
+    "ce": Crossentropy,
+    "dice": DiceLoss,
+    "bce_dice": CrossentropyDiceLoss,
+    "ce_dice": CrossentropyDiceLoss,
+    "focal": FocalLoss,
+    "tversky": TverskyLoss,
+}
+
+
+def build_loss(name: str, **params) -> keras.losses.Loss:
+    """The loss called `name` (a key of LOSSES) with its parameters."""
+    if name not in LOSSES:
+        raise ConfigError(f"loss.name must be one of {', '.join(LOSSES)}. Received: name={name!r}")
+    return LOSSES[name](name=name, **params)

@@ -1,0 +1,7 @@
+"""Model builders, selected by name from `MODELS` (the `model.name` config key)."""
+
+from .unet import build_unet, conv_block, describe, down_block, up_block
+
+MODELS = {"unet": build_unet}
+
+__all__ = ["MODELS", "build_unet", "conv_block", "describe", "down_block", "up_block"]

@@ -1,0 +1,54 @@
+"""Pictures of what the model sees and predicts, as uint8 arrays and PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# Class colours: background black, then distinct colours (repeats after 10 classes).
+PALETTE = np.array([[0, 0, 0], [255, 255, 255], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
+                    [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]], dtype=np.uint8)
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Float image (H, W, C) in [0, 1] -> uint8 RGB (first channel as grey unless C == 3)."""
+    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    rgb = image[..., :3] if image.shape[-1] == 3 else np.repeat(image[..., :1], 3, axis=-1)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def colorize(classes: np.ndarray) -> np.ndarray:
+    """Class-id map (H, W) or (H, W, 1) -> uint8 RGB."""
+    classes = np.asarray(classes).astype(np.int64).reshape(np.asarray(classes).shape[:2])
+    return PALETTE[classes % len(PALETTE)]
+
+
+def predicted_class_map(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Probabilities (..., C) -> class ids (...): threshold for C == 1, argmax otherwise."""
+    if probabilities.shape[-1] == 1:
+        return (probabilities[..., 0] >= threshold).astype(np.int64)
+    return probabilities.argmax(axis=-1)
+
+
+def prediction_grid(images: np.ndarray, masks: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """One row per sample: image | truth | prediction, with a 2-pixel grey gap."""
+    rows = []
+    for image, mask, probability in zip(images, masks, probabilities):
+        out = probability.shape[0]
+        offset = (image.shape[0] - out) // 2  # valid-padding models predict the centre
+        image = image[offset:offset + out, offset:offset + out]
+        mask = mask[offset:offset + out, offset:offset + out] if mask.shape[0] != out else mask
+        cells = [to_rgb(image), colorize(mask), colorize(predicted_class_map(probability))]
+        gap = np.full((out, 2, 3), 128, np.uint8)
+        rows.append(np.concatenate([cells[0], gap, cells[1], gap, cells[2]], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def save_png(array: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 (H, W, 3) array as PNG."""
+    import tensorflow as tf
+
+    path = Path(path)
+    tf.io.write_file(str(path), tf.io.encode_png(np.ascontiguousarray(array)))
+    return path

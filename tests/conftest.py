@@ -1,0 +1,31 @@
+"""Shared fixtures: Hydra composition of the real `conf/`, tiny configs, MLflow stores under tmp_path."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from helpers import TINY  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def compose():
+    """compose(overrides) -> DictConfig from the real conf/ through Hydra's compose API."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from runner.app import register
+
+    register()
+    with initialize_config_module(config_module="runner.conf", version_base="1.3"):
+        yield lambda overrides=(): hydra_compose("config", overrides=list(overrides))
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path, monkeypatch):
+    """TINY plus an MLflow SQLite store and output directory under tmp_path (also the cwd)."""
+    monkeypatch.chdir(tmp_path)
+    return TINY + [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"output_dir={tmp_path}/out"]

@@ -1,0 +1,138 @@
+"""Losses and metrics against NumPy references on random masks."""
+
+import keras
+import numpy as np
+import pytest
+
+from unetlab.losses import LOSSES, build_loss
+from unetlab.metrics import OverlapScore, build_metrics
+
+RNG = np.random.default_rng(0)
+EPS = 1e-7
+
+
+def random_case(num_classes, batch=3, size=8):
+    truth = RNG.integers(0, max(num_classes, 2), size=(batch, size, size, 1)).astype(np.float32)
+    if num_classes == 1:
+        probabilities = RNG.uniform(0.01, 0.99, size=(batch, size, size, 1)).astype(np.float32)
+    else:
+        logits = RNG.normal(size=(batch, size, size, num_classes))
+        probabilities = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype(np.float32)
+    return truth, probabilities
+
+
+def one_hot(truth, channels):
+    if channels == 1:
+        return truth
+    return np.eye(channels, dtype=np.float32)[truth[..., 0].astype(int)]
+
+
+def np_crossentropy(truth, probabilities):
+    p = np.clip(probabilities, EPS, 1 - EPS)
+    t = one_hot(truth, p.shape[-1])
+    if p.shape[-1] == 1:
+        return -(t * np.log(p) + (1 - t) * np.log(1 - p)).mean()
+    return -(t * np.log(p)).sum(-1).mean()
+
+
+def np_tversky(truth, probabilities, alpha, beta, smooth):
+    t = one_hot(truth, probabilities.shape[-1])
+    p = probabilities
+    tp = (t * p).sum(axis=(1, 2))
+    fp = ((1 - t) * p).sum(axis=(1, 2))
+    fn = (t * (1 - p)).sum(axis=(1, 2))
+    return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
+
+
+def np_focal(truth, probabilities, gamma, alpha):
+    p = np.clip(probabilities, EPS, 1 - EPS)
+    t = one_hot(truth, p.shape[-1])
+    if p.shape[-1] == 1:
+        p_true = t * p + (1 - t) * (1 - p)
+        weight = t * alpha + (1 - t) * (1 - alpha)
+        return (-weight * (1 - p_true) ** gamma * np.log(p_true)).mean()
+    return (-(t * (1 - p) ** gamma * np.log(p)).sum(-1)).mean()
+
+
+def np_loss(name, truth, probabilities):
+    dice = 1 - np_tversky(truth, probabilities, 0.5, 0.5, 1.0).mean(-1)
+    return {
+        "bce": lambda: np_crossentropy(truth, probabilities),
+        "ce": lambda: np_crossentropy(truth, probabilities),
+        "dice": lambda: dice.mean(),
+        "bce_dice": lambda: np_crossentropy(truth, probabilities) + dice.mean(),
+        "ce_dice": lambda: np_crossentropy(truth, probabilities) + dice.mean(),
+        "focal": lambda: np_focal(truth, probabilities, 2.0, 0.25),
+        "tversky": lambda: (1 - np_tversky(truth, probabilities, 0.3, 0.7, 1.0).mean(-1)).mean(),
+    }[name]()
+
+
+SIGMOID_ONLY, SOFTMAX_ONLY = {"bce", "bce_dice"}, {"ce", "ce_dice"}
+CASES = [(name, k) for name in sorted(LOSSES) for k in (1, 3)
+         if not (name in SIGMOID_ONLY and k > 1) and not (name in SOFTMAX_ONLY and k == 1)]
+
+
+@pytest.mark.parametrize("name, num_classes", CASES)
+def test_loss_matches_numpy_reference(name, num_classes):
+    truth, probabilities = random_case(num_classes)
+    value = float(build_loss(name)(truth, probabilities))
+    assert value == pytest.approx(np_loss(name, truth, probabilities), rel=1e-4)
+
+
+def test_perfect_prediction_has_zero_region_loss():
+    truth, _ = random_case(3)
+    perfect = one_hot(truth, 3)
+    assert float(build_loss("dice")(truth, perfect)) == pytest.approx(0.0, abs=1e-6)
+    assert float(build_loss("tversky")(truth, perfect)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_survives_serialization(name):
+    loss = build_loss(name, **({"smooth": 2.0} if "dice" in name else {}))
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
+
+
+def np_scores(truth, prediction, num_classes):
+    """Per-class Dice and IoU from pixel counts over the whole batch."""
+    dice, iou = [], []
+    for c in range(max(num_classes, 2)):
+        t, p = truth == c, prediction == c
+        tp, fp, fn = (t & p).sum(), (~t & p).sum(), (t & ~p).sum()
+        dice.append(1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn))
+        iou.append(1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn))
+    return np.array(dice), np.array(iou)
+
+
+@pytest.mark.parametrize("num_classes", [1, 4])
+def test_metrics_match_numpy_reference_accumulated_over_batches(num_classes):
+    metrics = {m.name: m for m in build_metrics(num_classes)}
+    truths, predictions = [], []
+    for _ in range(3):
+        truth, probabilities = random_case(num_classes)
+        for metric in metrics.values():
+            metric.update_state(truth, probabilities)
+        truths.append(truth[..., 0].astype(int))
+        predictions.append((probabilities[..., 0] >= 0.5).astype(int) if num_classes == 1
+                           else probabilities.argmax(-1))
+    truth, prediction = np.concatenate(truths), np.concatenate(predictions)
+    dice, iou = np_scores(truth, prediction, num_classes)
+    expected_dice = dice[1] if num_classes == 1 else dice[1:].mean()
+    expected_iou = iou[1] if num_classes == 1 else iou[1:].mean()
+    assert float(metrics["dice"].result()) == pytest.approx(expected_dice, rel=1e-5)
+    assert float(metrics["iou"].result()) == pytest.approx(expected_iou, rel=1e-5)
+    assert float(metrics["pixel_accuracy"].result()) == pytest.approx((truth == prediction).mean(), rel=1e-5)
+    if num_classes > 1:
+        for c in range(num_classes):
+            assert float(metrics[f"dice_class{c}"].result()) == pytest.approx(dice[c], rel=1e-5)
+            assert float(metrics[f"iou_class{c}"].result()) == pytest.approx(iou[c], rel=1e-5)
+
+
+def test_overlap_score_resets_and_scores_absent_class_as_one():
+    metric = OverlapScore("dice", num_classes=1)
+    empty = np.zeros((1, 4, 4, 1), np.float32)
+    metric.update_state(empty, empty + 0.9)
+    assert float(metric.result()) == 0.0
+    metric.reset_state()
+    metric.update_state(empty, empty)
+    assert float(metric.result()) == 1.0
