@@ -29,7 +29,11 @@ def improved(value: float, best: float | None, mode: str) -> bool:
 class Checkpoints(keras.callbacks.Callback):
     """Save `last.keras` after every epoch and `best.keras` when `monitor` improves.
 
-    `best` may be restored from an earlier run, so a resumed run keeps its record.
+    `last.keras` is the whole training state (compiled, with optimizer) to resume
+    from. `best.keras` is the model alone (architecture and weights, no compile
+    config), so `keras.saving.load_model` reads it in any process without our
+    custom losses and metrics. `best` may be restored from an earlier run, so a
+    resumed run keeps its record.
     """
 
     def __init__(self, directory: str | Path, monitor: str, mode: str, best: float | None = None):
@@ -46,11 +50,15 @@ class Checkpoints(keras.callbacks.Callback):
     def last_path(self) -> Path:
         return self.directory / "last.keras"
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        # An uncompiled twin sharing the trained layers: saving it writes the current weights.
+        self.inference_model = keras.Model(self.model.inputs, self.model.outputs, name=self.model.name)
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor)
         if improved(value, self.best, self.mode):
             self.best, self.best_epoch = float(value), epoch
-            save_atomically(self.model, self.best_path)
+            save_atomically(self.inference_model, self.best_path)
         save_atomically(self.model, self.last_path)
 
 

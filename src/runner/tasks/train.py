@@ -67,6 +67,7 @@ def train(cfg: DictConfig) -> float:
         mlflow.log_metric("params", model.count_params())
         model.fit(train_batches, validation_data=val_batches, epochs=trainer.epochs,
                   steps_per_epoch=steps_per_epoch if trainer.steps_per_epoch else None,
+                  shuffle=False,  # the pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset
                   callbacks=callbacks, verbose=trainer.verbose if trainer.verbose == "auto" else int(trainer.verbose))
         if checkpoints.best is None:
             raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")

@@ -1,0 +1,149 @@
+"""Real training runs on tiny synthetic data, tracked in a real MLflow SQLite store."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from helpers import TINY, run_runner
+from runner.tasks.train import train
+
+pytestmark = pytest.mark.slow
+
+
+def only_run(tracking_uri: str):
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("unetlab")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, compose):
+    """One tiny training run shared by the tests that inspect what it logged."""
+    root = tmp_path_factory.mktemp("train")
+    uri = f"sqlite:///{root}/mlflow.db"
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)  # MLflow puts SQLite-store artifacts under ./mlruns
+    try:
+        objective = train(compose(TINY + [f"tracking.uri={uri}", f"output_dir={root}/out"]))
+    finally:
+        os.chdir(cwd)
+    client, run = only_run(uri)
+    return objective, client, run, root
+
+
+def test_train_leaves_a_finished_run_and_returns_the_best_monitored_value(finished_run):
+    objective, client, run, _ = finished_run
+    assert run.info.status == "FINISHED"
+    history = [m.value for m in client.get_metric_history(run.info.run_id, "val_dice")]
+    assert len(history) == 2
+    assert objective == pytest.approx(max(history))
+    assert run.data.metrics["best_val_dice"] == pytest.approx(objective)
+
+
+def test_run_logs_the_resolved_config_as_dotted_params(finished_run):
+    _, _, run, root = finished_run
+    params = run.data.params
+    assert params["model.filters"] == "4" and params["model.depth"] == "2"
+    assert params["loss.name"] == "bce_dice" and params["optimizer.lr"] == "0.0003"
+    assert params["trainer.monitor"] == "val_dice" and params["output_dir"] == f"{root}/out"
+
+
+def test_run_logs_every_keras_metric_per_epoch_with_step(finished_run):
+    _, client, run, _ = finished_run
+    for name in ("loss", "val_loss", "dice", "val_dice", "iou", "val_iou", "pixel_accuracy", "val_pixel_accuracy",
+                 "learning_rate"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, name)]
+        assert steps == [0, 1], name
+
+
+def test_run_logs_tags_config_summary_checkpoints_and_prediction_grid(finished_run):
+    _, client, run, _ = finished_run
+    assert run.data.tags["task"] == "train"
+    assert "overrides" in run.data.tags
+    assert len(run.data.tags.get("git_commit", "x" * 40)) == 40
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "model_summary.txt", "checkpoints", "predictions.png"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} == {
+        "checkpoints/best.keras", "checkpoints/last.keras"}
+    summary = Path(client.download_artifacts(run.info.run_id, "model_summary.txt")).read_text()
+    assert "enc0_conv1" in summary and "head" in summary
+    config = Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
+    assert "filters: 4" in config
+
+
+def test_prediction_grid_shows_image_truth_and_prediction(finished_run):
+    import tensorflow as tf
+
+    _, client, run, _ = finished_run
+    grid = tf.io.decode_png(tf.io.read_file(client.download_artifacts(run.info.run_id, "predictions.png"))).numpy()
+    assert grid.shape == (2 * 32, 3 * 32 + 4, 3)  # 2 samples; image | truth | prediction with 2-px gaps
+
+
+def test_best_checkpoint_loads_in_a_fresh_process_without_custom_objects(finished_run):
+    _, client, run, _ = finished_run
+    path = client.download_artifacts(run.info.run_id, "checkpoints/best.keras")
+    probe = ("import sys, numpy as np, keras\n"
+             "model = keras.saving.load_model(sys.argv[1])\n"
+             "assert not any(m.startswith('unetlab') for m in sys.modules), 'unetlab was imported'\n"
+             "print(model.predict(np.zeros((1, 32, 32, 1), 'float32'), verbose=0).shape)")
+    result = subprocess.run([sys.executable, "-c", probe, path], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "(1, 32, 32, 1)"
+
+
+def test_multirun_from_another_directory_gives_one_finished_run_per_job(tmp_path):
+    tiny = [o for o in TINY if not o.startswith("model.filters=")]
+    result = run_runner("-m", "model.filters=2,4", *tiny, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id])
+    assert sorted(r.data.params["model.filters"] for r in runs) == ["2", "4"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert (tmp_path / "multirun").is_dir()
+
+
+def test_error_during_training_marks_the_run_failed(compose, tiny_overrides, tmp_path):
+    import tensorflow as tf
+
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+        for i in range(4):
+            png = tf.io.encode_png(np.zeros((8, 8, 1), np.uint8)).numpy()
+            (tmp_path / folder / f"s{i}.png").write_bytes(png)
+    (tmp_path / "images" / "s2.png").write_bytes(b"not a png")  # fails at iteration time
+    folder_overrides = [o for o in tiny_overrides if not o.startswith("data.num_")]
+    cfg = compose(folder_overrides + ["data=folder", f"data.images={tmp_path}/images", f"data.masks={tmp_path}/masks",
+                                    "data.image_size=32", "data.val_fraction=0.25"])
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        train(cfg)
+    _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
+    assert run.info.status == "FAILED"
+
+
+def test_ctrl_c_marks_the_run_killed_and_exits_130(tmp_path):
+    import os
+
+    args = [*TINY, "trainer.epochs=200", "trainer.verbose=2"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 180
+    for line in process.stdout:
+        if "epoch 1/200" in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output[-2000:]
+    assert "Traceback" not in output
+    _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
+    assert run.info.status == "KILLED"

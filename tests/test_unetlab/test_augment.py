@@ -1,0 +1,130 @@
+"""Augmentation: geometry applied alike to image and mask, class ids kept, seeded repeatability."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from unetlab.data.augment import PRESETS, AugmentConfig, augment_pair, make_augmenter
+from unetlab.errors import ConfigError
+
+# Every geometric option on, intensity off.
+ALL_GEOMETRY = replace(PRESETS["paper"], flip=True, rotate90=True, scale=(0.8, 1.25),
+                       brightness=0.0, contrast=0.0, gamma=0.0)
+INTENSITY_ONLY = AugmentConfig(brightness=0.2, contrast=0.3, gamma=0.3, noise=0.05, blur=1.5)
+
+
+def label_maps(num_images=8, size=32, num_classes=4, seed=0):
+    """(N, size, size, 1) float32 class ids: a few discs and rectangles per image, cheap to make."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:size, :size] / size
+    labels = np.zeros((num_images, size, size), np.float32)
+    for label in labels:
+        for class_id in range(1, num_classes):
+            (y, x), (ry, rx) = rng.uniform(0.2, 0.8, 2), rng.uniform(0.08, 0.2, 2)
+            disc = ((rows - y) / ry) ** 2 + ((cols - x) / rx) ** 2 <= 1
+            box = (abs(rows - y) <= ry) & (abs(cols - x) <= rx)
+            label[disc if class_id % 2 else box] = class_id
+    return labels[..., None]
+
+
+LABELS = label_maps()
+BINARY = (LABELS > 0).astype(np.float32)
+IMAGES = np.clip(0.2 + 0.15 * LABELS + np.random.default_rng(1).normal(0, 0.05, LABELS.shape), 0, 1)
+IMAGES = np.repeat(IMAGES, 3, axis=-1).astype(np.float32)
+
+
+def pairs(images, masks):
+    return tf.data.Dataset.from_tensor_slices((images, masks))
+
+
+def as_arrays(dataset):
+    images, masks = zip(*[(image.numpy(), mask.numpy()) for image, mask in dataset])
+    return np.stack(images), np.stack(masks)
+
+
+def test_geometry_moves_image_and_mask_together():
+    # The image *is* the binary mask: bilinear-then-threshold must match nearest-neighbour
+    # except on a thin band of boundary pixels.
+    images, masks = as_arrays(pairs(BINARY, BINARY).apply(make_augmenter(ALL_GEOMETRY, seed=0)))
+    assert np.mean((images > 0.5) == (masks > 0.5)) >= 0.98
+    assert np.mean(masks != BINARY) > 0.05  # the masks really moved
+
+
+def test_masks_keep_only_their_class_ids():
+    images, masks = as_arrays(pairs(IMAGES, LABELS).apply(make_augmenter(ALL_GEOMETRY, seed=0)))
+    assert set(np.unique(masks)) <= set(np.unique(LABELS)) == {0.0, 1.0, 2.0, 3.0}
+    assert np.mean(masks != LABELS) > 0.05
+    assert images.shape == IMAGES.shape and 0.0 <= images.min() and images.max() <= 1.0
+
+
+def test_same_seed_repeats_other_seed_and_next_epoch_differ():
+    def batches(seed):
+        return pairs(IMAGES[:4], LABELS[:4]).cache().apply(make_augmenter(PRESETS["paper"], seed=seed)).batch(4)
+
+    run = batches(seed=7)
+    epoch1, epoch2 = as_arrays(run), as_arrays(run)
+    again, other = as_arrays(batches(seed=7)), as_arrays(batches(seed=8))
+    np.testing.assert_array_equal(epoch1[0], again[0])
+    np.testing.assert_array_equal(epoch1[1], again[1])
+    assert not np.array_equal(epoch1[0], other[0])
+    assert not np.array_equal(epoch1[0], epoch2[0])
+
+
+def test_augment_pair_is_a_function_of_its_seed():
+    seed = tf.constant([3, 4], tf.int64)
+    one = augment_pair(IMAGES[0], LABELS[0], seed, PRESETS["paper"])
+    two = augment_pair(IMAGES[0], LABELS[0], seed, PRESETS["paper"])
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+    assert one[0].shape == (32, 32, 3) and one[1].shape == (32, 32, 1)
+
+
+def test_intensity_only_leaves_mask_untouched():
+    image, mask = augment_pair(IMAGES[0], LABELS[0], tf.constant([1, 2]), INTENSITY_ONLY)
+    np.testing.assert_array_equal(mask, LABELS[0])
+    assert not np.allclose(image, IMAGES[0])
+    assert 0.0 <= np.min(image) and np.max(image) <= 1.0
+
+
+def test_none_preset_is_the_identity():
+    image, mask = augment_pair(IMAGES[0], LABELS[0], tf.constant([1, 2]), PRESETS["none"])
+    np.testing.assert_array_equal(image, IMAGES[0])
+    np.testing.assert_array_equal(mask, LABELS[0])
+    dataset = pairs(IMAGES, LABELS)
+    assert dataset.apply(make_augmenter(PRESETS["none"], seed=0)) is dataset
+
+
+def test_flips_and_quarter_turns_only_permute_pixels_and_keep_non_square_shapes():
+    image = tf.reshape(tf.range(6 * 10, dtype=tf.float32) / 60, [6, 10, 1])
+    mask = tf.cast(image > 0.5, tf.float32)
+    for seed in range(6):
+        new_image, new_mask = augment_pair(image, mask, tf.constant([seed, 0]), PRESETS["basic"])
+        assert new_image.shape == (6, 10, 1)
+        np.testing.assert_array_equal(np.sort(new_image.numpy().ravel()), np.sort(image.numpy().ravel()))
+        np.testing.assert_array_equal(new_mask.numpy(), (new_image.numpy() > 0.5).astype(np.float32))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(scale=(1.2, 0.8)), "augment.scale must be (low, high) with 0 < low <= high. Received: scale=(1.2, 0.8)"),
+    (dict(scale=(0.9,)), "augment.scale must be (low, high) with 0 < low <= high. Received: scale=(0.9,)"),
+    (dict(rotation=-5.0), "augment.rotation must be a number >= 0. Received: rotation=-5.0"),
+    (dict(rotation=270.0), "augment.rotation must be in [0, 180] degrees. Received: rotation=270.0"),
+    (dict(shift=1.5), "augment.shift must be a fraction of the image size in [0, 1). Received: shift=1.5"),
+    (dict(elastic_grid=1), "augment.elastic_grid must be 0 (off) or an integer >= 2. Received: elastic_grid=1"),
+    (dict(noise="abc"), "augment.noise must be a number >= 0. Received: noise='abc'"),
+    (dict(flip="yes"), "augment.flip must be true or false. Received: flip='yes'"),
+    (dict(contrast=1.0), "augment.contrast must be in [0, 1) so the contrast factor stays positive. "
+                         "Received: contrast=1.0"),
+])
+def test_invalid_values_name_the_key_and_the_value(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        AugmentConfig(**overrides)
+    assert str(error.value) == message
+
+
+def test_presets_are_valid_and_lists_become_tuples():
+    assert set(PRESETS) == {"none", "basic", "paper"}
+    assert PRESETS["paper"].elastic_grid == 3 and PRESETS["paper"].elastic_sigma == 10.0
+    assert AugmentConfig(scale=[0.9, 1.1]).scale == (0.9, 1.1)
