@@ -1,7 +1,8 @@
 """Typed schema of the composed config: types here, values in `conf/*.yaml`.
 
 Every group option has a dataclass; `register_configs()` stores them in Hydra's
-ConfigStore, and each YAML option lists its schema first in its defaults list.
+ConfigStore, and each YAML option lists its schema first in its defaults list
+(`- /schema/<group>/<option>@_here_`).
 A typo (`model.filtres=64`) or a wrong type (`model.filters=abc`) then fails at
 composition. Rules that tie several keys together live in `Config.__post_init__`
 and run when the runner converts the config to objects (`OmegaConf.to_object`).
@@ -285,11 +286,11 @@ SCHEMAS = {
 
 
 def register_configs() -> None:
-    """Store the schemas in Hydra's ConfigStore (`<option>_schema` per group option)."""
+    """Store the schemas in Hydra's ConfigStore: `config_schema` and `schema/<group>/<option>`."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
     for group, options in SCHEMAS.items():
         for option, schema in options.items():
-            store.store(group=group, name=f"{option}_schema", node=schema)
+            store.store(group=f"schema/{group}", name=option, node=schema)

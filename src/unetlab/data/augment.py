@@ -153,7 +153,8 @@ def _flip_and_rotate90(image, mask, seed, config):
     pair = tf.where(flip_x, tf.reverse(pair, [1]), pair)
     pair = tf.image.rot90(pair, quarter_turns)
     pair.set_shape(image.shape[:-1].concatenate(pair.shape[-1:]))
-    return _split(pair, image, mask)
+    channels = image.shape[-1]
+    return pair[..., :channels], tf.cast(pair[..., channels:], mask.dtype)
 
 
 def _discrete_draws(image, seed, config):
@@ -192,17 +193,16 @@ def _affine_matrix(image, seed, config):
     """2x2 map from output to source offsets: flips, quarter turns, rotation, 1/scale."""
     flip_y, flip_x, quarter_turns = _discrete_draws(image, seed, config)
     matrix = tf.linalg.diag(tf.stack([tf.where(flip_y, -1.0, 1.0), tf.where(flip_x, -1.0, 1.0)]))
-    cos_k = tf.gather([1.0, 0.0, -1.0, 0.0], quarter_turns)  # exact, unlike cos(k * pi / 2)
-    sin_k = tf.gather([0.0, 1.0, 0.0, -1.0], quarter_turns)
+    # Exact values (unlike cos(k * pi / 2)), turning the same way as tf.image.rot90.
+    cos_k = tf.gather([1.0, 0.0, -1.0, 0.0], quarter_turns)
+    sin_k = tf.gather([0.0, -1.0, 0.0, 1.0], quarter_turns)
     matrix = matrix @ _rotation_matrix(cos_k, sin_k)
     if config.rotation > 0:
         angle = tf.random.stateless_uniform([], _key(seed, _ROTATION), -config.rotation, config.rotation)
         angle = angle * (math.pi / 180)
         matrix = matrix @ _rotation_matrix(tf.cos(angle), tf.sin(angle))
-    low, high = config.scale
-    if (low, high) != (1.0, 1.0):
-        zoom = tf.random.stateless_uniform([], _key(seed, _SCALE), low, high) if high > low else tf.constant(low)
-        matrix = matrix / tf.cast(zoom, tf.float32)
+    if config.scale != (1.0, 1.0):
+        matrix /= tf.random.stateless_uniform([], _key(seed, _SCALE), *config.scale)
     return matrix
 
 
@@ -242,11 +242,6 @@ def _sample(image, mask, rows, cols):
     warped_image = tf.ensure_shape(bilinear[..., :channels], image.shape)
     warped_mask = tf.ensure_shape(nearest[..., channels:], mask.shape)
     return warped_image, tf.cast(warped_mask, mask.dtype)
-
-
-def _split(pair, image, mask):
-    channels = image.shape[-1]
-    return pair[..., :channels], tf.cast(pair[..., channels:], mask.dtype)
 
 
 # --- intensity --------------------------------------------------------------------------------
