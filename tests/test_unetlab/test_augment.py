@@ -46,7 +46,7 @@ def as_arrays(dataset):
 
 def test_geometry_moves_image_and_mask_together():
     # The image *is* the binary mask: bilinear-then-threshold must match nearest-neighbour
-    # except on a thin band of boundary pixels.
+    # except on a thin band of boundary pixels (measured 99.6-99.7% over seeds 0-5).
     images, masks = as_arrays(pairs(BINARY, BINARY).apply(make_augmenter(ALL_GEOMETRY, seed=0)))
     assert np.mean((images > 0.5) == (masks > 0.5)) >= 0.98
     assert np.mean(masks != BINARY) > 0.05  # the masks really moved
@@ -104,6 +104,16 @@ def test_flips_and_quarter_turns_only_permute_pixels_and_keep_non_square_shapes(
         assert new_image.shape == (6, 10, 1)
         np.testing.assert_array_equal(np.sort(new_image.numpy().ravel()), np.sort(image.numpy().ravel()))
         np.testing.assert_array_equal(new_mask.numpy(), (new_image.numpy() > 0.5).astype(np.float32))
+
+
+def test_flips_and_quarter_turns_are_the_same_when_folded_into_the_resampling():
+    image = tf.reshape(tf.range(16 * 16, dtype=tf.float32), [16, 16, 1])
+    resampled = AugmentConfig(flip=True, rotate90=True, scale=(1.0, 1.000001))  # any warp takes the resampling path
+    for seed in range(8):
+        key = tf.constant([seed, 0])
+        permuted, _ = augment_pair(image, image, key, PRESETS["basic"])
+        _, nearest = augment_pair(image, image, key, resampled)
+        np.testing.assert_array_equal(nearest, permuted)
 
 
 @pytest.mark.parametrize("overrides, message", [
