@@ -169,6 +169,31 @@ class SGDConfig(OptimizerConfig):
     nesterov: bool = MISSING
 
 
+# ---------------------------------------------------------------- augment
+@dataclass
+class AugmentSettings:
+    name: str = MISSING
+    flip: bool = MISSING
+    rotate90: bool = MISSING
+    rotation: float = MISSING
+    scale: List[float] = MISSING
+    shift: float = MISSING
+    elastic_grid: int = MISSING
+    elastic_sigma: float = MISSING
+    brightness: float = MISSING
+    contrast: float = MISSING
+    gamma: float = MISSING
+    noise: float = MISSING
+    blur: float = MISSING
+
+    def transforms(self):
+        """The library's AugmentConfig for these settings (it validates them; imports TensorFlow)."""
+        from unetlab.data.augment import AugmentConfig
+
+        values = {key: getattr(self, key) for key in self.__dataclass_fields__ if key != "name"}
+        return AugmentConfig(**values)
+
+
 # ---------------------------------------------------------------- trainer
 @dataclass
 class TrainerConfig:
@@ -216,6 +241,7 @@ class Config:
     model: ModelConfig = MISSING
     loss: LossConfig = MISSING
     optimizer: OptimizerConfig = MISSING
+    augment: AugmentSettings = MISSING
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
     task: Task = MISSING
@@ -280,6 +306,7 @@ SCHEMAS = {
     },
     "model": {"unet": ModelConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamConfig, "sgd": SGDConfig},
+    "augment": {"none": AugmentSettings, "basic": AugmentSettings, "paper": AugmentSettings},
     "trainer": {"default": TrainerConfig},
     "tracking": {"mlflow": TrackingConfig},
 }

@@ -31,18 +31,31 @@ def predicted_class_map(probabilities: np.ndarray, threshold: float = 0.5) -> np
     return probabilities.argmax(axis=-1)
 
 
+def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """Stack rows of equally sized RGB cells, with a 2-pixel grey gap between columns."""
+    lines = []
+    for cells in rows:
+        gap = np.full((cells[0].shape[0], 2, 3), 128, np.uint8)
+        parts = [part for cell in cells for part in (gap, cell)][1:]
+        lines.append(np.concatenate(parts, axis=1))
+    return np.concatenate(lines, axis=0)
+
+
+def pair_grid(images, masks) -> np.ndarray:
+    """One row per sample: image | mask."""
+    return grid([[to_rgb(image), colorize(mask)] for image, mask in zip(images, masks)])
+
+
 def prediction_grid(images: np.ndarray, masks: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """One row per sample: image | truth | prediction, with a 2-pixel grey gap."""
+    """One row per sample: image | truth | prediction."""
     rows = []
     for image, mask, probability in zip(images, masks, probabilities):
         out = probability.shape[0]
         offset = (image.shape[0] - out) // 2  # valid-padding models predict the centre
         image = image[offset:offset + out, offset:offset + out]
         mask = mask[offset:offset + out, offset:offset + out] if mask.shape[0] != out else mask
-        cells = [to_rgb(image), colorize(mask), colorize(predicted_class_map(probability))]
-        gap = np.full((out, 2, 3), 128, np.uint8)
-        rows.append(np.concatenate([cells[0], gap, cells[1], gap, cells[2]], axis=1))
-    return np.concatenate(rows, axis=0)
+        rows.append([to_rgb(image), colorize(mask), colorize(predicted_class_map(probability))])
+    return grid(rows)
 
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:

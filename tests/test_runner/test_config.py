@@ -40,6 +40,7 @@ def test_every_option_of_every_group_composes_and_builds(compose, group, option,
         overrides += [f"data.images={tmp_path}", f"data.masks={tmp_path}"]
     config = to_config(compose(overrides))
     assert isinstance(config, Config)
+    config.augment.transforms()  # the library accepts the augmentation settings
     model = build_model(config)
     compile_model(model, config, total_steps=10)
     x = np.zeros((1, 32, 32, config.data.channels), np.float32)
@@ -106,3 +107,17 @@ def test_configs_ship_in_the_package_data_of_the_wheel():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert project["package-dir"]["runner.conf"] == "conf"
     assert project["package-dir"]["runner.experiments"] == "experiments"
+
+
+@pytest.mark.parametrize("preset", ["none", "basic", "paper"])
+def test_augment_yaml_options_equal_the_library_presets(compose, preset, tmp_path):
+    from unetlab.data.augment import PRESETS
+
+    config = to_config(compose([f"augment={preset}", f"output_dir={tmp_path}"]))
+    assert config.augment.transforms() == PRESETS[preset]
+
+
+def test_bad_augment_value_names_the_key(compose, tmp_path):
+    config = to_config(compose(["augment=paper", "augment.scale=[1.2,0.8]", f"output_dir={tmp_path}"]))
+    with pytest.raises(ConfigError, match=r"augment.scale must be \(low, high\) with 0 < low <= high"):
+        config.augment.transforms()

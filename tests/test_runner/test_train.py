@@ -34,7 +34,7 @@ def finished_run(tmp_path_factory, compose):
     cwd = os.getcwd()
     os.chdir(root)  # MLflow puts SQLite-store artifacts under ./mlruns
     try:
-        objective = train(compose(TINY + [f"tracking.uri={uri}", f"output_dir={root}/out"]))
+        objective = train(compose(TINY + ["augment=paper", f"tracking.uri={uri}", f"output_dir={root}/out"]))
     finally:
         os.chdir(cwd)
     client, run = only_run(uri)
@@ -72,7 +72,7 @@ def test_run_logs_tags_config_summary_checkpoints_and_prediction_grid(finished_r
     assert "overrides" in run.data.tags
     assert len(run.data.tags.get("git_commit", "x" * 40)) == 40
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "model_summary.txt", "checkpoints", "predictions.png"} <= artifacts
+    assert {"config.yaml", "model_summary.txt", "checkpoints", "predictions.png", "augmentations.png"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} == {
         "checkpoints/best.keras", "checkpoints/last.keras"}
     summary = Path(client.download_artifacts(run.info.run_id, "model_summary.txt")).read_text()

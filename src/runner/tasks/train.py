@@ -23,6 +23,7 @@ def train(cfg: DictConfig) -> float:
 
     from unetlab.callbacks import Checkpoints, EpochSummary
     from unetlab.data import SOURCES, make_batches
+    from unetlab.data.augment import make_augmenter
     from unetlab.models import describe
 
     from .. import tracking
@@ -33,6 +34,7 @@ def train(cfg: DictConfig) -> float:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_dtype_policy(trainer.precision.value)
 
+    augmenter = make_augmenter(config.augment.transforms(), config.seed)
     splits = SOURCES[data.name](seed=config.seed, **data_params(config))
     log.info("data: %s", splits.description)
     model = build_model(config)
@@ -40,7 +42,8 @@ def train(cfg: DictConfig) -> float:
 
     label_size = model.output_shape[1] if model.output_shape[1] != data.image_size else None
     train_batches = make_batches(splits.train, trainer.batch_size, shuffle=True, seed=config.seed, cache=data.cache,
-                                 label_size=label_size, repeat=trainer.steps_per_epoch is not None)
+                                 label_size=label_size, repeat=trainer.steps_per_epoch is not None,
+                                 augment=augmenter)
     val_batches = make_batches(splits.val, trainer.batch_size, shuffle=False, seed=config.seed, cache=data.cache,
                                label_size=label_size)
     steps_per_epoch = trainer.steps_per_epoch or -(-splits.num_train // trainer.batch_size)
@@ -75,6 +78,8 @@ def train(cfg: DictConfig) -> float:
         if config.tracking.log_checkpoints:
             mlflow.log_artifact(str(checkpoints.best_path), "checkpoints")
             mlflow.log_artifact(str(checkpoints.last_path), "checkpoints")
+        if config.augment.name != "none":
+            log_augmentation_grid(splits.train.apply(augmenter), config.tracking.num_predictions, output_dir)
         if config.tracking.log_predictions:
             log_prediction_grid(keras.saving.load_model(checkpoints.best_path), val_batches,
                                 config.tracking.num_predictions, output_dir)
@@ -136,6 +141,16 @@ def log_prediction_grid(model, batches, count: int, output_dir: Path) -> None:
     probabilities = model.predict(images, verbose=0)
     path = save_png(prediction_grid(images, masks, probabilities), output_dir / "predictions.png")
     mlflow.log_artifact(str(path))
+
+
+def log_augmentation_grid(pairs, count: int, output_dir: Path) -> None:
+    """Log what the model sees: augmented image | mask pairs as augmentations.png."""
+    import mlflow
+
+    from unetlab.visualize import pair_grid, save_png
+
+    images, masks = zip(*[(image.numpy(), mask.numpy()) for image, mask in pairs.take(count)])
+    mlflow.log_artifact(str(save_png(pair_grid(images, masks), output_dir / "augmentations.png")))
 
 
 def command_line_overrides() -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import tensorflow as tf
 
 
@@ -42,10 +44,13 @@ def make_folder_dataset(pairs: list[tuple[str, str]], *, image_size: int, channe
 
 
 def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, seed: int, cache: bool = True,
-                 label_size: int | None = None, repeat: bool = False) -> tf.data.Dataset:
-    """Cache -> seeded shuffle (reshuffled each epoch) -> batch -> prefetch.
+                 label_size: int | None = None, repeat: bool = False,
+                 augment: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None) -> tf.data.Dataset:
+    """Cache -> seeded shuffle (reshuffled each epoch) -> augment -> batch -> prefetch.
 
-    `label_size` centre-crops masks to the model's output size (valid-padding U-Net).
+    `augment` is a dataset transform (`unetlab.data.augment.make_augmenter`), applied
+    after the cache so every epoch sees new variants. `label_size` centre-crops masks
+    to the model's output size (valid-padding U-Net).
     """
     if cache:
         dataset = dataset.cache()
@@ -55,6 +60,8 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    if augment is not None:
+        dataset = dataset.apply(augment)
     if label_size is not None:
         dataset = dataset.map(lambda image, mask: (image, _centre_crop(mask, label_size)),
                               num_parallel_calls=tf.data.AUTOTUNE)
