@@ -13,6 +13,7 @@ import sys
 def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -29,6 +30,9 @@ def main() -> None:
         sys.exit(130)
     except UnetlabError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except yaml.YAMLError as error:
+        print(f"error: invalid YAML: {' '.join(str(error).split())}", file=sys.stderr)
         sys.exit(2)
     except (HydraException, OmegaConfBaseException) as error:
         message = one_line(error)

@@ -22,6 +22,20 @@ from unetlab.geometry import unet_output_size
 
 class Task(Enum):
     train = "train"
+    evaluate = "evaluate"
+    predict = "predict"
+    export = "export"
+
+
+class TestTimeAugmentation(Enum):
+    none = "none"
+    flips = "flips"
+    d4 = "d4"
+
+
+class ExportFormat(Enum):
+    mlflow = "mlflow"
+    saved_model = "saved_model"
 
 
 class Pooling(Enum):
@@ -229,6 +243,38 @@ class TrackingConfig:
     log_predictions: bool = MISSING
     num_predictions: int = MISSING
     log_system_metrics: bool = MISSING
+    register_model: Optional[str] = None
+
+
+# ---------------------------------------------------------------- inference
+@dataclass
+class PredictConfig:
+    input: Optional[str] = None
+    output: str = MISSING
+    tile_size: Optional[int] = None
+    overlap: float = MISSING
+    batch_size: int = MISSING
+    tta: TestTimeAugmentation = MISSING
+    save_probabilities: bool = MISSING
+    save_overlay: bool = MISSING
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.overlap < 1.0, "predict.overlap", self.overlap, "in [0, 1)")
+        _require(self.batch_size >= 1, "predict.batch_size", self.batch_size, ">= 1")
+        _require(self.tile_size is None or self.tile_size >= 8, "predict.tile_size", self.tile_size, ">= 8 or null")
+
+
+@dataclass
+class EvaluateConfig:
+    output: str = MISSING
+    num_worst: int = MISSING
+
+
+@dataclass
+class ExportConfig:
+    name: Optional[str] = None
+    format: ExportFormat = MISSING
+    output: str = MISSING
 
 
 # ---------------------------------------------------------------- root
@@ -244,12 +290,44 @@ class Config:
     augment: AugmentSettings = MISSING
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
+    predict: PredictConfig = MISSING
+    evaluate: EvaluateConfig = MISSING
+    export: ExportConfig = MISSING
     task: Task = MISSING
     seed: int = MISSING
     output_dir: str = MISSING
+    run_id: Optional[str] = None
+    model_uri: Optional[str] = None
+    checkpoint: Optional[str] = None
 
 
     def __post_init__(self) -> None:
+        if self.task is Task.train:
+            self._check_training()
+        else:
+            self._check_inference()
+
+    def model_sources(self) -> Dict[str, str]:
+        """The model sources given: run_id, model_uri and/or checkpoint."""
+        given = {"run_id": self.run_id, "model_uri": self.model_uri, "checkpoint": self.checkpoint}
+        return {key: value for key, value in given.items() if value}
+
+    def _check_inference(self) -> None:
+        sources = self.model_sources()
+        if len(sources) != 1:
+            got = f"got {len(sources)}: {', '.join(sources)}" if sources else "got none"
+            raise ConfigError(
+                f"task={self.task.value} needs exactly one model source: run_id=RUN_ID, "
+                f"model_uri=models:/NAME/VERSION or checkpoint=PATH.keras ({got})"
+            )
+        if self.task is Task.predict and not self.predict.input:
+            raise ConfigError("task=predict needs predict.input=DIR_OR_FILE (images to segment)")
+        if self.task is Task.evaluate and self.data.name != "folder":
+            raise ConfigError("task=evaluate needs data=folder data.images=DIR data.masks=DIR")
+        if self.task is Task.export and self.export.format is ExportFormat.mlflow and not self.export.name:
+            raise ConfigError("task=export needs export.name=NAME (the registered model name)")
+
+    def _check_training(self) -> None:
         try:
             unet_output_size(self.data.image_size, self.model.depth, self.model.padding.value)
         except ConfigError as error:

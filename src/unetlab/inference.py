@@ -231,3 +231,24 @@ def _model_input_shape(model) -> tuple:
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def predict_image(model, image: np.ndarray, preprocessing, *, tile_size: int | None = None, overlap: float = 0.5,
+                  batch_size: int = 4, tta: str = "none") -> np.ndarray:
+    """Probabilities (H, W, K) for one decoded image of any size and dtype, prepared as in training.
+
+    `preprocessing` (`unetlab.preprocessing.Preprocessing`) normalises the image; a model trained on
+    whole images resized to `preprocessing.resize` predicts at that scale and its probabilities are
+    resized back, otherwise the image is predicted at full resolution in tiles of `tile_size`
+    (default: the training size).
+    """
+    array = preprocessing.apply(image)
+    if not preprocessing.resize:
+        return predict_tiled(model, array, tile_size=tile_size or preprocessing.tile_size, overlap=overlap,
+                             batch_size=batch_size, tta=tta)
+    import tensorflow as tf
+
+    size = preprocessing.resize
+    small = tf.image.resize(array, [size, size], method="bilinear").numpy()
+    probabilities = predict_tiled(model, small, tile_size=size, overlap=overlap, batch_size=batch_size, tta=tta)
+    return tf.image.resize(probabilities, array.shape[:2], method="bilinear").numpy()

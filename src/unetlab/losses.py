@@ -6,6 +6,13 @@ sigmoid (C = 1) or softmax (C = K) head, and returns one value per image.
 Region losses (Dice, Tversky) are computed per image and class, then averaged
 over the classes (the foreground channel only, for a binary model).
 All are registered Keras objects, so a saved model reloads with its loss.
+
+`ignore_index` (every loss; None = off): pixels whose class id equals it are left
+out. Pixel losses (cross-entropy, focal) are the mean over the other pixels of
+each image (0 for an image with every pixel ignored); region losses leave them
+out of the true/false positive and false negative sums. The data pipeline keeps
+such pixels at that value (and binary masks at 0/1 elsewhere), so `ignore_index=255`
+never counts as foreground.
 """
 
 from __future__ import annotations
@@ -18,6 +25,22 @@ from .errors import ConfigError
 _EPSILON = 1e-7
 
 
+def valid_pixels(y_true, ignore_index: int | None):
+    """(weights (batch, H, W, 1), 1 where scored and 0 where ignored, or None; y_true with ignored pixels set to 0)."""
+    if ignore_index is None:
+        return None, y_true
+    ignored = ops.equal(y_true, ops.cast(ignore_index, y_true.dtype))
+    return ops.cast(ops.logical_not(ignored), "float32"), ops.where(ignored, ops.zeros_like(y_true), y_true)
+
+
+def _pixel_mean(pixel, weight):
+    """Mean of `pixel` (batch, H, W) per image, over the pixels of weight 1 when a weight is given."""
+    if weight is None:
+        return ops.mean(pixel, axis=(1, 2))
+    weight = ops.cast(weight[..., 0], pixel.dtype)
+    return ops.sum(pixel * weight, axis=(1, 2)) / ops.maximum(ops.sum(weight, axis=(1, 2)), 1.0)
+
+
 def one_hot_targets(y_true, y_pred):
     """Class-id targets as float targets shaped like `y_pred` (one-hot when C > 1)."""
     num_channels = y_pred.shape[-1]
@@ -27,50 +50,61 @@ def one_hot_targets(y_true, y_pred):
     return ops.one_hot(ids, num_channels, dtype=y_pred.dtype)
 
 
-def crossentropy_per_image(y_true, y_pred):
-    """Pixel-mean binary (C = 1) or categorical (C = K) cross-entropy."""
+def crossentropy_per_image(y_true, y_pred, ignore_index: int | None = None):
+    """Pixel-mean binary (C = 1) or categorical (C = K) cross-entropy (ignored pixels left out)."""
+    weight, y_true = valid_pixels(y_true, ignore_index)
     y_pred = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
     target = one_hot_targets(y_true, y_pred)
     if y_pred.shape[-1] == 1:
         pixel = -(target * ops.log(y_pred) + (1.0 - target) * ops.log(1.0 - y_pred))
     else:
         pixel = -target * ops.log(y_pred)
-    return ops.mean(ops.sum(pixel, axis=-1), axis=(1, 2))
+    return _pixel_mean(ops.sum(pixel, axis=-1), weight)
 
 
-def tversky_index(y_true, y_pred, alpha: float, beta: float, smooth: float):
-    """Soft Tversky index per image and class; alpha = beta = 0.5 is soft Dice."""
+def tversky_index(y_true, y_pred, alpha: float, beta: float, smooth: float, ignore_index: int | None = None):
+    """Soft Tversky index per image and class; alpha = beta = 0.5 is soft Dice (ignored pixels left out)."""
+    weight, y_true = valid_pixels(y_true, ignore_index)
     target = one_hot_targets(y_true, y_pred)
+    predicted = y_pred
+    if weight is not None:
+        weight = ops.cast(weight, y_pred.dtype)
+        target, predicted = target * weight, y_pred * weight
     true_positive = ops.sum(target * y_pred, axis=(1, 2))
-    false_positive = ops.sum((1.0 - target) * y_pred, axis=(1, 2))
+    false_positive = ops.sum((1.0 - target) * predicted, axis=(1, 2))
     false_negative = ops.sum(target * (1.0 - y_pred), axis=(1, 2))
     return (true_positive + smooth) / (true_positive + alpha * false_positive + beta * false_negative + smooth)
 
 
-def focal_per_image(y_true, y_pred, gamma: float, alpha: float):
+def focal_per_image(y_true, y_pred, gamma: float, alpha: float, ignore_index: int | None = None):
     """Pixel-mean focal loss (Lin et al. 2017); `alpha` weighs the positive class of a binary model."""
+    weight, y_true = valid_pixels(y_true, ignore_index)
     y_pred = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
     target = one_hot_targets(y_true, y_pred)
     if y_pred.shape[-1] == 1:
         p_true = target * y_pred + (1.0 - target) * (1.0 - y_pred)
-        weight = target * alpha + (1.0 - target) * (1.0 - alpha)
-        pixel = -weight * (1.0 - p_true) ** gamma * ops.log(p_true)
+        class_weight = target * alpha + (1.0 - target) * (1.0 - alpha)
+        pixel = -class_weight * (1.0 - p_true) ** gamma * ops.log(p_true)
     else:
         pixel = -target * (1.0 - y_pred) ** gamma * ops.log(y_pred)
-    return ops.mean(ops.sum(pixel, axis=-1), axis=(1, 2))
+    return _pixel_mean(ops.sum(pixel, axis=-1), weight)
 
 
 class SegmentationLoss(keras.losses.Loss):
-    """Base class: keeps the constructor parameters for `get_config`."""
+    """Base class: keeps the constructor parameters (and `ignore_index`) for `get_config`."""
 
     default_name = "loss"
 
-    def __init__(self, name: str | None = None, reduction: str = "sum_over_batch_size", dtype=None, **params):
+    def __init__(self, name: str | None = None, reduction: str = "sum_over_batch_size", dtype=None,
+                 ignore_index: int | None = None, **params):
         super().__init__(name=name or self.default_name, reduction=reduction, dtype=dtype)
+        if ignore_index is not None and (isinstance(ignore_index, bool) or int(ignore_index) != ignore_index):
+            raise ConfigError(f"ignore_index must be an integer or None. Received: ignore_index={ignore_index!r}")
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
         self.params = params
 
     def get_config(self) -> dict:
-        return {**super().get_config(), **self.params}
+        return {**super().get_config(), **self.params, "ignore_index": self.ignore_index}
 
 
 @keras.saving.register_keras_serializable(package="unetlab")
@@ -80,7 +114,7 @@ class Crossentropy(SegmentationLoss):
     default_name = "ce"
 
     def call(self, y_true, y_pred):
-        return crossentropy_per_image(y_true, y_pred)
+        return crossentropy_per_image(y_true, y_pred, self.ignore_index)
 
 
 @keras.saving.register_keras_serializable(package="unetlab")
@@ -93,7 +127,7 @@ class DiceLoss(SegmentationLoss):
         super().__init__(smooth=smooth, **kwargs)
 
     def call(self, y_true, y_pred):
-        dice = tversky_index(y_true, y_pred, 0.5, 0.5, self.params["smooth"])
+        dice = tversky_index(y_true, y_pred, 0.5, 0.5, self.params["smooth"], self.ignore_index)
         return 1.0 - ops.mean(dice, axis=-1)
 
 
@@ -104,7 +138,7 @@ class CrossentropyDiceLoss(DiceLoss):
     default_name = "ce_dice"
 
     def call(self, y_true, y_pred):
-        return crossentropy_per_image(y_true, y_pred) + super().call(y_true, y_pred)
+        return crossentropy_per_image(y_true, y_pred, self.ignore_index) + super().call(y_true, y_pred)
 
 
 @keras.saving.register_keras_serializable(package="unetlab")
@@ -117,7 +151,7 @@ class FocalLoss(SegmentationLoss):
         super().__init__(gamma=gamma, alpha=alpha, **kwargs)
 
     def call(self, y_true, y_pred):
-        return focal_per_image(y_true, y_pred, self.params["gamma"], self.params["alpha"])
+        return focal_per_image(y_true, y_pred, self.params["gamma"], self.params["alpha"], self.ignore_index)
 
 
 @keras.saving.register_keras_serializable(package="unetlab")
@@ -131,7 +165,8 @@ class TverskyLoss(SegmentationLoss):
 
     def call(self, y_true, y_pred):
         p = self.params
-        return 1.0 - ops.mean(tversky_index(y_true, y_pred, p["alpha"], p["beta"], p["smooth"]), axis=-1)
+        index = tversky_index(y_true, y_pred, p["alpha"], p["beta"], p["smooth"], self.ignore_index)
+        return 1.0 - ops.mean(index, axis=-1)
 
 
 LOSSES = {
@@ -145,8 +180,8 @@ LOSSES = {
 }
 
 
-def build_loss(name: str, **params) -> keras.losses.Loss:
-    """The loss called `name` (a key of LOSSES) with its parameters."""
+def build_loss(name: str, ignore_index: int | None = None, **params) -> keras.losses.Loss:
+    """The loss called `name` (a key of LOSSES) with its parameters; pixels of class `ignore_index` are left out."""
     if name not in LOSSES:
         raise ConfigError(f"loss.name must be one of {', '.join(LOSSES)}. Received: name={name!r}")
-    return LOSSES[name](name=name, **params)
+    return LOSSES[name](name=name, ignore_index=ignore_index, **params)

@@ -7,6 +7,9 @@ score is that of the foreground (class 1); for K classes `dice` and `iou` are
 the mean over classes 1..K-1 (class 0 is background) and `dice_class<c>` /
 `iou_class<c>` report each class. A class absent from both truth and prediction
 scores 1.
+
+`ignore_index` (None = off): pixels whose true class id equals it count for no
+metric (neither as truth nor as prediction). Binary truth must be 0/1 there.
 """
 
 from __future__ import annotations
@@ -14,17 +17,31 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .errors import ConfigError
+
+
+def _check_ignore_index(ignore_index, num_classes: int):
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or int(ignore_index) != ignore_index:
+        raise ConfigError(f"ignore_index must be an integer or None. Received: ignore_index={ignore_index!r}")
+    if 0 <= ignore_index < max(num_classes, 2):
+        raise ConfigError(f"ignore_index must not be a class id (0..{max(num_classes, 2) - 1} for "
+                          f"num_classes={num_classes}). Received: ignore_index={ignore_index}")
+    return int(ignore_index)
+
 
 @keras.saving.register_keras_serializable(package="unetlab")
 class OverlapScore(keras.metrics.Metric):
     """Dice (`kind="dice"`) or IoU (`kind="iou"`) from epoch-level pixel counts."""
 
     def __init__(self, kind: str = "dice", num_classes: int = 1, class_id: int | None = None,
-                 threshold: float = 0.5, name: str | None = None, dtype=None):
+                 threshold: float = 0.5, name: str | None = None, dtype=None, ignore_index: int | None = None):
         if kind not in ("dice", "iou"):
             raise ValueError(f"kind must be 'dice' or 'iou'. Received: kind={kind!r}")
         super().__init__(name=name or kind, dtype=dtype)
         self.kind, self.num_classes, self.class_id, self.threshold = kind, num_classes, class_id, threshold
+        self.ignore_index = _check_ignore_index(ignore_index, num_classes)
         slots = max(num_classes, 2)
         self.true_positive = self.add_variable(shape=(slots,), initializer="zeros", name="true_positive")
         self.false_positive = self.add_variable(shape=(slots,), initializer="zeros", name="false_positive")
@@ -32,11 +49,12 @@ class OverlapScore(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         truth, prediction = predicted_classes(y_true, y_pred, self.threshold)
+        truth, weight = pixel_weights(truth, sample_weight, self.ignore_index, self.dtype)
         slots = max(self.num_classes, 2)
         truth = ops.one_hot(ops.reshape(truth, (-1,)), slots, dtype=self.dtype)
         prediction = ops.one_hot(ops.reshape(prediction, (-1,)), slots, dtype=self.dtype)
-        if sample_weight is not None:
-            weight = ops.reshape(ops.cast(sample_weight, self.dtype), (-1, 1))
+        if weight is not None:
+            weight = ops.reshape(weight, (-1, 1))
             truth, prediction = truth * weight, prediction * weight
         hits = ops.sum(truth * prediction, axis=0)
         self.true_positive.assign_add(hits)
@@ -64,7 +82,40 @@ class OverlapScore(keras.metrics.Metric):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "kind": self.kind, "num_classes": self.num_classes,
-                "class_id": self.class_id, "threshold": self.threshold}
+                "class_id": self.class_id, "threshold": self.threshold, "ignore_index": self.ignore_index}
+
+
+@keras.saving.register_keras_serializable(package="unetlab")
+class PixelAccuracy(keras.metrics.Metric):
+    """Fraction of (not ignored) pixels whose predicted class is the true class, over the epoch."""
+
+    def __init__(self, num_classes: int = 1, threshold: float = 0.5, name: str = "pixel_accuracy", dtype=None,
+                 ignore_index: int | None = None):
+        super().__init__(name=name, dtype=dtype)
+        self.num_classes, self.threshold = num_classes, threshold
+        self.ignore_index = _check_ignore_index(ignore_index, num_classes)
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth, prediction = predicted_classes(y_true, y_pred, self.threshold)
+        truth, weight = pixel_weights(truth, sample_weight, self.ignore_index, self.dtype)
+        correct = ops.cast(ops.equal(truth, prediction), self.dtype)
+        if weight is None:
+            weight = ops.ones_like(correct)
+        self.correct.assign_add(ops.sum(correct * weight))
+        self.total.assign_add(ops.sum(weight))
+
+    def result(self):
+        return ops.where(self.total > 0, self.correct / ops.maximum(self.total, 1e-12), 0.0)
+
+    def reset_state(self):
+        for variable in (self.correct, self.total):
+            variable.assign(ops.zeros_like(variable))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_classes": self.num_classes, "threshold": self.threshold,
+                "ignore_index": self.ignore_index}
 
 
 def predicted_classes(y_true, y_pred, threshold: float = 0.5):
@@ -77,15 +128,40 @@ def predicted_classes(y_true, y_pred, threshold: float = 0.5):
     return truth, prediction
 
 
-def build_metrics(num_classes: int) -> list[keras.metrics.Metric]:
-    """The metrics every run reports: dice, iou, pixel_accuracy (+ per class for K > 1)."""
+def pixel_weights(truth, sample_weight, ignore_index: int | None, dtype):
+    """(truth with ignored pixels set to 0, per-pixel weights (batch, H, W) or None).
+
+    Weights are `sample_weight` (per image or per pixel) times 0 for pixels of class `ignore_index`.
+    """
+    weight = None
+    if sample_weight is not None:
+        weight = ops.cast(sample_weight, dtype)
+        if len(weight.shape) == 4:
+            weight = ops.squeeze(weight, axis=-1)
+        while len(weight.shape) < 3:
+            weight = ops.expand_dims(weight, -1)
+        weight = ops.broadcast_to(weight, ops.shape(truth))
+    if ignore_index is not None:
+        ignored = ops.equal(truth, ignore_index)
+        valid = ops.cast(ops.logical_not(ignored), dtype)
+        weight = valid if weight is None else weight * valid
+        truth = ops.where(ignored, ops.zeros_like(truth), truth)
+    return truth, weight
+
+
+def build_metrics(num_classes: int, ignore_index: int | None = None) -> list[keras.metrics.Metric]:
+    """The metrics every run reports: dice, iou, pixel_accuracy (+ per class for K > 1).
+
+    Pixels whose true class is `ignore_index` count for none of them.
+    """
+    ignore_index = _check_ignore_index(ignore_index, num_classes)
     metrics: list[keras.metrics.Metric] = [
-        OverlapScore("dice", num_classes),
-        OverlapScore("iou", num_classes),
-        keras.metrics.BinaryAccuracy(name="pixel_accuracy") if num_classes == 1
-        else keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
+        OverlapScore("dice", num_classes, ignore_index=ignore_index),
+        OverlapScore("iou", num_classes, ignore_index=ignore_index),
+        PixelAccuracy(num_classes, ignore_index=ignore_index),
     ]
     if num_classes > 1:
-        metrics += [OverlapScore(kind, num_classes, class_id, name=f"{kind}_class{class_id}")
+        metrics += [OverlapScore(kind, num_classes, class_id, name=f"{kind}_class{class_id}",
+                                 ignore_index=ignore_index)
                     for kind in ("dice", "iou") for class_id in range(num_classes)]
     return metrics

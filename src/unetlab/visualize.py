@@ -58,8 +58,20 @@ def prediction_grid(images: np.ndarray, masks: np.ndarray, probabilities: np.nda
     return grid(rows)
 
 
+def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """A decoded image (any dtype) with its non-background classes tinted in their colours."""
+    from .preprocessing import to_unit_range
+
+    image = np.asarray(image)
+    rgb = to_rgb(to_unit_range(image if image.ndim == 3 else image[..., None])).astype(np.float32)
+    tint = colorize(classes).astype(np.float32)
+    tint[classes == 1] = PALETTE[2]  # class 1 is white in masks; tint it red here
+    foreground = (np.asarray(classes) > 0)[..., None]
+    return np.where(foreground, (1 - alpha) * rgb + alpha * tint, rgb).round().astype(np.uint8)
+
+
 def save_png(array: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 (H, W, 3) array as PNG."""
+    """Write a uint8 or uint16 (H, W, 1 or 3) array as PNG."""
     import tensorflow as tf
 
     path = Path(path)

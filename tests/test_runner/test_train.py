@@ -74,7 +74,7 @@ def test_run_logs_tags_config_summary_checkpoints_and_prediction_grid(finished_r
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "model_summary.txt", "checkpoints", "predictions.png", "augmentations.png"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} == {
-        "checkpoints/best.keras", "checkpoints/last.keras"}
+        "checkpoints/best.keras", "checkpoints/last.keras", "checkpoints/preprocessing.json"}
     summary = Path(client.download_artifacts(run.info.run_id, "model_summary.txt")).read_text()
     assert "enc0_conv1" in summary and "head" in summary
     config = Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()

@@ -136,3 +136,99 @@ def test_overlap_score_resets_and_scores_absent_class_as_one():
     metric.reset_state()
     metric.update_state(empty, empty)
     assert float(metric.result()) == 1.0
+
+
+# --- ignore_index --------------------------------------------------------------------------------
+
+IGNORE = 255
+
+
+def with_ignored(truth, fraction=0.25):
+    """`truth` with a random `fraction` of its pixels set to IGNORE, and the mask of scored pixels."""
+    ignored = RNG.uniform(size=truth.shape) < fraction
+    ignored[0] = True  # one image entirely ignored: it must contribute 0, not NaN
+    return np.where(ignored, IGNORE, truth).astype(np.float32), ~ignored
+
+
+def np_pixel_loss(pixel, valid):
+    """Per-image mean of `pixel` (batch, H, W) over the scored pixels, then the batch mean."""
+    valid = valid[..., 0]
+    per_image = (pixel * valid).sum((1, 2)) / np.maximum(valid.sum((1, 2)), 1)
+    return per_image.mean()
+
+
+def np_loss_ignoring(name, truth, probabilities, valid):
+    truth = np.where(valid, truth, 0)
+    p = np.clip(probabilities, EPS, 1 - EPS)
+    t = one_hot(truth, p.shape[-1])
+    if p.shape[-1] == 1:
+        crossentropy = -(t * np.log(p) + (1 - t) * np.log(1 - p)).sum(-1)
+        p_true = t * p + (1 - t) * (1 - p)
+        focal = (-(t * 0.25 + (1 - t) * 0.75) * (1 - p_true) ** 2 * np.log(p_true)).sum(-1)
+    else:
+        crossentropy = -(t * np.log(p)).sum(-1)
+        focal = -(t * (1 - p) ** 2 * np.log(p)).sum(-1)
+
+    def tversky(alpha, beta):
+        w, q = valid.astype(np.float32), probabilities
+        tp = (t * q * w).sum((1, 2))
+        fp = ((1 - t) * q * w).sum((1, 2))
+        fn = (t * (1 - q) * w).sum((1, 2))
+        return ((tp + 1) / (tp + alpha * fp + beta * fn + 1)).mean(-1)
+
+    ce, dice = np_pixel_loss(crossentropy, valid), (1 - tversky(0.5, 0.5)).mean()
+    return {"bce": ce, "ce": ce, "dice": dice, "bce_dice": ce + dice, "ce_dice": ce + dice,
+            "focal": np_pixel_loss(focal, valid), "tversky": (1 - tversky(0.3, 0.7)).mean()}[name]
+
+
+@pytest.mark.parametrize("name, num_classes", CASES)
+def test_loss_with_ignore_index_matches_numpy_reference_and_ignores_those_pixels(name, num_classes):
+    clean, probabilities = random_case(num_classes)
+    truth, valid = with_ignored(clean)
+    loss = build_loss(name, ignore_index=IGNORE)
+    value = float(loss(truth, probabilities))
+    assert value == pytest.approx(np_loss_ignoring(name, clean, probabilities, valid), rel=1e-4)
+    other = np.where(valid, probabilities, probabilities[::-1, ::-1])  # change the prediction where ignored
+    assert float(loss(truth, other)) == pytest.approx(value, rel=1e-5)
+    assert loss.get_config()["ignore_index"] == IGNORE
+    assert build_loss(name).get_config()["ignore_index"] is None
+
+
+def test_binary_loss_never_treats_ignore_index_as_foreground():
+    truth = np.array([[0, 1, IGNORE, IGNORE]], np.float32).reshape(1, 2, 2, 1)
+    perfect = np.array([[0, 1, 0, 0]], np.float32).reshape(1, 2, 2, 1)
+    for name in ("bce", "dice", "bce_dice", "tversky"):
+        assert float(build_loss(name, ignore_index=IGNORE)(truth, perfect)) == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("num_classes", [1, 4])
+def test_metrics_with_ignore_index_match_numpy_reference(num_classes):
+    metrics = {m.name: m for m in build_metrics(num_classes, ignore_index=IGNORE)}
+    truths, predictions, valids = [], [], []
+    for _ in range(2):
+        clean, probabilities = random_case(num_classes)
+        truth, valid = with_ignored(clean)
+        for metric in metrics.values():
+            metric.update_state(truth, probabilities)
+        truths.append(clean[..., 0].astype(int))
+        valids.append(valid[..., 0])
+        predictions.append((probabilities[..., 0] >= 0.5).astype(int) if num_classes == 1
+                           else probabilities.argmax(-1))
+    valid = np.concatenate(valids)
+    truth, prediction = np.concatenate(truths)[valid], np.concatenate(predictions)[valid]
+    dice, iou = np_scores(truth, prediction, num_classes)
+    assert float(metrics["dice"].result()) == pytest.approx(dice[1] if num_classes == 1 else dice[1:].mean(), rel=1e-5)
+    assert float(metrics["iou"].result()) == pytest.approx(iou[1] if num_classes == 1 else iou[1:].mean(), rel=1e-5)
+    assert float(metrics["pixel_accuracy"].result()) == pytest.approx((truth == prediction).mean(), rel=1e-5)
+    if num_classes > 1:
+        for c in range(num_classes):
+            assert float(metrics[f"dice_class{c}"].result()) == pytest.approx(dice[c], rel=1e-5)
+
+
+def test_metrics_keep_ignore_index_through_serialization_and_reject_a_class_id():
+    for metric in build_metrics(3, ignore_index=IGNORE):
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
+        assert type(restored) is type(metric) and restored.get_config() == metric.get_config()
+        assert restored.get_config()["ignore_index"] == IGNORE
+    with pytest.raises(ValueError, match="ignore_index must not be a class id"):
+        build_metrics(3, ignore_index=2)

@@ -75,9 +75,14 @@ def train(cfg: DictConfig) -> float:
         if checkpoints.best is None:
             raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
         mlflow.log_metrics({f"best_{trainer.monitor}": checkpoints.best, "best_epoch": checkpoints.best_epoch})
+        preprocessing_path = training_preprocessing(config).save(checkpoints.directory / "preprocessing.json")
         if config.tracking.log_checkpoints:
-            mlflow.log_artifact(str(checkpoints.best_path), "checkpoints")
-            mlflow.log_artifact(str(checkpoints.last_path), "checkpoints")
+            for path in (checkpoints.best_path, checkpoints.last_path, preprocessing_path):
+                mlflow.log_artifact(str(path), "checkpoints")
+        if config.tracking.register_model:
+            from ..serving import log_segmentation_model
+
+            log_segmentation_model(checkpoints.best_path, preprocessing_path, config.tracking.register_model)
         if config.augment.name != "none":
             log_augmentation_grid(splits.train.apply(augmenter), config.tracking.num_predictions, output_dir)
         if config.tracking.log_predictions:
@@ -101,6 +106,15 @@ def build_model(config: Config):
         upsampling=model.upsampling.value, padding=model.padding.value,
         kernel_initializer=model.kernel_initializer,
     )
+
+
+def training_preprocessing(config: Config):
+    """What prediction must do to an image to feed it as training did (saved beside the checkpoints)."""
+    from unetlab.preprocessing import Preprocessing
+
+    resized = config.data.name == "folder"  # folder images are resized whole to image_size
+    return Preprocessing(channels=config.data.channels, num_classes=config.data.num_classes,
+                         tile_size=config.data.image_size, resize=config.data.image_size if resized else None)
 
 
 def compile_model(model, config: Config, total_steps: int) -> None:

@@ -1,27 +1,54 @@
 """Datasets: sources selected by name from `SOURCES` (the `data.name` key).
 
 A source returns `Splits`: unbatched (image, mask) datasets for training and
-validation; `make_batches` turns either into the batched pipeline `fit` reads.
+validation; `make_batches` turns either into the batched pipeline `fit` reads:
+
+    splits = make_folder_splits(images="data/img", masks="data/masks", image_size=256, channels=1,
+                                num_classes=1, seed=0, patch_size=128)
+    train = make_batches(splits.train, 8, shuffle=True, seed=0, patch_size=splits.patch_size,
+                         foreground_oversample=splits.foreground_oversample, ignore_index=splits.ignore_index)
+    val = make_batches(splits.val, 8, shuffle=False, seed=0)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
 
 import tensorflow as tf
 
-from .folder import find_pairs, split_pairs
-from .pipeline import make_batches, make_folder_dataset
+from ..errors import ConfigError
+from .folder import check_ignore_index, find_pairs, palette_colours, split_folds, split_pairs
+from .pipeline import (NORMALIZE, check_foreground_oversample, check_normalize, check_patch_size, dataset_statistics,
+                       make_batches, make_folder_dataset, make_patch_sampler, make_tiles)
 from .synthetic import VAL_OFFSET, make_synthetic_dataset
 
 
 @dataclass
 class Splits:
+    """Training and validation data of a source, and what the runner logs and passes on.
+
+    `train_files` / `val_files`: image file names of each side (empty for synthetic data).
+    `mean` / `std`: per-channel training statistics when `normalize="dataset"` (log them;
+    prediction needs them). `patch_size`, `foreground_oversample`, `ignore_index`: pass them
+    to `make_batches` for the training data; with `patch_size` set, `train` holds whole
+    full-resolution images (`make_batches` crops the patches), `val` holds patch_size tiles,
+    and the model's input size is `patch_size`.
+    """
+
     train: tf.data.Dataset
     val: tf.data.Dataset
     num_train: int
     num_val: int
     description: str
+    train_files: list[str] = field(default_factory=list)
+    val_files: list[str] = field(default_factory=list)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    patch_size: int | None = None
+    foreground_oversample: float = 0.0
+    ignore_index: int | None = None
 
 
 def make_synthetic_splits(*, image_size: int, channels: int, num_classes: int, seed: int, num_train: int,
@@ -40,25 +67,82 @@ def make_synthetic_splits(*, image_size: int, channels: int, num_classes: int, s
 
 def make_folder_splits(*, images: str, masks: str, image_size: int, channels: int, num_classes: int, seed: int,
                        val_images: str | None = None, val_masks: str | None = None,
-                       val_fraction: float = 0.2) -> Splits:
-    """Image/mask folders; validation from its own folders or a seeded `val_fraction` split."""
+                       val_fraction: float = 0.2, folds: int | None = None, fold: int = 0,
+                       ignore_index: int | None = None, palette: Sequence[Sequence[int]] | None = None,
+                       normalize: str = "scale", mean: Sequence[float] | float | None = None,
+                       std: Sequence[float] | float | None = None, patch_size: int | None = None,
+                       foreground_oversample: float = 0.33) -> Splits:
+    """Image/mask folders (files paired by stem) as training and validation data.
+
+    Validation: its own folders (`val_images`/`val_masks`), else fold `fold` of a seeded
+    `folds`-fold split (`split_folds`), else a seeded `val_fraction` split. Masks and
+    `ignore_index`/`palette`, and `normalize` ("scale", "minmax", "zscore", "dataset"):
+    see `unetlab.data.pipeline`. With normalize="dataset", `mean`/`std` default to the
+    statistics of the training images (`dataset_statistics`), returned on the Splits.
+    `patch_size=None` resizes every image to image_size; with a patch_size, images keep
+    their resolution: training samples one random patch per image and pass (through
+    `make_batches`, `foreground_oversample` of them centred on foreground), validation is
+    the fixed tiling of every image (`make_tiles`).
+    """
+    ignore_index = check_ignore_index(ignore_index, num_classes)
+    if palette is not None:
+        palette = [list(colour) for colour in palette_colours(palette, num_classes, ignore_index)]
+    if normalize not in NORMALIZE:
+        check_normalize(normalize, channels)  # raises, naming the choices
+    if patch_size is not None:
+        patch_size = check_patch_size(patch_size)
+    foreground_oversample = check_foreground_oversample(foreground_oversample)
+    own_val = val_images is not None and val_masks is not None
+    if folds is not None and own_val:
+        raise ConfigError("data.folds splits data.images into folds; it cannot be combined with "
+                          "data.val_images/data.val_masks")
+
     pairs = find_pairs(images, masks)
-    if val_images is not None and val_masks is not None:
+    if own_val:
         train, val = pairs, find_pairs(val_images, val_masks, images_key="data.val_images",
                                        masks_key="data.val_masks")
+        how = f"validation from {val_images}"
+    elif folds is not None:
+        train, val = split_folds(pairs, folds, fold, seed)
+        how = f"fold {fold} of {folds}"
     else:
         train, val = split_pairs(pairs, val_fraction, seed)
-    common = dict(image_size=image_size, channels=channels, num_classes=num_classes)
+        how = f"val_fraction={val_fraction}"
+
+    if (mean is None) != (std is None):
+        raise ConfigError("data.mean and data.std go together: set both (normalize=dataset with known "
+                          "statistics) or neither (computed from the training images)")
+    if normalize == "dataset" and mean is None:
+        mean, std = dataset_statistics(train, channels=channels)
+    mean, std = check_normalize(normalize, channels, mean, std)
+
+    common = dict(image_size=None if patch_size else image_size, channels=channels, num_classes=num_classes,
+                  ignore_index=ignore_index, palette=palette, normalize=normalize, mean=mean, std=std)
+    train_data, val_data = make_folder_dataset(train, **common), make_folder_dataset(val, **common)
+    if patch_size:
+        val_data = make_tiles(val_data, patch_size)
+        size = f"{patch_size}x{patch_size} patches (foreground_oversample={foreground_oversample}; val tiled)"
+    else:
+        size = f"{image_size}x{image_size}"
     return Splits(
-        train=make_folder_dataset(train, **common),
-        val=make_folder_dataset(val, **common),
+        train=train_data,
+        val=val_data,
         num_train=len(train),
         num_val=len(val),
-        description=f"folder {images} ({len(train)} train / {len(val)} val pairs)",
+        description=f"folder {images} ({len(train)} train / {len(val)} val pairs, {how}; {size}, "
+                    f"normalize={normalize})",
+        train_files=[Path(image).name for image, _ in train],
+        val_files=[Path(image).name for image, _ in val],
+        mean=mean,
+        std=std,
+        patch_size=patch_size,
+        foreground_oversample=foreground_oversample,
+        ignore_index=ignore_index,
     )
 
 
 SOURCES = {"synthetic": make_synthetic_splits, "folder": make_folder_splits}
 
-__all__ = ["SOURCES", "Splits", "find_pairs", "make_batches", "make_folder_dataset", "make_folder_splits",
-           "make_synthetic_dataset", "make_synthetic_splits", "split_pairs"]
+__all__ = ["NORMALIZE", "SOURCES", "Splits", "dataset_statistics", "find_pairs", "make_batches",
+           "make_folder_dataset", "make_folder_splits", "make_patch_sampler", "make_synthetic_dataset",
+           "make_synthetic_splits", "make_tiles", "split_folds", "split_pairs"]

@@ -1,0 +1,69 @@
+"""The trained U-Net as an MLflow pyfunc model: preprocessing + tiled prediction -> mask.
+
+`mlflow.pyfunc.load_model("models:/NAME/1").predict(image)` takes one image
+(H, W, C) float32 of any height and width, with values scaled to [0, 1] as a
+decoder gives them (uint8 / 255, uint16 / 65535), and returns its class-id mask
+(H, W) uint8, applying the rest of the preprocessing the run was trained with. Params `tta`
+(none | flips | d4) and `overlap` may be passed at predict time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+ARTIFACT_PATH = "model"
+
+
+class SegmentationModel(mlflow.pyfunc.PythonModel):
+    """Keras U-Net + its preprocessing, predicting whole images tile by tile."""
+
+    def load_context(self, context) -> None:
+        import keras
+
+        from unetlab.preprocessing import Preprocessing
+
+        self.model = keras.saving.load_model(context.artifacts["model"], compile=False)
+        self.preprocessing = Preprocessing.load(context.artifacts["preprocessing"])
+
+    def predict(self, context, model_input, params=None):
+        from unetlab.inference import predict_image
+        from unetlab.visualize import predicted_class_map
+
+        params = params or {}
+        probabilities = predict_image(self.model, np.asarray(model_input), self.preprocessing,
+                                      overlap=float(params.get("overlap", 0.5)), tta=str(params.get("tta", "none")))
+        return predicted_class_map(probabilities).astype(np.uint8)
+
+
+def log_segmentation_model(model_path: Path, preprocessing_path: Path, registered_name: str | None = None):
+    """Log (and optionally register) the pyfunc model in the active MLflow run; returns its ModelInfo."""
+    import keras
+    import tensorflow as tf
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    from unetlab.preprocessing import Preprocessing
+
+    preprocessing = Preprocessing.load(preprocessing_path)
+    size = preprocessing.tile_size
+    example = np.zeros((size, size, preprocessing.channels), np.float32)
+    signature = ModelSignature(  # one image of any height and width in, its class-id mask out
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, preprocessing.channels))]),
+        outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1))]),
+        params=ParamSchema([ParamSpec("tta", "string", "none"), ParamSpec("overlap", "double", 0.5)]),
+    )
+    source = Path(__file__).resolve().parents[1]  # src/: bundle our packages with the model
+    return mlflow.pyfunc.log_model(
+        name=ARTIFACT_PATH,
+        python_model=SegmentationModel(),
+        artifacts={"model": str(model_path), "preprocessing": str(preprocessing_path)},
+        code_paths=[str(source / "unetlab"), str(source / "runner")],
+        signature=signature,
+        input_example=example,
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
+                          f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}", "pillow"],
+        registered_model_name=registered_name,
+    )

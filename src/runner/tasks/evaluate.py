@@ -1,0 +1,95 @@
+"""`task=evaluate`: score a trained model on image/mask folders at full resolution, tracked in MLflow."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from unetlab.errors import DataError
+
+from ..settings import to_config
+from .predict import predict_image
+
+log = logging.getLogger(__name__)
+
+SUMMARY = ("dice", "iou", "precision", "recall", "pixel_error")
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Write metrics.json and per_image.csv, print a table, and log an evaluation run linked to its source."""
+    config = to_config(cfg)
+    import keras
+    import mlflow
+
+    from unetlab.data.checks import read_array
+    from unetlab.data.folder import find_pairs
+    from unetlab.evaluation import confusion_matrix, mask_to_classes, scores
+    from unetlab.visualize import colorize, grid, predicted_class_map, save_png, to_rgb
+
+    from .. import tracking
+    from ..model_source import load_model_source
+
+    pairs = find_pairs(config.data.images, config.data.masks)
+    loaded = load_model_source(config)
+    num_classes = loaded.preprocessing.num_classes
+    ignore_index = getattr(config.data, "ignore_index", None)
+    output = Path(config.evaluate.output)
+    output.mkdir(parents=True, exist_ok=True)
+
+    total = 0
+    rows, worst = [], []
+    progress = keras.utils.Progbar(len(pairs), unit_name="image")
+    for done, (image_path, mask_path) in enumerate(pairs, start=1):
+        image = read_array(image_path)
+        truth = mask_to_classes(read_array(mask_path), num_classes, ignore_index)
+        prediction = predicted_class_map(predict_image(loaded, image, config.predict))
+        if truth.shape != prediction.shape:
+            raise DataError(f"{mask_path} is {truth.shape[0]}x{truth.shape[1]} but its image is "
+                            f"{prediction.shape[0]}x{prediction.shape[1]}")
+        confusion = confusion_matrix(truth, prediction, num_classes, ignore_index)
+        total = total + confusion
+        rows.append({"image": Path(image_path).name, **scores(confusion)})
+        worst = sorted(worst + [(rows[-1]["dice"], done, image, truth, prediction)], key=lambda w: w[:2])
+        worst = worst[: config.evaluate.num_worst]
+        progress.update(done)
+
+    summary = {**scores(total), "num_images": len(rows),
+               "mean_image_dice": float(np.mean([row["dice"] for row in rows]))}
+    (output / "metrics.json").write_text(json.dumps(summary, indent=2))
+    with open(output / "per_image.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if worst:
+        save_png(grid([[to_rgb(_unit(image)), colorize(truth), colorize(prediction)]
+                       for _, _, image, truth, prediction in worst]), output / "worst.png")
+    log.info("%s", format_table(summary, rows))
+
+    tags = {"task": "evaluate", "model_source": loaded.description}
+    if loaded.source_run_id:
+        tags["source_run_id"] = loaded.source_run_id
+    with tracking.tracked_run(config.tracking, tags):
+        tracking.retry_locked(mlflow.log_params, tracking.config_params(cfg))
+        mlflow.log_metrics({key: value for key, value in summary.items()})
+        mlflow.log_artifacts(str(output), "evaluation")
+    return summary
+
+
+def format_table(summary: dict, rows: list[dict]) -> str:
+    """Per-image scores and the whole-set summary as an aligned text table."""
+    header = f"{'image':<28}" + "".join(f"{name:>12}" for name in SUMMARY)
+    lines = [header] + [f"{row['image'][:28]:<28}" + "".join(f"{row[name]:>12.4f}" for name in SUMMARY)
+                        for row in rows]
+    lines.append(f"{'all pixels':<28}" + "".join(f"{summary[name]:>12.4f}" for name in SUMMARY))
+    return "evaluation\n" + "\n".join(lines)
+
+
+def _unit(image: np.ndarray) -> np.ndarray:
+    from unetlab.preprocessing import to_unit_range
+
+    return to_unit_range(image if image.ndim == 3 else image[..., None])

@@ -1,0 +1,45 @@
+"""`task=export`: register a trained model in the MLflow Model Registry, or write a TF SavedModel."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ..schema import ExportFormat
+from ..settings import to_config
+
+log = logging.getLogger(__name__)
+
+
+def export(cfg: DictConfig) -> dict:
+    """`export.format=mlflow`: a pyfunc model (preprocessing + tiled prediction) registered as
+    `export.name`; `export.format=saved_model`: a SavedModel with a `serve` signature in `export.output`."""
+    config = to_config(cfg)
+    import mlflow
+
+    from .. import tracking
+    from ..model_source import load_model_source
+    from ..serving import log_segmentation_model
+
+    loaded = load_model_source(config)
+    if config.export.format is ExportFormat.saved_model:
+        output = Path(config.export.output)
+        loaded.model.export(str(output), format="tf_saved_model", verbose=False)
+        log.info("wrote a TensorFlow SavedModel (signature 'serve') to %s", output)
+        return {"output": str(output)}
+
+    staging = Path(tempfile.mkdtemp(prefix="unetlab-export-"))
+    model_path, preprocessing_path = staging / "best.keras", staging / "preprocessing.json"
+    loaded.model.save(model_path)
+    loaded.preprocessing.save(preprocessing_path)
+    tags = {"task": "export", "model_source": loaded.description}
+    if loaded.source_run_id:
+        tags["source_run_id"] = loaded.source_run_id
+    with tracking.tracked_run(config.tracking, tags):
+        info = log_segmentation_model(model_path, preprocessing_path, config.export.name)
+    version = info.registered_model_version
+    log.info("registered models:/%s/%s (%s)", config.export.name, version, loaded.description)
+    return {"model_uri": f"models:/{config.export.name}/{version}"}

@@ -1,0 +1,54 @@
+"""Evaluation scores against scikit-learn on the same predictions."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, jaccard_score, precision_score, recall_score
+
+from unetlab.evaluation import confusion_matrix, mask_to_classes, scores
+from unetlab.preprocessing import Preprocessing, normalize, to_unit_range
+from unetlab.errors import DataError
+
+RNG = np.random.default_rng(1)
+
+
+@pytest.mark.parametrize("num_classes", [1, 4])
+def test_scores_match_scikit_learn(num_classes):
+    classes = max(num_classes, 2)
+    truth = RNG.integers(0, classes, size=(40, 30))
+    prediction = np.where(RNG.random((40, 30)) < 0.7, truth, RNG.integers(0, classes, size=(40, 30)))
+    result = scores(confusion_matrix(truth, prediction, num_classes))
+    labels = list(range(1, classes))
+    kwargs = dict(labels=labels, average="macro", zero_division=1.0)
+    assert result["dice"] == pytest.approx(f1_score(truth.ravel(), prediction.ravel(), **kwargs))
+    assert result["iou"] == pytest.approx(jaccard_score(truth.ravel(), prediction.ravel(), **kwargs))
+    assert result["precision"] == pytest.approx(precision_score(truth.ravel(), prediction.ravel(), **kwargs))
+    assert result["recall"] == pytest.approx(recall_score(truth.ravel(), prediction.ravel(), **kwargs))
+    assert result["pixel_error"] == pytest.approx((truth != prediction).mean())
+    if num_classes > 1:
+        per_class = jaccard_score(truth.ravel(), prediction.ravel(), labels=list(range(classes)), average=None)
+        assert [result[f"iou_class{c}"] for c in range(classes)] == pytest.approx(per_class)
+
+
+def test_ignored_pixels_do_not_count():
+    truth = np.array([[0, 1], [255, 255]])
+    prediction = np.array([[0, 1], [1, 0]])
+    assert scores(confusion_matrix(truth, prediction, 1, ignore_index=255))["pixel_error"] == 0.0
+
+
+def test_binary_masks_as_0_255_and_ignore_index():
+    mask = np.array([[0, 255], [1, 7]], np.uint8)
+    assert mask_to_classes(mask, 1).tolist() == [[0, 1], [1, 1]]
+    assert mask_to_classes(np.array([[0, 1], [255, 1]]), 1, ignore_index=255).tolist() == [[0, 1], [255, 1]]
+    assert mask_to_classes(np.array([[0, 2], [3, 1]]), 4).tolist() == [[0, 2], [3, 1]]
+
+
+def test_preprocessing_scales_like_the_training_decoder_and_checks_channels(tmp_path):
+    assert to_unit_range(np.array([0, 255], np.uint8)).tolist() == [0.0, 1.0]
+    assert to_unit_range(np.array([0, 65535], np.uint16)).tolist() == [0.0, 1.0]
+    zscored = normalize(np.arange(6, dtype=np.float32), "zscore")
+    assert abs(zscored.mean()) < 1e-6 and zscored.std() == pytest.approx(1.0, rel=1e-5)
+    preprocessing = Preprocessing(channels=1, num_classes=1, tile_size=32)
+    assert preprocessing.apply(np.zeros((5, 7), np.uint8)).shape == (5, 7, 1)
+    with pytest.raises(DataError, match="image has 3 channels but the model expects 1"):
+        preprocessing.apply(np.zeros((5, 7, 3), np.uint8))
+    assert Preprocessing.load(preprocessing.save(tmp_path / "p.json")) == preprocessing
