@@ -25,6 +25,15 @@ class Task(Enum):
     evaluate = "evaluate"
     predict = "predict"
     export = "export"
+    check_data = "check_data"
+    preview = "preview"
+
+
+class Normalize(Enum):
+    scale = "scale"
+    minmax = "minmax"
+    zscore = "zscore"
+    dataset = "dataset"
 
 
 class TestTimeAugmentation(Enum):
@@ -107,12 +116,31 @@ class FolderDataConfig(DataConfig):
     val_images: Optional[str] = None
     val_masks: Optional[str] = None
     val_fraction: float = MISSING
+    folds: Optional[int] = None
+    fold: int = MISSING
+    ignore_index: Optional[int] = None
+    palette: Optional[List[List[int]]] = None
+    normalize: Normalize = MISSING
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    patch_size: Optional[int] = None
+    foreground_oversample: float = MISSING
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.folds is not None:
+            _require(self.folds >= 2, "data.folds", self.folds, ">= 2 (or null)")
+            _require(0 <= self.fold < self.folds, "data.fold", self.fold, f"in 0..{self.folds - 1} (data.folds={self.folds})")
         if (self.val_images is None) != (self.val_masks is None):
             raise ConfigError("data.val_images and data.val_masks go together: set both or neither")
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "between 0 and 1")
+
+
+@dataclass
+class NamedFolderDataConfig(FolderDataConfig):
+    """A named dataset in image/mask folders under one `root` (e.g. data=isbi2012)."""
+
+    root: str = MISSING
 
 
 # ---------------------------------------------------------------- model
@@ -302,8 +330,11 @@ class Config:
 
 
     def __post_init__(self) -> None:
-        if self.task is Task.train:
+        if self.task in (Task.train, Task.preview):
             self._check_training()
+        elif self.task is Task.check_data:
+            if self.data.name != "folder":
+                raise ConfigError("task=check_data needs data=folder data.images=DIR data.masks=DIR")
         else:
             self._check_inference()
 
@@ -327,11 +358,24 @@ class Config:
         if self.task is Task.export and self.export.format is ExportFormat.mlflow and not self.export.name:
             raise ConfigError("task=export needs export.name=NAME (the registered model name)")
 
+    def input_size(self) -> int:
+        """The model's input height/width: the patch size when training on patches, else the image size."""
+        return getattr(self.data, "patch_size", None) or self.data.image_size
+
     def _check_training(self) -> None:
+        key = "data.patch_size" if getattr(self.data, "patch_size", None) else "data.image_size"
         try:
-            unet_output_size(self.data.image_size, self.model.depth, self.model.padding.value)
+            unet_output_size(self.input_size(), self.model.depth, self.model.padding.value)
         except ConfigError as error:
-            raise ConfigError(f"data.image_size={self.data.image_size}: {error}") from None
+            raise ConfigError(f"{key}={self.input_size()}: {error}") from None
+        normalize = getattr(self.data, "normalize", Normalize.scale)
+        intensity = [k for k in ("brightness", "contrast", "gamma", "noise") if getattr(self.augment, k)]
+        if normalize in (Normalize.zscore, Normalize.dataset) and intensity:
+            raise ConfigError(
+                f"augment.{intensity[0]} works on images in [0, 1], but data.normalize={normalize.value} "
+                "does not give that range: use data.normalize=scale or minmax, or set "
+                + ", ".join(f"augment.{k}=0" for k in intensity)
+            )
         binary = self.data.num_classes == 1
         if binary and self.loss.name in ("ce", "ce_dice"):
             raise ConfigError(
@@ -372,7 +416,7 @@ def _require(ok: bool, key: str, value: Any, expected: str) -> None:
 
 
 SCHEMAS = {
-    "data": {"synthetic": SyntheticDataConfig, "folder": FolderDataConfig},
+    "data": {"synthetic": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig},
     "loss": {
         "bce": LossConfig,
         "ce": LossConfig,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from enum import Enum
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +22,10 @@ def to_config(cfg: DictConfig) -> Config:
     except MissingMandatoryValue as error:
         raise ConfigError(f"{error.full_key} is required: set it on the command line ({error.full_key}=...)") from None
     except OmegaConfBaseException as error:
+        missing = re.search(r"Missing mandatory value: ([\w.]+)", str(error))
+        if missing:  # reached through an interpolation such as ${.root}/image
+            key = missing.group(1)
+            raise ConfigError(f"{key} is required: set it on the command line ({key}=...)") from None
         cause = error.__cause__ or error.__context__
         if isinstance(cause, ConfigError):
             raise cause from None
@@ -28,12 +34,13 @@ def to_config(cfg: DictConfig) -> Config:
 
 def without(settings: Any, *keys: str) -> dict[str, Any]:
     """A settings dataclass as keyword arguments, less `keys`."""
-    return {key: value for key, value in dataclasses.asdict(settings).items() if key not in keys}
+    return {key: value.value if isinstance(value, Enum) else value
+            for key, value in dataclasses.asdict(settings).items() if key not in keys}
 
 
 def data_params(config: Config) -> dict[str, Any]:
     """Keyword arguments of the data source: the data group minus `name` and `cache`."""
-    return without(config.data, "name", "cache")
+    return without(config.data, "name", "cache", "root")
 
 
 def one_line(error: BaseException) -> str:

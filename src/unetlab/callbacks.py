@@ -16,8 +16,11 @@ log = logging.getLogger(__name__)
 def save_atomically(model: keras.Model, path: Path) -> None:
     """Write `model` to `path` through a temporary file, so `path` is never half-written."""
     partial = path.with_name(f".{path.stem}.partial.keras")
-    model.save(partial)
-    os.replace(partial, path)
+    try:
+        model.save(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def improved(value: float, best: float | None, mode: str) -> bool:

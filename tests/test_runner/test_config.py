@@ -38,6 +38,8 @@ def test_every_option_of_every_group_composes_and_builds(compose, group, option,
                  f"output_dir={tmp_path}", *NEEDS.get((group, option), [])]
     if (group, option) == ("data", "folder"):
         overrides += [f"data.images={tmp_path}", f"data.masks={tmp_path}"]
+    if (group, option) == ("data", "isbi2012"):
+        overrides += [f"data.root={tmp_path}"]
     config = to_config(compose(overrides))
     assert isinstance(config, Config)
     config.augment.transforms()  # the library accepts the augmentation settings

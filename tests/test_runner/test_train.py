@@ -113,21 +113,13 @@ def test_multirun_from_another_directory_gives_one_finished_run_per_job(tmp_path
 
 
 def test_error_during_training_marks_the_run_failed(compose, tiny_overrides, tmp_path):
-    import tensorflow as tf
-
-    for folder in ("images", "masks"):
-        (tmp_path / folder).mkdir()
-        for i in range(4):
-            png = tf.io.encode_png(np.zeros((8, 8, 1), np.uint8)).numpy()
-            (tmp_path / folder / f"s{i}.png").write_bytes(png)
-    (tmp_path / "images" / "s2.png").write_bytes(b"not a png")  # fails at iteration time
-    folder_overrides = [o for o in tiny_overrides if not o.startswith("data.num_")]
-    cfg = compose(folder_overrides + ["data=folder", f"data.images={tmp_path}/images", f"data.masks={tmp_path}/masks",
-                                    "data.image_size=32", "data.val_fraction=0.25"])
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        train(cfg)
+    # A directory where the best checkpoint must go: saving it fails at the end of epoch 1.
+    (tmp_path / "out" / "checkpoints" / "best.keras").mkdir(parents=True)
+    with pytest.raises(OSError):
+        train(compose(tiny_overrides))
     _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
     assert run.info.status == "FAILED"
+    assert not list((tmp_path / "out" / "checkpoints").glob(".*partial*"))  # no temporary file left behind
 
 
 def test_ctrl_c_marks_the_run_killed_and_exits_130(tmp_path):

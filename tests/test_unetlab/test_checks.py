@@ -218,6 +218,15 @@ def test_palette_mask_with_a_stray_colour_is_label_values(tmp_path):
     assert "[12, 34, 56]" in problem.message and "[255, 255, 255]" in problem.message
 
 
+def test_palette_mask_stray_colours_count_as_ignored_when_ignore_index_is_set(tmp_path):
+    mask = palette_mask(three_class_mask())
+    mask[0, :2] = [12, 34, 56]
+    make_dataset(tmp_path, {"a": mask})
+    report = check(tmp_path, palette=PALETTE, ignore_index=255)
+    assert report.ok, report.format_report()
+    assert report.summary["ignored_fraction"] > 0
+
+
 def test_palette_that_does_not_fit_num_classes_is_a_config_error(tmp_path):
     make_dataset(tmp_path, {"a": palette_mask(three_class_mask())})
     with pytest.raises(ConfigError, match="data.palette has 2 colours but data.num_classes=3"):

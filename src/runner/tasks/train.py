@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..schema import Config, monitor_mode
 from ..settings import data_params, to_config, without
+from .check_data import checked_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,6 @@ def train(cfg: DictConfig) -> float:
 
     from unetlab.callbacks import Checkpoints, EpochSummary
     from unetlab.data import SOURCES, make_batches
-    from unetlab.data.augment import make_augmenter
     from unetlab.models import describe
 
     from .. import tracking
@@ -34,20 +34,20 @@ def train(cfg: DictConfig) -> float:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_dtype_policy(trainer.precision.value)
 
-    augmenter = make_augmenter(config.augment.transforms(), config.seed)
+    data_fingerprint = checked_fingerprint(config) if data.name == "folder" else None
     splits = SOURCES[data.name](seed=config.seed, **data_params(config))
     log.info("data: %s", splits.description)
     model = build_model(config)
     log.info("%s", describe(model, config.model.depth, config.model.filters))
 
-    label_size = model.output_shape[1] if model.output_shape[1] != data.image_size else None
-    train_batches = make_batches(splits.train, trainer.batch_size, shuffle=True, seed=config.seed, cache=data.cache,
-                                 label_size=label_size, repeat=trainer.steps_per_epoch is not None,
-                                 augment=augmenter)
+    input_size = config.input_size()
+    label_size = model.output_shape[1] if model.output_shape[1] != input_size else None
+    train_batches = make_training_batches(config, splits, trainer.batch_size, label_size=label_size,
+                                          repeat=trainer.steps_per_epoch is not None)
     val_batches = make_batches(splits.val, trainer.batch_size, shuffle=False, seed=config.seed, cache=data.cache,
                                label_size=label_size)
     steps_per_epoch = trainer.steps_per_epoch or -(-splits.num_train // trainer.batch_size)
-    compile_model(model, config, total_steps=trainer.epochs * steps_per_epoch)
+    compile_model(model, config, total_steps=trainer.epochs * steps_per_epoch, ignore_index=splits.ignore_index)
 
     mode = monitor_mode(trainer.monitor, trainer.monitor_mode)
     output_dir = Path(config.output_dir)
@@ -63,8 +63,11 @@ def train(cfg: DictConfig) -> float:
                                                        mode=mode))
 
     tags = {"task": "train", "overrides": " ".join(command_line_overrides()), **tracking.git_commit()}
+    if data_fingerprint:
+        tags["data_fingerprint"] = data_fingerprint
     with tracking.tracked_run(config.tracking, tags) as run:
         tracking.retry_locked(mlflow.log_params, tracking.config_params(cfg))
+        log_data(splits, data_fingerprint, config)
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_text(model_summary(model), "model_summary.txt")
         mlflow.log_metric("params", model.count_params())
@@ -75,7 +78,7 @@ def train(cfg: DictConfig) -> float:
         if checkpoints.best is None:
             raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
         mlflow.log_metrics({f"best_{trainer.monitor}": checkpoints.best, "best_epoch": checkpoints.best_epoch})
-        preprocessing_path = training_preprocessing(config).save(checkpoints.directory / "preprocessing.json")
+        preprocessing_path = training_preprocessing(config, splits).save(checkpoints.directory / "preprocessing.json")
         if config.tracking.log_checkpoints:
             for path in (checkpoints.best_path, checkpoints.last_path, preprocessing_path):
                 mlflow.log_artifact(str(path), "checkpoints")
@@ -83,8 +86,8 @@ def train(cfg: DictConfig) -> float:
             from ..serving import log_segmentation_model
 
             log_segmentation_model(checkpoints.best_path, preprocessing_path, config.tracking.register_model)
-        if config.augment.name != "none":
-            log_augmentation_grid(splits.train.apply(augmenter), config.tracking.num_predictions, output_dir)
+        if config.augment.name != "none" or splits.patch_size:
+            log_augmentation_grid(train_batches.unbatch(), config.tracking.num_predictions, output_dir)
         if config.tracking.log_predictions:
             log_prediction_grid(keras.saving.load_model(checkpoints.best_path), val_batches,
                                 config.tracking.num_predictions, output_dir)
@@ -94,30 +97,64 @@ def train(cfg: DictConfig) -> float:
     return checkpoints.best
 
 
+def make_training_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None,
+                          repeat: bool = False):
+    """What the model trains on: cached pairs, shuffled, patched and augmented as configured, batched."""
+    from unetlab.data import make_batches
+    from unetlab.data.augment import make_augmenter
+
+    return make_batches(splits.train, batch_size, shuffle=True, seed=config.seed, cache=config.data.cache,
+                        label_size=label_size, repeat=repeat,
+                        augment=make_augmenter(config.augment.transforms(), config.seed),
+                        patch_size=splits.patch_size, foreground_oversample=splits.foreground_oversample,
+                        ignore_index=splits.ignore_index)
+
+
 def build_model(config: Config):
     """The model named by `model.name`, sized by the data config."""
     from unetlab.models import MODELS
 
     model = config.model
     data = config.data
+    size = config.input_size()
     return MODELS[model.name](
-        (data.image_size, data.image_size, data.channels), data.num_classes, depth=model.depth,
+        (size, size, data.channels), data.num_classes, depth=model.depth,
         filters=model.filters, batch_norm=model.batch_norm, dropout=model.dropout, pooling=model.pooling.value,
         upsampling=model.upsampling.value, padding=model.padding.value,
         kernel_initializer=model.kernel_initializer,
     )
 
 
-def training_preprocessing(config: Config):
+def training_preprocessing(config: Config, splits):
     """What prediction must do to an image to feed it as training did (saved beside the checkpoints)."""
     from unetlab.preprocessing import Preprocessing
 
-    resized = config.data.name == "folder"  # folder images are resized whole to image_size
-    return Preprocessing(channels=config.data.channels, num_classes=config.data.num_classes,
-                         tile_size=config.data.image_size, resize=config.data.image_size if resized else None)
+    data = config.data
+    resized = data.name == "folder" and not splits.patch_size  # whole folder images resized to image_size
+    normalize = data.normalize.value if data.name == "folder" else "scale"
+    return Preprocessing(channels=data.channels, num_classes=data.num_classes, normalize=normalize,
+                         mean=splits.mean, std=splits.std, tile_size=config.input_size(),
+                         resize=data.image_size if resized else None)
 
 
-def compile_model(model, config: Config, total_steps: int) -> None:
+def log_data(splits, data_fingerprint: str | None, config: Config) -> None:
+    """The split (file names per side), dataset statistics and fingerprint, as artifacts and an MLflow input."""
+    import mlflow
+
+    if splits.train_files:
+        mlflow.log_dict({"train": splits.train_files, "val": splits.val_files}, "data/split.json")
+    if splits.mean is not None:
+        mlflow.log_dict({"mean": splits.mean, "std": splits.std}, "data/statistics.json")
+    if data_fingerprint:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        source = resolve_dataset_source(str(Path(config.data.images).resolve()))
+        dataset = MetaDataset(source=source, name=Path(config.data.images).name, digest=data_fingerprint)
+        mlflow.log_input(dataset, context="training")
+
+
+def compile_model(model, config: Config, total_steps: int, ignore_index: int | None = None) -> None:
     """Compile with the configured optimizer (and schedule), loss and metrics."""
     from unetlab.losses import build_loss
     from unetlab.metrics import build_metrics
@@ -127,8 +164,9 @@ def compile_model(model, config: Config, total_steps: int) -> None:
     optimizer = build_optimizer(config.optimizer.name, config.optimizer.lr, schedule=trainer.schedule.value,
                                 total_steps=total_steps, min_lr=trainer.min_lr,
                                 **without(config.optimizer, "name", "lr"))
-    model.compile(optimizer=optimizer, loss=build_loss(config.loss.name, **without(config.loss, "name")),
-                  metrics=build_metrics(config.data.num_classes),
+    model.compile(optimizer=optimizer,
+                  loss=build_loss(config.loss.name, ignore_index=ignore_index, **without(config.loss, "name")),
+                  metrics=build_metrics(config.data.num_classes, ignore_index=ignore_index),
                   jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile)
 
 
@@ -161,10 +199,16 @@ def log_augmentation_grid(pairs, count: int, output_dir: Path) -> None:
     """Log what the model sees: augmented image | mask pairs as augmentations.png."""
     import mlflow
 
+    mlflow.log_artifact(str(save_augmentation_grid(pairs, count, output_dir)))
+
+
+def save_augmentation_grid(pairs, count: int, output_dir: Path) -> Path:
+    """Write the first `count` (image, mask) pairs as augmentations.png (image | mask per row)."""
     from unetlab.visualize import pair_grid, save_png
 
+    output_dir.mkdir(parents=True, exist_ok=True)
     images, masks = zip(*[(image.numpy(), mask.numpy()) for image, mask in pairs.take(count)])
-    mlflow.log_artifact(str(save_png(pair_grid(images, masks), output_dir / "augmentations.png")))
+    return save_png(pair_grid(images, masks), output_dir / "augmentations.png")
 
 
 def command_line_overrides() -> list[str]:

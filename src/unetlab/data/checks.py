@@ -13,7 +13,8 @@ Mask conventions accepted as valid:
 - `num_classes=K` > 2: class ids 0..K-1;
 - `ignore_index` (e.g. 255): allowed in any mask, left out of the class frequencies;
 - `palette` (a list of [r, g, b], index = class id): masks are RGB and every pixel's
-  colour must be a palette entry; `ignore_index` then names a palette index.
+  colour must be a palette entry, unless `ignore_index` is set: other colours are then
+  ignored pixels, as in the training pipeline.
 
     report = check_folders("data/images", "data/masks", channels=1, num_classes=2)
     print(report.format_report())
@@ -433,6 +434,9 @@ def _check_palette_mask(mask: np.ndarray, path: str, rules: _MaskRules, result: 
     codes, counts = np.unique((rgb[:, :, 0] << 16) | (rgb[:, :, 1] << 8) | rgb[:, :, 2], return_counts=True)
     index = np.array([rules.palette.get(code, -1) for code in codes.tolist()], dtype=np.int64)
     unknown = index < 0
+    if rules.ignore_index is not None:  # as the pipeline does: colours outside the palette are ignored
+        index[unknown] = rules.ignore_index
+        unknown[:] = False
     if unknown.any():
         examples = ", ".join(str([(c >> 16) & 255, (c >> 8) & 255, c & 255]) for c in codes[unknown][:3].tolist())
         more = f" (+{int(unknown.sum()) - 3} more)" if unknown.sum() > 3 else ""
