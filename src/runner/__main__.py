@@ -13,18 +13,36 @@ import sys
 def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .app import register, run
+
+    register()
+    try:
+        run()
+    except BaseException as error:
+        end_open_sweep("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        report(error)
+
+
+def end_open_sweep(status: str) -> None:
+    """A sweep that stops early still closes its parent run (with its summary so far)."""
+    from .sweep import PARENT_RUN_ENV, finish_sweep
+
+    if os.environ.get(PARENT_RUN_ENV):
+        finish_sweep(status)
+
+
+def report(error: BaseException) -> None:
+    """Exit with one line for user mistakes and Ctrl-C; re-raise anything else (a bug: full traceback)."""
     import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from unetlab.errors import UnetlabError
 
-    from .app import register, run
     from .settings import one_line
 
-    register()
     try:
-        run()
+        raise error
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

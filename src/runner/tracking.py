@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import subprocess
 import time
 from enum import Enum
@@ -61,8 +62,8 @@ def retry_locked(action, *args, **kwargs):
             time.sleep(0.2 * 2**attempt)
 
 
-def use_experiment(tracking: TrackingConfig) -> str:
-    """Point MLflow at the store and experiment (created on first use); return its id."""
+def use_experiment(tracking) -> str:
+    """Point MLflow at `tracking.uri` and `tracking.experiment` (created on first use); return its id."""
     mlflow.set_tracking_uri(tracking.uri)
     experiment = retry_locked(mlflow.get_experiment_by_name, tracking.experiment)
     if experiment is None:
@@ -79,9 +80,14 @@ def use_experiment(tracking: TrackingConfig) -> str:
 @contextlib.contextmanager
 def tracked_run(tracking: TrackingConfig, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run that ends FINISHED, FAILED on an exception, or KILLED on Ctrl-C."""
+    from .sweep import PARENT_RUN_ENV
+
     use_experiment(tracking)
+    parent_run_id = os.environ.get(PARENT_RUN_ENV)
+    if parent_run_id:
+        tags = {**tags, "sweep_job": str(sweep_job_number())}
     run = retry_locked(mlflow.start_run, run_name=tracking.run_name, tags={**tags, **tracking.tags},
-                       log_system_metrics=tracking.log_system_metrics or None)
+                       parent_run_id=parent_run_id, log_system_metrics=tracking.log_system_metrics or None)
     try:
         yield run
     except KeyboardInterrupt:
@@ -92,6 +98,13 @@ def tracked_run(tracking: TrackingConfig, tags: dict[str, str]) -> Iterator[mlfl
         raise
     else:
         mlflow.end_run("FINISHED")
+
+
+def sweep_job_number() -> int | str:
+    """The job number within a Hydra multirun ('' outside one)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().job.num if HydraConfig.initialized() else ""
 
 
 def runs_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:

@@ -83,11 +83,15 @@ def test_evaluate_matches_a_numpy_reference_and_links_its_source_run(trained):
     assert metrics["pixel_error"] == pytest.approx((truth != predicted).mean())
     assert metrics["num_images"] == 3
     assert len((root / "eval" / "per_image.csv").read_text().splitlines()) == 4
+    worst = np.asarray(Image.open(root / "eval" / "worst.png"))
+    assert worst.shape == (3 * 40, 4 * 48 + 3 * 2, 3)  # 3 images: image | truth | prediction | overlay
     assert "all pixels" in result.stdout + result.stderr  # the printed table
     runs = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id],
                               filter_string="tags.task = 'evaluate'")
     assert runs[0].data.tags["source_run_id"] == run_id and runs[0].info.status == "FINISHED"
     assert runs[0].data.metrics["dice"] == pytest.approx(metrics["dice"])
+    logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "evaluation")}
+    assert {"evaluation/metrics.json", "evaluation/per_image.csv", "evaluation/worst.png"} <= logged
 
 
 def test_registered_pyfunc_model_predicts_any_size_in_a_fresh_process(trained):

@@ -21,7 +21,8 @@ SUMMARY = ("dice", "iou", "precision", "recall", "pixel_error")
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Write metrics.json and per_image.csv, print a table, and log an evaluation run linked to its source."""
+    """Write metrics.json, per_image.csv and worst.png (image | truth | prediction | overlay of the
+    lowest-Dice images), print a table, and log an evaluation run linked to its source run."""
     config = to_config(cfg)
     import keras
     import mlflow
@@ -29,7 +30,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from unetlab.data.checks import read_array
     from unetlab.data.folder import find_pairs
     from unetlab.evaluation import confusion_matrix, mask_to_classes, scores
-    from unetlab.visualize import colorize, grid, predicted_class_map, save_png, to_rgb
+    from unetlab.visualize import colorize, grid, overlay, predicted_class_map, save_png, to_rgb
 
     from .. import tracking
     from ..model_source import load_model_source
@@ -66,7 +67,7 @@ def evaluate(cfg: DictConfig) -> dict:
         writer.writeheader()
         writer.writerows(rows)
     if worst:
-        save_png(grid([[to_rgb(_unit(image)), colorize(truth), colorize(prediction)]
+        save_png(grid([[to_rgb(_unit(image)), colorize(truth), colorize(prediction), overlay(image, prediction)]
                        for _, _, image, truth, prediction in worst]), output / "worst.png")
     log.info("%s", format_table(summary, rows))
 
