@@ -20,7 +20,6 @@ class LoadedModel:
     preprocessing: object  # unetlab.preprocessing.Preprocessing
     source_run_id: str | None
     description: str
-    model_path: Path
 
 
 def load_model_source(config: Config) -> LoadedModel:
@@ -63,8 +62,7 @@ def _from_registry(model_uri: str, tracking_uri: str) -> LoadedModel:
         raise DataError(f"model_uri={model_uri} cannot be loaded from tracking.uri={tracking_uri}: "
                         f"{str(error).splitlines()[0]}") from None
     wrapped = pyfunc.unwrap_python_model()
-    model_path = Path(pyfunc.metadata.get_model_info().model_uri)
-    return LoadedModel(wrapped.model, wrapped.preprocessing, pyfunc.metadata.run_id, model_uri, model_path)
+    return LoadedModel(wrapped.model, wrapped.preprocessing, pyfunc.metadata.run_id, model_uri)
 
 
 def _from_checkpoint(path: Path, preprocessing_path: Path | None = None) -> LoadedModel:
@@ -81,4 +79,4 @@ def _from_checkpoint(path: Path, preprocessing_path: Path | None = None) -> Load
     else:  # a bare model file: read what we can from its shapes
         _, height, _, channels = model.input_shape
         preprocessing = Preprocessing(channels=channels, num_classes=model.output_shape[-1], tile_size=height or 256)
-    return LoadedModel(model, preprocessing, None, str(path), path)
+    return LoadedModel(model, preprocessing, None, str(path))

@@ -257,6 +257,9 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, ">= 1")
         _require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, ">= 1")
+        _require(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "trainer.steps_per_epoch",
+                 self.steps_per_epoch, ">= 1 or null")
+        _require(0.0 < self.plateau_factor < 1.0, "trainer.plateau_factor", self.plateau_factor, "in (0, 1)")
         _require(self.verbose in ("auto", "0", "1", "2"), "trainer.verbose", self.verbose, "auto, 0, 1 or 2")
 
 
@@ -369,7 +372,7 @@ class Config:
         except ConfigError as error:
             raise ConfigError(f"{key}={self.input_size()}: {error}") from None
         normalize = getattr(self.data, "normalize", Normalize.scale)
-        intensity = [k for k in ("brightness", "contrast", "gamma", "noise") if getattr(self.augment, k)]
+        intensity = [k for k in ("brightness", "contrast", "gamma", "noise", "blur") if getattr(self.augment, k)]
         if normalize in (Normalize.zscore, Normalize.dataset) and intensity:
             raise ConfigError(
                 f"augment.{intensity[0]} works on images in [0, 1], but data.normalize={normalize.value} "

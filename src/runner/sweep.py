@@ -57,9 +57,19 @@ def finish_sweep(status: str = "FINISHED") -> None:
     if parent_id is None:
         return
     client = mlflow.MlflowClient()
-    parent = client.get_run(parent_id)
-    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'",
-                                  max_results=10_000)
+    try:
+        summarise_children(client, parent_id)
+    finally:
+        retry_locked(client.set_terminated, parent_id, status)
+
+
+def summarise_children(client, parent_id: str) -> None:
+    """Log sweep_summary.csv, the best child and its objective on the parent; print the table."""
+    from .tracking import retry_locked
+
+    parent = retry_locked(client.get_run, parent_id)
+    children = retry_locked(client.search_runs, [parent.info.experiment_id],
+                            f"tags.mlflow.parentRunId = '{parent_id}'", max_results=10_000)
     objective, direction = parent.data.tags["sweep_objective"], parent.data.tags["sweep_direction"]
     table = summary_rows(children, objective)
     scored = [row for row in table if row[objective] is not None]
@@ -70,14 +80,13 @@ def finish_sweep(status: str = "FINISHED") -> None:
         writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-        client.log_text(parent_id, buffer.getvalue(), "sweep_summary.csv")
+        retry_locked(client.log_text, parent_id, buffer.getvalue(), "sweep_summary.csv")
     if scored:
         best = scored[0]
         retry_locked(client.set_tag, parent_id, "best_child_run_id", best["run_id"])
         retry_locked(client.log_metric, parent_id, objective, best[objective])
     log.info("sweep summary (%s, %s is better):\n%s", objective, "higher" if direction == "max" else "lower",
              format_rows(table))
-    retry_locked(client.set_terminated, parent_id, status)
 
 
 def summary_rows(children, objective: str) -> list[dict]:

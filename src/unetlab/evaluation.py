@@ -10,17 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def mask_to_classes(mask: np.ndarray, num_classes: int, ignore_index: int | None = None) -> np.ndarray:
-    """A decoded mask (H, W[, 1]) -> class ids (H, W) int64; binary masks may be 0/1 or 0/255."""
-    mask = np.asarray(mask)
-    mask = mask[..., 0] if mask.ndim == 3 else mask
-    classes = mask.astype(np.int64)
-    if num_classes <= 2:
-        ignored = classes == ignore_index if ignore_index is not None else np.zeros_like(classes, bool)
-        classes = np.where(ignored, classes, (classes > 0).astype(np.int64))
-    return classes
-
-
 def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int,
                      ignore_index: int | None = None) -> np.ndarray:
     """Counts[c_true, c_pred] over all pixels (ignored pixels left out); binary models use 2 classes."""

@@ -42,18 +42,21 @@ def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def pair_grid(images, masks) -> np.ndarray:
-    """One row per sample: image | mask."""
-    return grid([[to_rgb(image), colorize(mask)] for image, mask in zip(images, masks)])
+    """One row per sample: image | mask (images centre-cropped to the mask, as for valid-padding models)."""
+    return grid([[to_rgb(centre_crop(image, mask.shape[0])), colorize(mask)] for image, mask in zip(images, masks)])
+
+
+def centre_crop(array: np.ndarray, size: int) -> np.ndarray:
+    offset = (array.shape[0] - size) // 2
+    return array[offset:offset + size, offset:offset + size]
 
 
 def prediction_grid(images: np.ndarray, masks: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """One row per sample: image | truth | prediction."""
     rows = []
     for image, mask, probability in zip(images, masks, probabilities):
-        out = probability.shape[0]
-        offset = (image.shape[0] - out) // 2  # valid-padding models predict the centre
-        image = image[offset:offset + out, offset:offset + out]
-        mask = mask[offset:offset + out, offset:offset + out] if mask.shape[0] != out else mask
+        out = probability.shape[0]  # valid-padding models predict the centre
+        image, mask = centre_crop(image, out), centre_crop(mask, out)
         rows.append([to_rgb(image), colorize(mask), colorize(predicted_class_map(probability))])
     return grid(rows)
 

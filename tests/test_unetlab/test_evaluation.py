@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, jaccard_score, precision_score, recall_score
 
-from unetlab.evaluation import confusion_matrix, mask_to_classes, scores
+from unetlab.evaluation import confusion_matrix, scores
 from unetlab.preprocessing import Preprocessing, normalize, to_unit_range
 from unetlab.errors import DataError
 
@@ -33,13 +33,6 @@ def test_ignored_pixels_do_not_count():
     truth = np.array([[0, 1], [255, 255]])
     prediction = np.array([[0, 1], [1, 0]])
     assert scores(confusion_matrix(truth, prediction, 1, ignore_index=255))["pixel_error"] == 0.0
-
-
-def test_binary_masks_as_0_255_and_ignore_index():
-    mask = np.array([[0, 255], [1, 7]], np.uint8)
-    assert mask_to_classes(mask, 1).tolist() == [[0, 1], [1, 1]]
-    assert mask_to_classes(np.array([[0, 1], [255, 1]]), 1, ignore_index=255).tolist() == [[0, 1], [255, 1]]
-    assert mask_to_classes(np.array([[0, 2], [3, 1]]), 4).tolist() == [[0, 2], [3, 1]]
 
 
 def test_preprocessing_scales_like_the_training_decoder_and_checks_channels(tmp_path):

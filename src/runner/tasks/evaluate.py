@@ -29,7 +29,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
     from unetlab.data.checks import read_array
     from unetlab.data.folder import find_pairs
-    from unetlab.evaluation import confusion_matrix, mask_to_classes, scores
+    from unetlab.evaluation import confusion_matrix, scores
     from unetlab.visualize import colorize, grid, overlay, predicted_class_map, save_png, to_rgb
 
     from .. import tracking
@@ -38,7 +38,7 @@ def evaluate(cfg: DictConfig) -> dict:
     pairs = find_pairs(config.data.images, config.data.masks)
     loaded = load_model_source(config)
     num_classes = loaded.preprocessing.num_classes
-    ignore_index = getattr(config.data, "ignore_index", None)
+    ignore_index = config.data.ignore_index
     output = Path(config.evaluate.output)
     output.mkdir(parents=True, exist_ok=True)
 
@@ -47,7 +47,7 @@ def evaluate(cfg: DictConfig) -> dict:
     progress = keras.utils.Progbar(len(pairs), unit_name="image")
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
         image = read_array(image_path)
-        truth = mask_to_classes(read_array(mask_path), num_classes, ignore_index)
+        truth = read_classes(mask_path, num_classes, config.data)
         prediction = predicted_class_map(predict_image(loaded, image, config.predict))
         if truth.shape != prediction.shape:
             raise DataError(f"{mask_path} is {truth.shape[0]}x{truth.shape[1]} but its image is "
@@ -79,6 +79,20 @@ def evaluate(cfg: DictConfig) -> dict:
         mlflow.log_metrics({key: value for key, value in summary.items()})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary
+
+
+def read_classes(path: str, num_classes: int, data) -> np.ndarray:
+    """A mask file as class ids (H, W), decoded exactly as for training (palette, ignore_index, 0/255)."""
+    import tensorflow as tf
+
+    from unetlab.data.pipeline import decode_mask
+
+    try:
+        mask = decode_mask(str(path), num_classes, ignore_index=data.ignore_index, palette=data.palette)
+    except (tf.errors.OpError, ValueError) as error:
+        message = getattr(error, "message", str(error))
+        raise DataError(f"{path}: {' '.join(message.split())[:300]}") from None
+    return mask.numpy()[..., 0].astype(np.int64)
 
 
 def format_table(summary: dict, rows: list[dict]) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from unetlab.errors import ConfigError
+
 from ..schema import Config, monitor_mode
 from ..settings import data_params, to_config, without
 from .check_data import checked_fingerprint
@@ -24,6 +26,7 @@ def train(cfg: DictConfig) -> float:
 
     from unetlab.callbacks import Checkpoints, EpochSummary
     from unetlab.data import SOURCES, make_batches
+    from unetlab.data.augment import AugmentConfig
     from unetlab.models import describe
 
     from .. import tracking
@@ -37,7 +40,10 @@ def train(cfg: DictConfig) -> float:
     data_fingerprint = checked_fingerprint(config) if data.name == "folder" else None
     splits = SOURCES[data.name](seed=config.seed, **data_params(config))
     log.info("data: %s", splits.description)
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except ValueError as error:  # e.g. an unknown model.kernel_initializer, reported by Keras
+        raise ConfigError(f"model: {' '.join(str(error).split())}") from None
     log.info("%s", describe(model, config.model.depth, config.model.filters))
 
     input_size = config.input_size()
@@ -52,6 +58,8 @@ def train(cfg: DictConfig) -> float:
     mode = monitor_mode(trainer.monitor, trainer.monitor_mode)
     output_dir = Path(config.output_dir)
     checkpoints = Checkpoints(output_dir / "checkpoints", trainer.monitor, mode)
+    # Beside the checkpoints from the start, so even an interrupted run's best.keras is usable.
+    preprocessing_path = training_preprocessing(config, splits).save(checkpoints.directory / "preprocessing.json")
     callbacks = [checkpoints, EpochSummary(trainer.epochs, trainer.monitor, mode), tracking.MlflowMetrics(),
                  keras.callbacks.TerminateOnNaN()]
     if trainer.schedule.value == "plateau":
@@ -78,7 +86,6 @@ def train(cfg: DictConfig) -> float:
         if checkpoints.best is None:
             raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
         mlflow.log_metrics({f"best_{trainer.monitor}": checkpoints.best, "best_epoch": checkpoints.best_epoch})
-        preprocessing_path = training_preprocessing(config, splits).save(checkpoints.directory / "preprocessing.json")
         if config.tracking.log_checkpoints:
             for path in (checkpoints.best_path, checkpoints.last_path, preprocessing_path):
                 mlflow.log_artifact(str(path), "checkpoints")
@@ -86,7 +93,7 @@ def train(cfg: DictConfig) -> float:
             from ..serving import log_segmentation_model
 
             log_segmentation_model(checkpoints.best_path, preprocessing_path, config.tracking.register_model)
-        if config.augment.name != "none" or splits.patch_size:
+        if config.augment.transforms() != AugmentConfig() or splits.patch_size:
             log_augmentation_grid(train_batches.unbatch(), config.tracking.num_predictions, output_dir)
         if config.tracking.log_predictions:
             log_prediction_grid(keras.saving.load_model(checkpoints.best_path), val_batches,
