@@ -40,13 +40,13 @@ def _from_run(run_id: str, tracking_uri: str) -> LoadedModel:
         client.get_run(run_id)
     except MlflowException:
         raise DataError(f"run_id={run_id} is not a run in tracking.uri={tracking_uri}") from None
-    target = Path(tempfile.mkdtemp(prefix="unetlab-run-"))
-    try:
-        model_path = Path(client.download_artifacts(run_id, BEST_MODEL, str(target)))
-        preprocessing_path = Path(client.download_artifacts(run_id, PREPROCESSING, str(target)))
-    except (MlflowException, OSError):
-        raise DataError(f"run_id={run_id} has no {BEST_MODEL} artifact (is it a finished task=train run?)") from None
-    loaded = _from_checkpoint(model_path, preprocessing_path)
+    with tempfile.TemporaryDirectory(prefix="unetlab-run-") as target:  # the model is loaded into memory
+        try:
+            model_path = Path(client.download_artifacts(run_id, BEST_MODEL, target))
+            preprocessing_path = Path(client.download_artifacts(run_id, PREPROCESSING, target))
+        except (MlflowException, OSError):
+            raise DataError(f"run_id={run_id} has no {BEST_MODEL} artifact (is it a finished task=train run?)") from None
+        loaded = _from_checkpoint(model_path, preprocessing_path)
     loaded.source_run_id, loaded.description = run_id, f"run {run_id}"
     return loaded
 

@@ -31,14 +31,13 @@ def export(cfg: DictConfig) -> dict:
         log.info("wrote a TensorFlow SavedModel (signature 'serve') to %s", output)
         return {"output": str(output)}
 
-    staging = Path(tempfile.mkdtemp(prefix="unetlab-export-"))
-    model_path, preprocessing_path = staging / "best.keras", staging / "preprocessing.json"
-    loaded.model.save(model_path)
-    loaded.preprocessing.save(preprocessing_path)
     tags = {"task": "export", "model_source": loaded.description}
     if loaded.source_run_id:
         tags["source_run_id"] = loaded.source_run_id
-    with tracking.tracked_run(config.tracking, tags):
+    with tempfile.TemporaryDirectory(prefix="unetlab-export-") as staging, tracking.tracked_run(config.tracking, tags):
+        model_path, preprocessing_path = Path(staging) / "best.keras", Path(staging) / "preprocessing.json"
+        loaded.model.save(model_path)
+        loaded.preprocessing.save(preprocessing_path)
         info = log_segmentation_model(model_path, preprocessing_path, config.export.name)
     version = info.registered_model_version
     log.info("registered models:/%s/%s (%s)", config.export.name, version, loaded.description)
