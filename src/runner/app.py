@@ -25,9 +25,14 @@ def register_experiments() -> None:
 
 
 def register() -> None:
-    """Everything Hydra must know before composing: schemas and experiment presets."""
+    """Everything Hydra must know before composing: schemas, experiment presets, our sweeper
+    (registered by hand: Hydra's plugin scan misses packages installed in editable mode)."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.unetlab_sweeper.optuna_sweeper import OptunaSweeper
+
     register_configs()
     register_experiments()
+    Plugins.instance().register(OptunaSweeper)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://runner.conf", config_name="config")

@@ -74,6 +74,19 @@ class MonitorMode(Enum):
     max = "max"
 
 
+class Sampler(Enum):
+    tpe = "tpe"
+    random = "random"
+
+
+class Pruner(Enum):
+    none = "none"
+    median = "median"
+    percentile = "percentile"
+    hyperband = "hyperband"
+    threshold = "threshold"
+
+
 class Precision(Enum):
     float32 = "float32"
     mixed_float16 = "mixed_float16"
@@ -277,6 +290,46 @@ class TrackingConfig:
     register_model: Optional[str] = None
 
 
+# ---------------------------------------------------------------- hyperparameter search
+@dataclass
+class PrunerConfig:
+    name: Pruner = MISSING
+    n_startup_trials: int = MISSING
+    n_warmup_epochs: int = MISSING
+    percentile: float = MISSING
+    min_resource: int = MISSING
+    max_resource: int = MISSING
+    reduction_factor: int = MISSING
+    lower: Optional[float] = None
+    upper: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.percentile < 100.0, "hparams_search.pruner.percentile", self.percentile, "in (0, 100)")
+        _require(self.name is not Pruner.threshold or self.lower is not None or self.upper is not None,
+                 "hparams_search.pruner.lower", self.lower, "a number (or set pruner.upper) for pruner=threshold")
+
+
+@dataclass
+class SearchConfig:
+    study_name: str = MISSING
+    storage: Optional[str] = None
+    n_trials: int = MISSING
+    n_jobs: Optional[int] = None
+    sampler: Sampler = MISSING
+    seed: int = MISSING
+    n_startup_trials: int = MISSING
+    pruner: PrunerConfig = MISSING
+    max_failure_rate: float = MISSING
+    params: Optional[Dict[str, str]] = None
+    trial_id: Optional[int] = None  # set by the sweeper for each trial's job
+
+    def __post_init__(self) -> None:
+        _require(self.n_trials >= 1, "hparams_search.n_trials", self.n_trials, ">= 1")
+        _require(self.n_jobs is None or self.n_jobs >= 1, "hparams_search.n_jobs", self.n_jobs, ">= 1 or null")
+        _require(0.0 <= self.max_failure_rate <= 1.0, "hparams_search.max_failure_rate", self.max_failure_rate,
+                 "in [0, 1]")
+
+
 # ---------------------------------------------------------------- inference
 @dataclass
 class PredictConfig:
@@ -330,7 +383,7 @@ class Config:
     run_id: Optional[str] = None
     model_uri: Optional[str] = None
     checkpoint: Optional[str] = None
-
+    hparams_search: Optional[SearchConfig] = None
 
     def __post_init__(self) -> None:
         if self.task in (Task.train, Task.preview):
@@ -434,6 +487,7 @@ SCHEMAS = {
     "augment": {"none": AugmentSettings, "basic": AugmentSettings, "paper": AugmentSettings},
     "trainer": {"default": TrainerConfig},
     "tracking": {"mlflow": TrackingConfig},
+    "hparams_search": {"optuna": SearchConfig},
 }
 
 
@@ -443,6 +497,8 @@ def register_configs() -> None:
 
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
+    store.store(group="hydra/sweeper", name="unetlab_optuna", provider="unetlab",
+                node={"_target_": "hydra_plugins.unetlab_sweeper.optuna_sweeper.OptunaSweeper"})
     for group, options in SCHEMAS.items():
         for option, schema in options.items():
             store.store(group=f"schema/{group}", name=option, node=schema)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
@@ -17,8 +17,13 @@ from .schema import Config
 
 def to_config(cfg: DictConfig) -> Config:
     """Check every value and cross-field rule; raise ConfigError naming the key."""
+    return checked(lambda: OmegaConf.to_object(cfg))
+
+
+def checked(convert: Callable[[], Any]) -> Any:
+    """Run an OmegaConf conversion to dataclasses; its errors become one ConfigError naming the key."""
     try:
-        return OmegaConf.to_object(cfg)
+        return convert()
     except MissingMandatoryValue as error:
         raise ConfigError(f"{error.full_key} is required: set it on the command line ({error.full_key}=...)") from None
     except OmegaConfBaseException as error:

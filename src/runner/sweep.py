@@ -33,18 +33,45 @@ class MlflowSweep(Callback):
         from .tracking import retry_locked, use_experiment
 
         experiment_id = use_experiment(config.tracking)
+        client = mlflow.MlflowClient()
+        resumed = resumed_parent(client, config)
+        if resumed:
+            retry_locked(client.update_run, resumed, "RUNNING")
+            os.environ[PARENT_RUN_ENV] = resumed
+            log.info("sweep parent run %s (resumed with its study)", resumed)
+            return
         overrides = " ".join(config.hydra.overrides.task)
         monitor = config.trainer.monitor
         tags = {"sweep": "parent", "overrides": overrides, "sweep_objective": f"best_{monitor}",
                 "sweep_direction": monitor_mode(monitor, MonitorMode(config.trainer.monitor_mode)),
                 **config.tracking.tags}
-        parent = retry_locked(mlflow.MlflowClient().create_run, experiment_id, tags=tags,
-                              run_name=f"sweep {overrides}"[:250])
+        parent = retry_locked(client.create_run, experiment_id, tags=tags, run_name=f"sweep {overrides}"[:250])
         os.environ[PARENT_RUN_ENV] = parent.info.run_id
         log.info("sweep parent run %s", parent.info.run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finish_sweep()
+
+
+def resumed_parent(client, config: DictConfig) -> str | None:
+    """The parent run of the Optuna study this sweep resumes, if it is in this tracking store."""
+    search = config.get("hparams_search")
+    if not search or not search.storage:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    from .search import previous_parent_run
+    from .tracking import retry_locked
+
+    run_id = previous_parent_run(search.study_name, search.storage)
+    if run_id is None:
+        return None
+    try:
+        retry_locked(client.get_run, run_id)
+    except MlflowException as error:
+        log.info("study's parent run %s is not in this tracking store (%s): starting a new one", run_id, error)
+        return None
+    return run_id
 
 
 def finish_sweep(status: str = "FINISHED") -> None:
@@ -90,11 +117,14 @@ def summarise_children(client, parent_id: str) -> None:
 
 
 def summary_rows(children, objective: str) -> list[dict]:
-    """One row per child: job, status, the params that differ between children (not output_dir), the objective."""
+    """One row per child: job, status (and Optuna state), the params that differ between
+    children (not output_dir or hparams_search settings), the objective."""
     params = [child.data.params for child in children]
     varying = sorted({key for p in params for key in p
-                      if key != "output_dir" and len({q.get(key) for q in params}) > 1})
+                      if key != "output_dir" and not key.startswith("hparams_search.") and len({q.get(key) for q in params}) > 1})
+    optuna = any("optuna.state" in child.data.tags for child in children)
     return [{"job": child.data.tags.get("sweep_job", ""), "run_id": child.info.run_id, "status": child.info.status,
+             **({"state": child.data.tags.get("optuna.state", "")} if optuna else {}),
              **{key: child.data.params.get(key) for key in varying},
              objective: child.data.metrics.get(objective)} for child in children]
 

@@ -25,7 +25,9 @@ def test_readme_documents_every_key_of_every_option(compose, group, option, tmp_
         group_name, _, leaf = key.rpartition(".")
         if leaf == "name":
             continue  # the option itself: the groups table lists them
+        prefixes = [key.rsplit(".", n)[0] for n in range(1, key.count(".") + 1)]
         documented = any((f"`{key}`" in row) or (group_name and f"`{group_name}." in row and f"{leaf}`" in row)
+                         or any(f"| `{prefix}` |" in row for prefix in prefixes[:-1])  # a row for a whole dict
                          for row in rows)
         assert documented, f"README.md has no row for {key}"
 

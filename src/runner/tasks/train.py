@@ -73,7 +73,18 @@ def train(cfg: DictConfig) -> float:
     tags = {"task": "train", "overrides": " ".join(command_line_overrides()), **tracking.git_commit()}
     if data_fingerprint:
         tags["data_fingerprint"] = data_fingerprint
+    trial = search_trial(config)
+    if trial is not None:
+        from ..pruning import TrialPruning
+
+        pruning = TrialPruning(trial, trainer.monitor)
+        callbacks.append(pruning)
+        tags.update({"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number)})
     with tracking.tracked_run(config.tracking, tags) as run:
+        if trial is not None:
+            from ..search import MLFLOW_RUN_ID
+
+            tracking.retry_locked(trial.set_user_attr, MLFLOW_RUN_ID, run.info.run_id)
         tracking.retry_locked(mlflow.log_params, tracking.config_params(cfg))
         log_data(splits, data_fingerprint, config)
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
@@ -86,6 +97,11 @@ def train(cfg: DictConfig) -> float:
         if checkpoints.best is None:
             raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
         mlflow.log_metrics({f"best_{trainer.monitor}": checkpoints.best, "best_epoch": checkpoints.best_epoch})
+        if trial is not None and pruning.pruned_epoch is not None:
+            from ..search import PRUNED_AT_EPOCH
+
+            mlflow.set_tag("pruned", "true")
+            mlflow.log_metric(PRUNED_AT_EPOCH, pruning.pruned_epoch)
         if config.tracking.log_checkpoints:
             for path in (checkpoints.best_path, checkpoints.last_path, preprocessing_path):
                 mlflow.log_artifact(str(path), "checkpoints")
@@ -102,6 +118,22 @@ def train(cfg: DictConfig) -> float:
                  run.info.run_id)
         log.info("view: %s", tracking.runs_link(mlflow.get_tracking_uri(), run.info.experiment_id, run.info.run_id))
     return checkpoints.best
+
+
+def search_trial(config: Config):
+    """The Optuna trial this job runs, when it is one of an `hparams_search` sweep."""
+    if config.hparams_search is None:
+        return None
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from ..search import job_trial
+
+    if config.hparams_search.trial_id is None and HydraConfig.initialized() and \
+            HydraConfig.get().mode != RunMode.MULTIRUN:
+        raise ConfigError("hparams_search=optuna is a search over many runs: add -m "
+                          "(python -m runner -m hparams_search=optuna)")
+    return job_trial(config.hparams_search)
 
 
 def make_training_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None,

@@ -1,0 +1,194 @@
+"""The Optuna sweeper behind `python -m runner -m hparams_search=optuna`.
+
+Written on Hydra's public Sweeper API because the `hydra-optuna-sweeper` package pins
+optuna<3, cannot resume a SQLite study with SQLAlchemy 2 and has no pruning. It asks
+the study for `n_jobs` trials at a time, launches them as Hydra jobs with whatever
+launcher is configured (basic, joblib, ray), and tells the study how each one ended:
+complete, pruned or failed. Hydra scans this module at every start: imports stay lazy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, List, Optional
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+class OptunaSweeper(Sweeper):
+    """Run the Optuna study of `hparams_search` as Hydra jobs, one per trial."""
+
+    def __init__(self) -> None:
+        self.config: Optional[DictConfig] = None
+        self.launcher: Optional[Launcher] = None
+        self.hydra_context: Optional[HydraContext] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        import optuna
+
+        from runner.search import PARENT_RUN_ID, open_study, search_space, trials_to_run
+        from runner.sweep import PARENT_RUN_ENV
+
+        settings, direction = self._settings()
+        space, fixed = search_space(settings.params, arguments)
+        study = open_study(settings, direction)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # we log each trial ourselves
+        remaining = trials_to_run(study, settings.n_trials)
+        if os.environ.get(PARENT_RUN_ENV):
+            study.set_user_attr(PARENT_RUN_ID, os.environ[PARENT_RUN_ENV])
+        n_jobs = settings.n_jobs or self._launcher_jobs()
+        finished = settings.n_trials - remaining
+        log.info("study %r (%s): %d of %d trials finished, running %d (%d at a time); search space: %s",
+                 settings.study_name, settings.storage or "in memory", finished, settings.n_trials, remaining,
+                 n_jobs, ", ".join(space) or "(empty)")
+        try:
+            failed = 0
+            while remaining > 0:
+                trials = [study.ask(space) for _ in range(min(n_jobs, remaining))]
+                failed += self._run_batch(study, trials, fixed)
+                remaining -= len(trials)
+                if failed > settings.max_failure_rate * settings.n_trials:
+                    from unetlab.errors import UnetlabError
+
+                    raise UnetlabError(
+                        f"hparams_search: {failed} trials failed, more than max_failure_rate="
+                        f"{settings.max_failure_rate} of n_trials={settings.n_trials}; stopping (errors above)")
+        finally:
+            self._report(study)
+        return study
+
+    def _settings(self):
+        """hparams_search as a checked SearchConfig, and the study direction from trainer.monitor."""
+        from omegaconf import OmegaConf
+
+        from runner.schema import MonitorMode, monitor_mode
+        from runner.settings import checked
+        from unetlab.errors import ConfigError
+
+        config = self.config
+        settings = checked(lambda: OmegaConf.to_object(config.hparams_search))
+        if settings.storage is None and not str(config.hydra.launcher._target_).endswith("BasicLauncher"):
+            raise ConfigError("hparams_search.storage=null keeps the study in this process's memory, which the "
+                              "jobs of hydra/launcher cannot reach: set hparams_search.storage=sqlite:///optuna.db")
+        mode = monitor_mode(config.trainer.monitor, MonitorMode(config.trainer.monitor_mode))
+        return settings, "maximize" if mode == "max" else "minimize"
+
+    def _launcher_jobs(self) -> int:
+        """How many jobs the launcher runs at once (joblib's n_jobs; 1 for the basic launcher)."""
+        n_jobs = self.config.hydra.launcher.get("n_jobs")
+        if isinstance(n_jobs, int) and n_jobs < 0:  # joblib: -1 = all cores, -2 = all but one...
+            return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+        return n_jobs if isinstance(n_jobs, int) and n_jobs > 0 else 1
+
+    def _run_batch(self, study, trials, fixed: List[str]) -> int:
+        """Launch one job per trial, tell the study how each ended; return how many failed."""
+        from optuna.trial import TrialState
+
+        from runner.search import INTERRUPTED, trial_overrides
+
+        batch = [[*fixed, *trial_overrides(t), f"hparams_search.trial_id={t._trial_id}"] for t in trials]
+        try:
+            self.validate_batch_is_legal(batch)  # e.g. a search-space key that is not in the config
+            results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+        except BaseException:
+            interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+            for trial in trials:  # queued again for the next run of the same command
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                study.enqueue_trial(trial.params, skip_if_exists=False)
+                interrupted.add(trial.number)
+            study.set_user_attr(INTERRUPTED, sorted(interrupted))
+            raise
+        frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+        return sum(self._tell(study, trial, result, frozen[trial.number].user_attrs)
+                   for trial, result in zip(trials, results))
+
+    def _tell(self, study, trial, result, user_attrs: dict) -> bool:
+        """Record one job's outcome in the study and on its MLflow run; True if it failed."""
+        from optuna.trial import TrialState
+
+        from runner.search import MLFLOW_RUN_ID, PRUNED_AT_EPOCH, objective_value, trial_overrides
+        from unetlab.errors import UnetlabError
+
+        try:
+            value, error = objective_value(result.return_value), None
+            if value is None:
+                error = ValueError(f"the job returned {result.return_value!r}, not a finite objective")
+        except Exception as raised:  # the job's own exception, re-raised by JobReturn
+            value, error = None, raised
+        if error is not None:
+            study.tell(trial, state=TrialState.FAIL)
+            state = "FAIL"
+            log.error("trial %d failed (%s): %s", trial.number, " ".join(trial_overrides(trial)), error,
+                      exc_info=None if isinstance(error, UnetlabError) else error)
+        elif PRUNED_AT_EPOCH in user_attrs:
+            state = study.tell(trial, state=TrialState.PRUNED).state.name
+            log.info("trial %d pruned after epoch %d: %.4f", trial.number, user_attrs[PRUNED_AT_EPOCH] + 1, value)
+        else:
+            study.tell(trial, value)
+            state = "COMPLETE"
+            log.info("trial %d complete: %.4f", trial.number, value)
+        record_in_mlflow(trial, state, user_attrs.get(MLFLOW_RUN_ID), error)
+        return error is not None
+
+    def _report(self, study) -> None:
+        """Plots and the trial table in the sweep directory and on the parent run; the best trial."""
+        from runner.search import describe_best, save_plots
+        from runner.sweep import PARENT_RUN_ENV
+
+        directory = Path(str(self.config.hydra.sweep.dir)) / "optuna"
+        paths = save_plots(study, directory)
+        trials = study.trials_dataframe()
+        if len(trials):
+            trials.to_csv(directory / "trials.csv", index=False)
+            paths.append(directory / "trials.csv")
+        log.info("study %r: %s", study.study_name, describe_best(study))
+        parent = os.environ.get(PARENT_RUN_ENV)
+        if parent:
+            import mlflow
+
+            from runner.tracking import retry_locked
+
+            client = mlflow.MlflowClient()
+            retry_locked(client.set_tag, parent, "optuna.study", study.study_name)
+            for path in paths:
+                retry_locked(client.log_artifact, parent, str(path), "optuna")
+
+
+def record_in_mlflow(trial, state: str, run_id: Optional[str], error: Optional[BaseException]) -> None:
+    """Tag the trial's run with its Optuna state; a trial that failed before its run started
+    gets a FAILED child run of its own, so the sweep's runs show every trial."""
+    import mlflow
+
+    from runner.search import trial_overrides
+    from runner.sweep import PARENT_RUN_ENV
+    from runner.tracking import retry_locked
+
+    client = mlflow.MlflowClient()
+    if run_id:
+        retry_locked(client.set_tag, run_id, "optuna.state", state)
+        return
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if not parent or error is None:
+        return
+    experiment_id = retry_locked(client.get_run, parent).info.experiment_id
+    overrides = " ".join(trial_overrides(trial))
+    run = retry_locked(client.create_run, experiment_id, run_name=f"trial {trial.number} (failed)", tags={
+        "mlflow.parentRunId": parent, "sweep_job": str(trial.number), "overrides": overrides,
+        "optuna.trial": str(trial.number), "optuna.state": state, "error": str(error)[:5000]})
+    for key, value in trial.params.items():
+        retry_locked(client.log_param, run.info.run_id, key, value)
+    retry_locked(client.set_terminated, run.info.run_id, "FAILED")

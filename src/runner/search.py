@@ -1,0 +1,230 @@
+"""Optuna hyperparameter search: the study, its search space, and the trial a job runs.
+
+The sweeper (`hydra_plugins.unetlab_sweeper`) asks the study for trials and launches one
+Hydra job per trial; each job finds its trial again through `hparams_search.trial_id`
+and the shared storage, reports the monitored metric every epoch and stops early when
+the pruner says so (`runner.pruning`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from unetlab.errors import ConfigError
+
+from .schema import Pruner, PrunerConfig, Sampler, SearchConfig
+
+log = logging.getLogger(__name__)
+
+_IN_MEMORY: dict[str, optuna.Study] = {}  # studies without storage, for jobs run in this process
+INTERRUPTED = "interrupted_trials"  # study user attr: trials a dead sweep left RUNNING
+PARENT_RUN_ID = "mlflow_parent_run_id"  # study user attr: the sweep's MLflow parent run
+MLFLOW_RUN_ID = "mlflow_run_id"  # trial user attr: the job's MLflow run
+PRUNED_AT_EPOCH = "pruned_at_epoch"  # trial user attr (and MLflow metric) of a pruned trial
+
+
+def storage(url: str | None) -> optuna.storages.BaseStorage | None:
+    """The study storage at `url`; SQLite waits up to a minute for a lock instead of failing."""
+    if url is None:
+        return None
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as error:  # bad URL, unreachable server, missing driver
+        raise ConfigError(f"hparams_search.storage={url!r}: {' '.join(str(error).split())[:300]}") from None
+
+
+def build_pruner(pruner: PrunerConfig) -> optuna.pruners.BasePruner:
+    """The configured pruner; it decides from the values trials report once per epoch."""
+    if pruner.name is Pruner.median:
+        return optuna.pruners.MedianPruner(pruner.n_startup_trials, pruner.n_warmup_epochs)
+    if pruner.name is Pruner.percentile:
+        return optuna.pruners.PercentilePruner(pruner.percentile, pruner.n_startup_trials, pruner.n_warmup_epochs)
+    if pruner.name is Pruner.hyperband:
+        return optuna.pruners.HyperbandPruner(pruner.min_resource, pruner.max_resource, pruner.reduction_factor)
+    if pruner.name is Pruner.threshold:
+        return optuna.pruners.ThresholdPruner(pruner.lower, pruner.upper, pruner.n_warmup_epochs)
+    return optuna.pruners.NopPruner()
+
+
+def build_sampler(search: SearchConfig, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """The seeded sampler; a resumed study offsets the seed by its trial count, so it goes on
+    sampling new points instead of replaying the first run's."""
+    seed = search.seed + trials_so_far
+    if search.sampler is Sampler.random:
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.n_startup_trials)
+
+
+def open_study(search: SearchConfig, direction: str) -> optuna.Study:
+    """Create the study, or load it to resume; its direction must match trainer.monitor's."""
+    study = optuna.create_study(storage=storage(search.storage), pruner=build_pruner(search.pruner),
+                                study_name=search.study_name, direction=direction, load_if_exists=True)
+    study.sampler = build_sampler(search, len(study.trials))
+    if study.direction.name.lower() != direction:
+        raise ConfigError(
+            f"hparams_search.study_name={search.study_name!r} exists with direction "
+            f"{study.direction.name.lower()}, but trainer.monitor asks to {direction}: "
+            "use another study name or trainer.monitor_mode"
+        )
+    if search.storage is None:
+        _IN_MEMORY[search.study_name] = study
+    return study
+
+
+def previous_parent_run(study_name: str, url: str) -> str | None:
+    """The MLflow parent run an existing study was last run under (None for a new study)."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage(url))
+    except KeyError:  # no such study yet
+        return None
+    return study.user_attrs.get(PARENT_RUN_ID)
+
+
+def job_trial(search: SearchConfig) -> optuna.Trial | None:
+    """The trial this job runs (None outside an Optuna sweep)."""
+    if search.trial_id is None:
+        return None
+    if search.storage is None:
+        study = _IN_MEMORY.get(search.study_name)
+        if study is None:
+            log.warning("trial %d: study %r is in another process's memory; pruning is off "
+                        "(set hparams_search.storage)", search.trial_id, search.study_name)
+            return None
+    else:
+        study = optuna.load_study(study_name=search.study_name, storage=storage(search.storage),
+                                  pruner=build_pruner(search.pruner))
+    return optuna.trial.Trial(study, search.trial_id)
+
+
+# ---------------------------------------------------------------- search space
+def search_space(params: dict[str, str] | None, arguments: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
+    """Distributions from `hparams_search.params` and the command line's sweep overrides
+    (`model.filters=16,32` is a choice), and the command line's other overrides."""
+    parser = OverridesParser.create()
+    space: dict[str, BaseDistribution] = {}
+    fixed: list[str] = []
+    for key, value in (params or {}).items():
+        space[key] = distribution(parse(parser, f"{key}={value}", f"hparams_search.params.{key}"))
+    for argument in arguments:
+        override = parse(parser, argument, argument)
+        if override.is_sweep_override():
+            space[override.get_key_element()] = distribution(override)
+        else:
+            space.pop(override.get_key_element(), None)  # a fixed value on the command line wins
+            fixed.append(argument)
+    return space, fixed
+
+
+def parse(parser: OverridesParser, text: str, where: str) -> Override:
+    try:
+        return parser.parse_override(text)
+    except Exception as error:
+        raise ConfigError(f"{where}: not valid sweep syntax ({' '.join(str(error).split())[:200]})") from None
+
+
+def distribution(override: Override) -> BaseDistribution:
+    """choice(...) -> categorical; range(a, b, step) -> int or stepped float; interval(a, b) -> float
+    (tag `log` for a log scale, tag `int` for integers)."""
+    key = override.get_key_element()
+    sweep = override.value()
+    tags = getattr(sweep, "tags", set())
+    if isinstance(sweep, ChoiceSweep):
+        choices = list(override.sweep_iterator())
+        if any(isinstance(c, (list, dict)) for c in choices):
+            raise ConfigError(f"{key}: choice() values must be numbers, strings or booleans")
+        return CategoricalDistribution(choices)
+    if isinstance(sweep, RangeSweep):
+        if all(isinstance(v, int) for v in (sweep.start, sweep.stop, sweep.step)):
+            return IntDistribution(sweep.start, sweep.stop - 1, step=sweep.step)
+        return FloatDistribution(sweep.start, sweep.stop - sweep.step, step=sweep.step)
+    if isinstance(sweep, IntervalSweep):
+        if sweep.start >= sweep.end:
+            raise ConfigError(f"{key}: interval({sweep.start}, {sweep.end}) needs low < high")
+        if "int" in tags:
+            return IntDistribution(int(sweep.start), int(sweep.end), log="log" in tags)
+        return FloatDistribution(sweep.start, sweep.end, log="log" in tags)
+    return CategoricalDistribution([sweep])  # a single value: fixed, but recorded with the trial
+
+
+def trial_overrides(trial: optuna.Trial | optuna.trial.FrozenTrial) -> list[str]:
+    """The trial's parameters as Hydra overrides."""
+    return [f"{key}={value}" for key, value in trial.params.items()]
+
+
+# ---------------------------------------------------------------- resume
+def trials_to_run(study: optuna.Study, n_trials: int) -> int:
+    """How many more trials reach `n_trials` finished ones. Trials a dead sweep left RUNNING
+    are marked failed (interrupted, not counted) and queued again with the same parameters."""
+    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        study.enqueue_trial(trial.params, skip_if_exists=False)
+        interrupted.add(trial.number)
+        log.info("trial %d was interrupted: it runs again with the same parameters", trial.number)
+    study.set_user_attr(INTERRUPTED, sorted(interrupted))
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    return max(0, n_trials - len([t for t in finished if t.number not in interrupted]))
+
+
+# ---------------------------------------------------------------- results
+def save_plots(study: optuna.Study, directory: Path) -> list[Path]:
+    """Objective per trial, learning curves, parallel coordinates and parameter importances as PNG."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    directory.mkdir(parents=True, exist_ok=True)
+    drawings = {
+        "optimization_history": plots.plot_optimization_history,
+        "intermediate_values": plots.plot_intermediate_values,
+        "parallel_coordinate": plots.plot_parallel_coordinate,
+        "param_importances": plots.plot_param_importances,
+    }
+    written = []
+    for name, draw in drawings.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                axes = draw(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few finished trials to draw
+            log.info("no %s plot: %s", name, error)
+            continue
+        figure = getattr(axes, "figure", None) or axes.flat[0].figure
+        figure.set_size_inches(9, 5)
+        figure.tight_layout()
+        written.append(directory / f"{name}.png")
+        figure.savefig(written[-1], dpi=100)
+        plt.close(figure)
+    return written
+
+
+def describe_best(study: optuna.Study) -> str:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return "no trial completed"
+    params = " ".join(trial_overrides(best))
+    return f"best trial {best.number}: {best.value:.4f} with {params}"
+
+
+def objective_value(value: Any) -> float | None:
+    """The job's return value as an objective (None when missing or not finite)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
