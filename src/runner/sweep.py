@@ -121,7 +121,7 @@ def summary_rows(children, objective: str) -> list[dict]:
     children (not output_dir or hparams_search settings), the objective."""
     params = [child.data.params for child in children]
     varying = sorted({key for p in params for key in p
-                      if key != "output_dir" and not key.startswith("hparams_search.") and len({q.get(key) for q in params}) > 1})
+                      if key != "output_dir" and not key.startswith("hparams_search.") and len({q[key] for q in params if key in q}) > 1})
     optuna = any("optuna.state" in child.data.tags for child in children)
     return [{"job": child.data.tags.get("sweep_job", ""), "run_id": child.info.run_id, "status": child.info.status,
              **({"state": child.data.tags.get("optuna.state", "")} if optuna else {}),

@@ -91,13 +91,20 @@ def tracked_run(tracking: TrackingConfig, tags: dict[str, str]) -> Iterator[mlfl
     try:
         yield run
     except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
+        end_run(run, "KILLED")
         raise
     except BaseException:
-        mlflow.end_run("FAILED")
+        end_run(run, "FAILED")
         raise
     else:
-        mlflow.end_run("FINISHED")
+        end_run(run, "FINISHED")
+
+
+def end_run(run: mlflow.ActiveRun, status: str) -> None:
+    """End the active run. `mlflow.end_run` forgets the run before it writes its status, so the
+    status goes first, retried while SQLite is locked; a run is never left RUNNING by a lock."""
+    retry_locked(mlflow.MlflowClient().set_terminated, run.info.run_id, status)
+    retry_locked(mlflow.end_run, status)
 
 
 def sweep_job_number() -> int | str:

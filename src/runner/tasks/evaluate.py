@@ -76,7 +76,7 @@ def evaluate(cfg: DictConfig) -> dict:
         tags["source_run_id"] = loaded.source_run_id
     with tracking.tracked_run(config.tracking, tags):
         tracking.retry_locked(mlflow.log_params, tracking.config_params(cfg))
-        mlflow.log_metrics({key: value for key, value in summary.items()})
+        tracking.retry_locked(mlflow.log_metrics, dict(summary))
         mlflow.log_artifacts(str(output), "evaluation")
     return summary
 

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> float:
     """Train one model and return the best value of `trainer.monitor` (the sweep objective)."""
     config = to_config(cfg)
+    trial = search_trial(config)
     import keras
     import mlflow
     import tensorflow as tf
@@ -73,7 +74,6 @@ def train(cfg: DictConfig) -> float:
     tags = {"task": "train", "overrides": " ".join(command_line_overrides()), **tracking.git_commit()}
     if data_fingerprint:
         tags["data_fingerprint"] = data_fingerprint
-    trial = search_trial(config)
     if trial is not None:
         from ..pruning import TrialPruning
 
@@ -89,19 +89,20 @@ def train(cfg: DictConfig) -> float:
         log_data(splits, data_fingerprint, config)
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_text(model_summary(model), "model_summary.txt")
-        mlflow.log_metric("params", model.count_params())
+        tracking.retry_locked(mlflow.log_metric, "params", model.count_params())
         model.fit(train_batches, validation_data=val_batches, epochs=trainer.epochs,
                   steps_per_epoch=steps_per_epoch if trainer.steps_per_epoch else None,
                   shuffle=False,  # the pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset
                   callbacks=callbacks, verbose=trainer.verbose if trainer.verbose == "auto" else int(trainer.verbose))
         if checkpoints.best is None:
             raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
-        mlflow.log_metrics({f"best_{trainer.monitor}": checkpoints.best, "best_epoch": checkpoints.best_epoch})
+        tracking.retry_locked(mlflow.log_metrics, {f"best_{trainer.monitor}": checkpoints.best,
+                                                   "best_epoch": checkpoints.best_epoch})
         if trial is not None and pruning.pruned_epoch is not None:
             from ..search import PRUNED_AT_EPOCH
 
-            mlflow.set_tag("pruned", "true")
-            mlflow.log_metric(PRUNED_AT_EPOCH, pruning.pruned_epoch)
+            tracking.retry_locked(mlflow.set_tag, "pruned", "true")
+            tracking.retry_locked(mlflow.log_metric, PRUNED_AT_EPOCH, pruning.pruned_epoch)
         if config.tracking.log_checkpoints:
             for path in (checkpoints.best_path, checkpoints.last_path, preprocessing_path):
                 mlflow.log_artifact(str(path), "checkpoints")
@@ -190,7 +191,9 @@ def log_data(splits, data_fingerprint: str | None, config: Config) -> None:
 
         source = resolve_dataset_source(str(Path(config.data.images).resolve()))
         dataset = MetaDataset(source=source, name=Path(config.data.images).name, digest=data_fingerprint)
-        mlflow.log_input(dataset, context="training")
+        from ..tracking import retry_locked
+
+        retry_locked(mlflow.log_input, dataset, context="training")
 
 
 def compile_model(model, config: Config, total_steps: int, ignore_index: int | None = None) -> None:
