@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# test processes (pytest-xdist; each takes a whole test file, so module fixtures run once).
+# 3 on 2 cores: the suite waits on subprocesses, servers and locks, so one more process pays.
+TEST_WORKERS ?= 3
 
 .PHONY: install train test test-fast benchmark clean
 
@@ -19,10 +22,10 @@ train: $(STAMP)  ## train the default config (synthetic data) and log it to ./ml
 	$(BIN)/python -m runner $(ARGS)
 
 test: $(STAMP)  ## every test CI runs
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-fast: $(STAMP)  ## skip the tests marked slow
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(ARGS)
 
 benchmark: $(STAMP)  ## training images/s: runner pipeline vs in-memory tensors
 	$(BIN)/python experiments/benchmarks/train_throughput.py $(ARGS)

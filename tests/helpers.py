@@ -10,8 +10,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-# A model and dataset small enough to train two epochs in seconds.
+# A model and dataset small enough to train two epochs in seconds. Eager: tracing a
+# tf.function costs ~5 s per model here, far more than the steps themselves; the module
+# fixture of test_train.py trains in graph mode.
 TINY = [
+    "trainer.run_eagerly=true",
     "data.image_size=32",
     "data.num_train=8",
     "data.num_val=4",

@@ -264,6 +264,7 @@ class TrainerConfig:
     monitor_mode: MonitorMode = MISSING
     precision: Precision = MISSING
     jit_compile: Optional[bool] = None
+    run_eagerly: bool = MISSING
     deterministic: bool = MISSING
     verbose: str = MISSING
 

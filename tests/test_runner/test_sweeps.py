@@ -1,4 +1,5 @@
-"""Optuna sweeps end to end: real Hydra multiruns training tiny models into real MLflow stores."""
+"""Sweeps end to end: real Hydra multiruns training tiny models into real MLflow stores
+(a SQLite file, and a real `mlflow server` over HTTP)."""
 
 import socket
 import subprocess
@@ -105,46 +106,71 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
+class MlflowServer:
     """A real `mlflow server` on a free port of 127.0.0.1 with a SQLite backend and proxied artifacts."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-        time.sleep(0.5)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True)
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/server.db",
+             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1"],
+            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_until_up(self, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self.url
+            except OSError:
+                pass
+            assert self.process.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
 
 
-def test_sweep_against_a_real_mlflow_server(tmp_path, mlflow_server):
-    work = tmp_path / "work"
+@pytest.fixture(scope="module", autouse=True)
+def booting_server(tmp_path_factory):
+    """Started with the first test of this module: it boots (~20 s) while the other sweeps run."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server") / "server")
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(booting_server) -> str:
+    return booting_server.wait_until_up()
+
+
+def test_grid_sweep_against_a_real_mlflow_server_nests_one_child_per_job_under_a_parent(tmp_path, mlflow_server):
+    work = tmp_path / "work"  # launched from a directory of its own, logging over HTTP only
     work.mkdir()
-    result = run_runner("-m", *SEARCH, "trainer.epochs=2", "hparams_search.n_trials=2",
-                        f"tracking.uri={mlflow_server}", cwd=work)
+    tiny = [o for o in TINY if not o.startswith("model.filters=")]
+    result = run_runner("-m", "model.filters=2,4", "loss=dice,bce_dice", *tiny, f"tracking.uri={mlflow_server}",
+                        cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert not (work / "mlflow.db").exists()  # everything went over HTTP
+    assert not (work / "mlflow.db").exists() and (work / "multirun").is_dir()
 
     client = MlflowClient(mlflow_server)
     parents, children = sweep_runs(client)
-    assert len(parents) == 1 and len(children) == 2
+    assert len(parents) == 1 and len(children) == 4
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
     assert {r.info.status for r in parents + children} == {"FINISHED"}
-    assert {c.data.tags["optuna.state"] for c in children} == {"COMPLETE"}
+    assert [c.data.tags["sweep_job"] for c in children] == ["0", "1", "2", "3"]
+    assert {(c.data.params["model.filters"], c.data.params["loss.name"]) for c in children} == {
+        ("2", "dice"), ("2", "bce_dice"), ("4", "dice"), ("4", "bce_dice")}
+    assert all("model.filters=" in c.data.tags["overrides"] for c in children)
     assert all(len(history(client, c, "val_dice")) == 2 for c in children)
-    assert "sweep_summary.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert "optuna/optimization_history.png" in {a.path for a in client.list_artifacts(parents[0].info.run_id,
-                                                                                        "optuna")}
-    best = Path(client.download_artifacts(children[0].info.run_id, "checkpoints/best.keras"))
-    assert best.stat().st_size > 0
+
+    summary = Path(client.download_artifacts(parents[0].info.run_id, "sweep_summary.csv")).read_text().splitlines()
+    assert summary[0].split(",") == ["job", "run_id", "status", "loss.name", "model.filters", "best_val_dice"]
+    best = max(children, key=lambda r: r.data.metrics["best_val_dice"])
+    assert parents[0].data.tags["best_child_run_id"] == best.info.run_id
+    assert summary[1].split(",")[1] == best.info.run_id  # sorted by objective, best first
+    assert parents[0].data.metrics["best_val_dice"] == pytest.approx(best.data.metrics["best_val_dice"])
+    checkpoint = Path(client.download_artifacts(best.info.run_id, "checkpoints/best.keras"))  # proxied artifacts
+    assert checkpoint.stat().st_size > 0

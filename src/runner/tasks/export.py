@@ -18,8 +18,6 @@ def export(cfg: DictConfig) -> dict:
     """`export.format=mlflow`: a pyfunc model (preprocessing + tiled prediction) registered as
     `export.name`; `export.format=saved_model`: a SavedModel with a `serve` signature in `export.output`."""
     config = to_config(cfg)
-    import mlflow
-
     from .. import tracking
     from ..model_source import load_model_source
     from ..serving import log_segmentation_model

@@ -209,7 +209,8 @@ def compile_model(model, config: Config, total_steps: int, ignore_index: int | N
     model.compile(optimizer=optimizer,
                   loss=build_loss(config.loss.name, ignore_index=ignore_index, **without(config.loss, "name")),
                   metrics=build_metrics(config.data.num_classes, ignore_index=ignore_index),
-                  jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile)
+                  jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
+                  run_eagerly=trainer.run_eagerly)
 
 
 def model_summary(model) -> str:
