@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution,
+                                  distribution_to_json)
 from optuna.trial import TrialState
 
 from unetlab.errors import ConfigError
@@ -30,6 +32,8 @@ INTERRUPTED = "interrupted_trials"  # study user attr: trials a dead sweep left 
 PARENT_RUN_ID = "mlflow_parent_run_id"  # study user attr: the sweep's MLflow parent run
 MLFLOW_RUN_ID = "mlflow_run_id"  # trial user attr: the job's MLflow run
 PRUNED_AT_EPOCH = "pruned_at_epoch"  # trial user attr (and MLflow metric) of a pruned trial
+OBJECTIVE = "objective"  # trial user attr: the value the job returns, for when its return is lost
+SEARCH_SPACE = "search_space"  # study user attr: the distributions it searches
 
 
 def storage(url: str | None) -> optuna.storages.BaseStorage | None:
@@ -62,7 +66,8 @@ def build_sampler(search: SearchConfig, trials_so_far: int = 0) -> optuna.sample
     seed = search.seed + trials_so_far
     if search.sampler is Sampler.random:
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.n_startup_trials)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.n_startup_trials,
+                                      constant_liar=True)  # parallel trials avoid each other's points
 
 
 def open_study(search: SearchConfig, direction: str) -> optuna.Study:
@@ -113,15 +118,20 @@ def search_space(params: dict[str, str] | None, arguments: list[str]) -> tuple[d
     parser = OverridesParser.create()
     space: dict[str, BaseDistribution] = {}
     fixed: list[str] = []
+
+    def drop(override: Override) -> None:  # a key given again (also as +key / ++key) replaces the earlier one
+        for name in [n for n in space if n.lstrip("+~") == override.key_or_group]:
+            del space[name]
+
     for key, value in (params or {}).items():
         space[key] = distribution(parse(parser, f"{key}={value}", f"hparams_search.params.{key}"))
     for argument in arguments:
         override = parse(parser, argument, argument)
+        drop(override)
         if override.is_sweep_override():
             space[override.get_key_element()] = distribution(override)
         else:
-            space.pop(override.get_key_element(), None)  # a fixed value on the command line wins
-            fixed.append(argument)
+            fixed.append(argument)  # a fixed value on the command line wins over a dimension
     return space, fixed
 
 
@@ -136,6 +146,13 @@ def distribution(override: Override) -> BaseDistribution:
     """choice(...) -> categorical; range(a, b, step) -> int or stepped float; interval(a, b) -> float
     (tag `log` for a log scale, tag `int` for integers)."""
     key = override.get_key_element()
+    try:
+        return _distribution(key, override)
+    except ValueError as error:  # Optuna's checks, e.g. a log scale that includes 0
+        raise ConfigError(f"{key}: {' '.join(str(error).split())}") from None
+
+
+def _distribution(key: str, override: Override) -> BaseDistribution:
     sweep = override.value()
     tags = getattr(sweep, "tags", set())
     if isinstance(sweep, ChoiceSweep):
@@ -144,9 +161,12 @@ def distribution(override: Override) -> BaseDistribution:
             raise ConfigError(f"{key}: choice() values must be numbers, strings or booleans")
         return CategoricalDistribution(choices)
     if isinstance(sweep, RangeSweep):
-        if all(isinstance(v, int) for v in (sweep.start, sweep.stop, sweep.step)):
-            return IntDistribution(sweep.start, sweep.stop - 1, step=sweep.step)
-        return FloatDistribution(sweep.start, sweep.stop - sweep.step, step=sweep.step)
+        values = [round(v, 10) for v in override.sweep_iterator()]
+        if not values:
+            raise ConfigError(f"{key}: range({sweep.start}, {sweep.stop}, {sweep.step}) is empty")
+        if all(isinstance(v, int) for v in values):
+            return IntDistribution(min(values), max(values), step=abs(int(sweep.step)))
+        return FloatDistribution(min(values), max(values), step=abs(float(sweep.step)))
     if isinstance(sweep, IntervalSweep):
         if sweep.start >= sweep.end:
             raise ConfigError(f"{key}: interval({sweep.start}, {sweep.end}) needs low < high")
@@ -157,8 +177,29 @@ def distribution(override: Override) -> BaseDistribution:
 
 
 def trial_overrides(trial: optuna.Trial | optuna.trial.FrozenTrial) -> list[str]:
-    """The trial's parameters as Hydra overrides."""
-    return [f"{key}={value}" for key, value in trial.params.items()]
+    """The trial's parameters as Hydra overrides (strings quoted where Hydra would read them otherwise)."""
+    return [f"{key}={override_value(value)}" for key, value in trial.params.items()]
+
+
+def override_value(value: Any) -> str:
+    if isinstance(value, str) and not (re.fullmatch(r"[A-Za-z_][\w./-]*", value)
+                                       and value.lower() not in ("true", "false", "null", "nan", "inf")):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(value)
+
+
+def check_same_space(study: optuna.Study, space: dict[str, BaseDistribution]) -> None:
+    """Record the search space on a new study; refuse to resume a study with another one."""
+    current = {name: distribution_to_json(d) for name, d in space.items()}
+    recorded = study.user_attrs.get(SEARCH_SPACE)
+    if recorded is None:
+        study.set_user_attr(SEARCH_SPACE, current)
+    elif recorded != current:
+        names = sorted(set(recorded) ^ set(current) or {n for n in current if recorded[n] != current[n]})
+        raise ConfigError(
+            f"hparams_search.study_name={study.study_name!r} holds trials of another search space (differs in "
+            f"{', '.join(names)}): set hparams_search.study_name=NEW_NAME for a new study, or search the same space "
+            "to resume it")
 
 
 # ---------------------------------------------------------------- resume
@@ -174,6 +215,12 @@ def trials_to_run(study: optuna.Study, n_trials: int) -> int:
     study.set_user_attr(INTERRUPTED, sorted(interrupted))
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
     return max(0, n_trials - len([t for t in finished if t.number not in interrupted]))
+
+
+def failed_trials(study: optuna.Study) -> int:
+    """Trials that failed (not counting those a dead or interrupted sweep left behind)."""
+    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+    return len([t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number not in interrupted])
 
 
 # ---------------------------------------------------------------- results

@@ -29,9 +29,14 @@ class MlflowSweep(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         import mlflow
 
+        from omegaconf import OmegaConf
+
         from .schema import MonitorMode, monitor_mode
+        from .settings import checked
         from .tracking import retry_locked, use_experiment
 
+        if config.get("hparams_search") is not None:  # its mistakes are reported before any run exists
+            checked(lambda: OmegaConf.to_object(config.hparams_search))
         experiment_id = use_experiment(config.tracking)
         client = mlflow.MlflowClient()
         resumed = resumed_parent(client, config)
@@ -92,7 +97,7 @@ def finish_sweep(status: str = "FINISHED") -> None:
 
 def summarise_children(client, parent_id: str) -> None:
     """Log sweep_summary.csv, the best child and its objective on the parent; print the table."""
-    from .tracking import retry_locked
+    from .tracking import retry_locked, runs_link
 
     parent = retry_locked(client.get_run, parent_id)
     children = retry_locked(client.search_runs, [parent.info.experiment_id],
@@ -114,6 +119,7 @@ def summarise_children(client, parent_id: str) -> None:
         retry_locked(client.log_metric, parent_id, objective, best[objective])
     log.info("sweep summary (%s, %s is better):\n%s", objective, "higher" if direction == "max" else "lower",
              format_rows(table))
+    log.info("compare: %s", runs_link(client.tracking_uri, parent.info.experiment_id, parent_id))
 
 
 def summary_rows(children, objective: str) -> list[dict]:
@@ -121,7 +127,8 @@ def summary_rows(children, objective: str) -> list[dict]:
     children (not output_dir or hparams_search settings), the objective."""
     params = [child.data.params for child in children]
     varying = sorted({key for p in params for key in p
-                      if key != "output_dir" and not key.startswith("hparams_search.") and len({q[key] for q in params if key in q}) > 1})
+                      if key != "output_dir" and not key.startswith("hparams_search.")
+                      and len({q[key] for q in params if key in q}) > 1})
     optuna = any("optuna.state" in child.data.tags for child in children)
     return [{"job": child.data.tags.get("sweep_job", ""), "run_id": child.info.run_id, "status": child.info.status,
              **({"state": child.data.tags.get("optuna.state", "")} if optuna else {}),

@@ -52,14 +52,23 @@ def git_commit() -> dict[str, str]:
 
 
 def retry_locked(action, *args, **kwargs):
-    """Call an MLflow action, retrying while SQLite reports 'database is locked'."""
+    """Call an MLflow or Optuna storage action, retrying while SQLite reports 'database is locked'."""
     for attempt in range(_RETRIES):
         try:
             return action(*args, **kwargs)
-        except Exception as error:  # MlflowException or SQLAlchemy OperationalError
-            if "database is locked" not in str(error) or attempt == _RETRIES - 1:
+        except Exception as error:  # MlflowException, Optuna's StorageInternalError, SQLAlchemy's OperationalError
+            if not is_locked(error) or attempt == _RETRIES - 1:
                 raise
             time.sleep(0.2 * 2**attempt)
+
+
+def is_locked(error: BaseException | None) -> bool:
+    """'database is locked' in the error or anything that caused it (Optuna wraps SQLAlchemy's error)."""
+    while error is not None:
+        if "database is locked" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def use_experiment(tracking) -> str:
@@ -103,8 +112,10 @@ def tracked_run(tracking: TrackingConfig, tags: dict[str, str]) -> Iterator[mlfl
 def end_run(run: mlflow.ActiveRun, status: str) -> None:
     """End the active run. `mlflow.end_run` forgets the run before it writes its status, so the
     status goes first, retried while SQLite is locked; a run is never left RUNNING by a lock."""
-    retry_locked(mlflow.MlflowClient().set_terminated, run.info.run_id, status)
-    retry_locked(mlflow.end_run, status)
+    try:
+        retry_locked(mlflow.MlflowClient().set_terminated, run.info.run_id, status)
+    finally:  # the next run of this process must not find this one still active
+        retry_locked(mlflow.end_run, status)
 
 
 def sweep_job_number() -> int | str:

@@ -1,5 +1,6 @@
 """Optuna search: search-space syntax, pruners, resuming an interrupted study, SQLite retries."""
 
+import re
 import sqlite3
 import threading
 
@@ -42,10 +43,48 @@ def test_command_line_sweeps_add_dimensions_and_plain_values_fix_them():
     ("interval(0.3, 0.1)", "needs low < high"),
     ("choice([1, 2], [3])", "numbers, strings or booleans"),
     ("choice(1,", "not valid sweep syntax"),
+    ("tag(log, interval(0, 1))", "low > 0"),
+    ("range(3, 3)", "is empty"),
 ])
 def test_search_space_mistakes_name_the_key(value, message):
-    with pytest.raises(ConfigError, match=rf"model.dropout.*{message}|{message}.*model.dropout|{message}"):
+    with pytest.raises(ConfigError, match=r"^hparams_search.params.model.dropout: .*" + re.escape(message)
+                       + r"|^model.dropout: .*" + re.escape(message)):
         search_space({"model.dropout": value}, [])
+
+
+def test_ranges_keep_their_last_value_and_go_either_way():
+    space, _ = search_space({"model.dropout": "range(0, 1, 0.3)", "model.depth": "range(5, 1, -2)"}, [])
+    assert space["model.dropout"] == FloatDistribution(0.0, 0.9, step=0.3)
+    assert space["model.depth"] == IntDistribution(3, 5, step=2)
+
+
+def test_a_plus_override_replaces_the_dimension_of_its_key():
+    space, fixed = search_space({"model.filters": "choice(16, 32)"}, ["+model.filters=8"])
+    assert space == {} and fixed == ["+model.filters=8"]
+
+
+@pytest.mark.parametrize("value, override", [
+    ("dice", "loss=dice"), ("a,b", "loss='a,b'"), ("1", "loss='1'"), ("true", "loss='true'"), (4, "loss=4")])
+def test_trial_values_become_overrides_hydra_reads_back_as_the_same_value(value, override):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from runner.search import trial_overrides
+
+    class Trial:
+        params = {"loss": value}
+
+    assert trial_overrides(Trial()) == [override]
+    assert OverridesParser.create().parse_override(override).value() == value
+
+
+def test_a_study_refuses_another_search_space(compose, tmp_path):
+    from runner.search import check_same_space
+
+    study = open_study(search_settings(compose, tmp_path), "maximize")
+    check_same_space(study, {"model.filters": CategoricalDistribution([2, 4])})
+    check_same_space(study, {"model.filters": CategoricalDistribution([2, 4])})  # the same space resumes
+    with pytest.raises(ConfigError, match="another search space .*model.filters.*study_name=NEW_NAME"):
+        check_same_space(study, {"model.filters": CategoricalDistribution([2, 8])})
 
 
 @pytest.mark.parametrize("name, pruner_type", [
@@ -112,3 +151,17 @@ def test_retry_locked_outlasts_a_locked_sqlite_store(tmp_path):
         client.log_metric(run_id, "dice", 0.5)  # MLflow's own wait (20 s) runs out
     retry_locked(client.log_metric, run_id, "dice", 0.7)
     assert [m.value for m in client.get_metric_history(run_id, "dice")] == [0.7]
+
+
+@pytest.mark.slow
+def test_retry_locked_outlasts_a_locked_optuna_store(tmp_path):
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="locks", storage=optuna.storages.RDBStorage(url))  # SQLite waits 5 s
+    holder = sqlite3.connect(tmp_path / "optuna.db", check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(7.0, holder.rollback).start()
+    with pytest.raises(Exception) as raised:
+        study.set_user_attr("note", "first")
+    assert "database is locked" not in str(raised.value)  # Optuna's own message hides the cause...
+    retry_locked(study.set_user_attr, "note", "second")  # ...which retry_locked finds and waits out
+    assert study.user_attrs["note"] == "second"

@@ -1,6 +1,7 @@
 """Sweeps end to end: real Hydra multiruns training tiny models into real MLflow stores
 (a SQLite file, and a real `mlflow server` over HTTP)."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -117,7 +118,8 @@ class MlflowServer:
             [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root}/server.db",
              "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
              "--workers", "1"],
-            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # no GenAI job runner
 
     def wait_until_up(self, timeout: float = 120) -> str:
         deadline = time.monotonic() + timeout
@@ -174,3 +176,21 @@ def test_grid_sweep_against_a_real_mlflow_server_nests_one_child_per_job_under_a
     assert parents[0].data.metrics["best_val_dice"] == pytest.approx(best.data.metrics["best_val_dice"])
     checkpoint = Path(client.download_artifacts(best.info.run_id, "checkpoints/best.keras"))  # proxied artifacts
     assert checkpoint.stat().st_size > 0
+
+
+def test_a_search_stops_when_too_many_trials_fail_and_closes_its_parent_failed(tmp_path):
+    # Every trial fails before training: depth 9 does not fit 32x32 images.
+    result = run_runner("-m", *SEARCH, "trainer.epochs=2", "model.depth=9", "hparams_search.n_trials=4",
+                        "hparams_search.max_failure_rate=0.25", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: hparams_search: 2 trials failed, more than max_failure_rate=0.25 of n_trials=4; "
+        "stopping (errors above)")
+    study = optuna.load_study(study_name="unetlab", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2  # the other two never ran
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    parents, children = sweep_runs(client)
+    assert [p.info.status for p in parents] == ["FAILED"]
+    assert [c.info.status for c in children] == ["FAILED"] * 2
+    assert all("data.image_size=32" in c.data.tags["error"] for c in children)
+    assert (tmp_path / "multirun").is_dir() and list((tmp_path / "multirun").glob("*/*/optuna"))

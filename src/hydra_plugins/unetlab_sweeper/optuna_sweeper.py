@@ -40,30 +40,30 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
 
-        from runner.search import PARENT_RUN_ID, open_study, search_space, trials_to_run
+        from runner.search import (PARENT_RUN_ID, check_same_space, failed_trials, open_study, search_space,
+                                   trials_to_run)
         from runner.sweep import PARENT_RUN_ENV
+        from unetlab.errors import UnetlabError
 
         settings, direction = self._settings()
         space, fixed = search_space(settings.params, arguments)
         study = open_study(settings, direction)
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # we log each trial ourselves
+        check_same_space(study, space)
         remaining = trials_to_run(study, settings.n_trials)
         if os.environ.get(PARENT_RUN_ENV):
             study.set_user_attr(PARENT_RUN_ID, os.environ[PARENT_RUN_ENV])
         n_jobs = settings.n_jobs or self._launcher_jobs()
-        finished = settings.n_trials - remaining
         log.info("study %r (%s): %d of %d trials finished, running %d (%d at a time); search space: %s",
-                 settings.study_name, settings.storage or "in memory", finished, settings.n_trials, remaining,
-                 n_jobs, ", ".join(space) or "(empty)")
+                 settings.study_name, settings.storage or "in memory", settings.n_trials - remaining,
+                 settings.n_trials, remaining, n_jobs, ", ".join(space) or "(empty)")
         try:
-            failed = 0
             while remaining > 0:
                 trials = [study.ask(space) for _ in range(min(n_jobs, remaining))]
-                failed += self._run_batch(study, trials, fixed)
+                self._run_batch(study, trials, fixed)
                 remaining -= len(trials)
+                failed = failed_trials(study)
                 if failed > settings.max_failure_rate * settings.n_trials:
-                    from unetlab.errors import UnetlabError
-
                     raise UnetlabError(
                         f"hparams_search: {failed} trials failed, more than max_failure_rate="
                         f"{settings.max_failure_rate} of n_trials={settings.n_trials}; stopping (errors above)")
@@ -94,78 +94,101 @@ class OptunaSweeper(Sweeper):
             return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
         return n_jobs if isinstance(n_jobs, int) and n_jobs > 0 else 1
 
-    def _run_batch(self, study, trials, fixed: List[str]) -> int:
-        """Launch one job per trial, tell the study how each ended; return how many failed."""
-        from optuna.trial import TrialState
-
-        from runner.search import INTERRUPTED, trial_overrides
+    def _run_batch(self, study, trials, fixed: List[str]) -> None:
+        """Launch one job per trial and tell the study how each ended."""
+        from runner.search import trial_overrides
 
         batch = [[*fixed, *trial_overrides(t), f"hparams_search.trial_id={t._trial_id}"] for t in trials]
         try:
             self.validate_batch_is_legal(batch)  # e.g. a search-space key that is not in the config
-            results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
-        except BaseException:
-            interrupted = set(study.user_attrs.get(INTERRUPTED, []))
-            for trial in trials:  # queued again for the next run of the same command
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                study.enqueue_trial(trial.params, skip_if_exists=False)
-                interrupted.add(trial.number)
-            study.set_user_attr(INTERRUPTED, sorted(interrupted))
+        except Exception:
+            set_aside(study, trials, again=False)
             raise
+        try:
+            results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+        except KeyboardInterrupt:
+            set_aside(study, trials, again=True)  # the same command runs them again
+            raise
+        except Exception as error:  # a launcher failure, e.g. a worker process killed for memory
+            log.error("the launcher failed (%s): trials %s are settled from what they recorded",
+                      error, ", ".join(str(t.number) for t in trials))
+            results = [error] * len(trials)
         frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
-        return sum(self._tell(study, trial, result, frozen[trial.number].user_attrs)
-                   for trial, result in zip(trials, results))
+        for trial, result in zip(trials, results):
+            self._tell(study, trial, result, frozen[trial.number].user_attrs)
 
-    def _tell(self, study, trial, result, user_attrs: dict) -> bool:
-        """Record one job's outcome in the study and on its MLflow run; True if it failed."""
+    def _tell(self, study, trial, result, user_attrs: dict) -> None:
+        """Record one job's outcome in the study and on its MLflow run. `result` is the job's
+        JobReturn, or the launcher's exception when there is none (then the trial's own record counts)."""
         from optuna.trial import TrialState
 
-        from runner.search import MLFLOW_RUN_ID, PRUNED_AT_EPOCH, objective_value, trial_overrides
+        from runner.search import MLFLOW_RUN_ID, OBJECTIVE, PRUNED_AT_EPOCH, objective_value, trial_overrides
+        from runner.tracking import retry_locked
         from unetlab.errors import UnetlabError
 
         try:
-            value, error = objective_value(result.return_value), None
-            if value is None:
-                error = ValueError(f"the job returned {result.return_value!r}, not a finite objective")
+            returned = user_attrs.get(OBJECTIVE) if isinstance(result, Exception) else result.return_value
+            value, error = objective_value(returned), result if isinstance(result, Exception) else None
+            if value is not None:
+                error = None
+            elif error is None:
+                error = ValueError(f"the job returned {returned!r}, not a finite objective")
         except Exception as raised:  # the job's own exception, re-raised by JobReturn
             value, error = None, raised
         if error is not None:
-            study.tell(trial, state=TrialState.FAIL)
-            state = "FAIL"
+            state = retry_locked(study.tell, trial, state=TrialState.FAIL).state.name
             log.error("trial %d failed (%s): %s", trial.number, " ".join(trial_overrides(trial)), error,
                       exc_info=None if isinstance(error, UnetlabError) else error)
         elif PRUNED_AT_EPOCH in user_attrs:
-            state = study.tell(trial, state=TrialState.PRUNED).state.name
+            state = retry_locked(study.tell, trial, state=TrialState.PRUNED).state.name
             log.info("trial %d pruned after epoch %d: %.4f", trial.number, user_attrs[PRUNED_AT_EPOCH] + 1, value)
         else:
-            study.tell(trial, value)
-            state = "COMPLETE"
+            state = retry_locked(study.tell, trial, value).state.name
             log.info("trial %d complete: %.4f", trial.number, value)
         record_in_mlflow(trial, state, user_attrs.get(MLFLOW_RUN_ID), error)
-        return error is not None
 
     def _report(self, study) -> None:
-        """Plots and the trial table in the sweep directory and on the parent run; the best trial."""
+        """Plots and the trial table in the sweep directory and on the parent run; the best trial.
+        Never raises: a sweep's own error (or Ctrl-C) must not be hidden by a failed picture."""
         from runner.search import describe_best, save_plots
         from runner.sweep import PARENT_RUN_ENV
 
-        directory = Path(str(self.config.hydra.sweep.dir)) / "optuna"
-        paths = save_plots(study, directory)
-        trials = study.trials_dataframe()
-        if len(trials):
-            trials.to_csv(directory / "trials.csv", index=False)
-            paths.append(directory / "trials.csv")
-        log.info("study %r: %s", study.study_name, describe_best(study))
-        parent = os.environ.get(PARENT_RUN_ENV)
-        if parent:
-            import mlflow
+        try:
+            directory = Path(str(self.config.hydra.sweep.dir)) / "optuna"
+            paths = save_plots(study, directory)
+            trials = study.trials_dataframe()
+            if len(trials):
+                trials.to_csv(directory / "trials.csv", index=False)
+                paths.append(directory / "trials.csv")
+            log.info("study %r: %s", study.study_name, describe_best(study))
+            parent = os.environ.get(PARENT_RUN_ENV)
+            if parent:
+                import mlflow
 
-            from runner.tracking import retry_locked
+                from runner.tracking import retry_locked
 
-            client = mlflow.MlflowClient()
-            retry_locked(client.set_tag, parent, "optuna.study", study.study_name)
-            for path in paths:
-                retry_locked(client.log_artifact, parent, str(path), "optuna")
+                client = mlflow.MlflowClient()
+                retry_locked(client.set_tag, parent, "optuna.study", study.study_name)
+                for path in paths:
+                    retry_locked(client.log_artifact, parent, str(path), "optuna")
+        except Exception as error:
+            log.warning("could not write the study's plots and table: %s", error)
+
+
+def set_aside(study, trials, *, again: bool) -> None:
+    """Fail trials that did not run to an end, leave them out of the count of finished trials
+    and, with `again`, queue their parameters for the next run of the same command."""
+    from optuna.trial import TrialState
+
+    from runner.search import INTERRUPTED
+
+    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+    for trial in trials:
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        if again:
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+        interrupted.add(trial.number)
+    study.set_user_attr(INTERRUPTED, sorted(interrupted))
 
 
 def record_in_mlflow(trial, state: str, run_id: Optional[str], error: Optional[BaseException]) -> None:
@@ -180,6 +203,8 @@ def record_in_mlflow(trial, state: str, run_id: Optional[str], error: Optional[B
     client = mlflow.MlflowClient()
     if run_id:
         retry_locked(client.set_tag, run_id, "optuna.state", state)
+        if error is not None:
+            retry_locked(client.set_tag, run_id, "error", str(error)[:5000])
         return
     parent = os.environ.get(PARENT_RUN_ENV)
     if not parent or error is None:

@@ -115,6 +115,10 @@ def train(cfg: DictConfig) -> float:
         if config.tracking.log_predictions:
             log_prediction_grid(keras.saving.load_model(checkpoints.best_path), val_batches,
                                 config.tracking.num_predictions, output_dir)
+        if trial is not None:  # the sweeper reads it when a launcher loses the job's return value
+            from ..search import OBJECTIVE
+
+            tracking.retry_locked(trial.set_user_attr, OBJECTIVE, checkpoints.best)
         log.info("best %s=%.4f at epoch %d; run %s", trainer.monitor, checkpoints.best, checkpoints.best_epoch + 1,
                  run.info.run_id)
         log.info("view: %s", tracking.runs_link(mlflow.get_tracking_uri(), run.info.experiment_id, run.info.run_id))
