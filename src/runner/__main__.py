@@ -34,7 +34,7 @@ def end_open_sweep(status: str) -> None:
 def report(error: BaseException) -> None:
     """Exit with one line for user mistakes and Ctrl-C; re-raise anything else (a bug: full traceback)."""
     import yaml
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
     from unetlab.errors import UnetlabError
@@ -54,8 +54,12 @@ def report(error: BaseException) -> None:
         sys.exit(2)
     except (HydraException, OmegaConfBaseException) as error:
         message = one_line(error)
+        if isinstance(error, OverrideParseException):
+            message = f"{error.override}: {message}"
         if isinstance(error.__cause__, OmegaConfBaseException):
             message = f"{message} {one_line(error.__cause__)}"
+        if "Could not find 'hydra/launcher/ray" in message:
+            message += " (the Ray launcher is an extra: pip install 'unetlab[ray]')"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 

@@ -226,8 +226,6 @@ def failed_trials(study: optuna.Study) -> int:
 # ---------------------------------------------------------------- results
 def save_plots(study: optuna.Study, directory: Path) -> list[Path]:
     """Objective per trial, learning curves, parallel coordinates and parameter importances as PNG."""
-    import warnings
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,21 +240,35 @@ def save_plots(study: optuna.Study, directory: Path) -> list[Path]:
         "param_importances": plots.plot_param_importances,
     }
     written = []
-    for name, draw in drawings.items():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                axes = draw(study)
-        except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few finished trials to draw
-            log.info("no %s plot: %s", name, error)
-            continue
-        figure = getattr(axes, "figure", None) or axes.flat[0].figure
-        figure.set_size_inches(9, 5)
-        figure.tight_layout()
-        written.append(directory / f"{name}.png")
-        figure.savefig(written[-1], dpi=100)
-        plt.close(figure)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no complete trials" and the like: we log what is missing
+    try:
+        for name, draw in drawings.items():
+            path = _draw(name, draw, study, directory, plt)
+            if path is not None:
+                written.append(path)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return written
+
+
+def _draw(name: str, draw, study: optuna.Study, directory: Path, plt) -> Path | None:
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            axes = draw(study)
+    except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few finished trials to draw
+        log.info("no %s plot: %s", name, error)
+        return None
+    figure = getattr(axes, "figure", None) or axes.flat[0].figure
+    figure.set_size_inches(9, 5)
+    figure.tight_layout()
+    path = directory / f"{name}.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def describe_best(study: optuna.Study) -> str:

@@ -32,11 +32,16 @@ class MlflowSweep(Callback):
         from omegaconf import OmegaConf
 
         from .schema import MonitorMode, monitor_mode
+        from unetlab.errors import ConfigError
+
         from .settings import checked
         from .tracking import retry_locked, use_experiment
 
-        if config.get("hparams_search") is not None:  # its mistakes are reported before any run exists
-            checked(lambda: OmegaConf.to_object(config.hparams_search))
+        if config.get("hparams_search") is not None:
+            try:
+                checked(lambda: OmegaConf.to_object(config.hparams_search))
+            except ConfigError:
+                return  # no parent run: the sweeper reports the mistake (Hydra only warns of a callback's errors)
         experiment_id = use_experiment(config.tracking)
         client = mlflow.MlflowClient()
         resumed = resumed_parent(client, config)

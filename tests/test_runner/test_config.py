@@ -84,9 +84,13 @@ def test_cross_field_rules_name_the_key(compose, overrides, message, tmp_path):
     ("loss=dcie", "Could not find 'loss/dcie'"),
     ("data.image_size=100", "data.image_size=100"),
     ("data=folder", "data.images is required"),
+    ("hparams_search=optuna", "hparams_search=optuna is a search over many runs: add -m"),
+    ("-m hparams_search=optuna hparams_search.n_trials=0", "hparams_search.n_trials must be >= 1"),
+    ("-m hparams_search=optuna model.filters=choice(1,", "model.filters=choice(1,: no viable alternative"),
+    ("-m +experiment=ray_cluster", "pip install 'unetlab[ray]'"),
 ])
 def test_bad_config_fails_with_one_line_and_no_traceback(override, expected, tmp_path):
-    result = run_runner(override, cwd=tmp_path, timeout=120)
+    result = run_runner(*override.split(" "), cwd=tmp_path, timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
