@@ -35,10 +35,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .folder import IMAGE_SUFFIXES
-
-TIFF_SUFFIXES = (".tif", ".tiff")
-READABLE_SUFFIXES = IMAGE_SUFFIXES + TIFF_SUFFIXES
+from .folder import SUPPORTED_SUFFIXES as READABLE_SUFFIXES
+from .folder import TIFF_SUFFIXES, palette_colours, scan_images
 
 PROBLEM_KINDS = ("missing_folder", "empty_folder", "duplicate_stem", "missing_mask", "missing_image",
                  "undecodable", "size_mismatch", "channel_mismatch", "label_values", "non_finite")
@@ -461,23 +459,9 @@ def _value_counts(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _palette_codes(palette: Sequence[Sequence[int]], num_classes: int, ignore_index: int | None) -> dict[int, int]:
-    num_ids = max(num_classes, 2)
-    codes: dict[int, int] = {}
-    for index, colour in enumerate(palette):
-        if len(colour) != 3 or not all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in colour):
-            raise ConfigError(f"data.palette[{index}] must be [r, g, b] with values 0..255. "
-                              f"Received: {list(colour)}")
-        if index >= num_ids and index != ignore_index:
-            raise ConfigError(f"data.palette has {len(palette)} colours but data.num_classes={num_classes} "
-                              f"(colour {index} is neither a class nor data.ignore_index)")
-        code = (int(colour[0]) << 16) | (int(colour[1]) << 8) | int(colour[2])
-        if code in codes:
-            raise ConfigError(f"data.palette gives classes {codes[code]} and {index} the same colour {list(colour)}")
-        codes[code] = index
-    if len(palette) < num_ids:
-        raise ConfigError(f"data.palette has {len(palette)} colours but data.num_classes={num_classes} needs "
-                          f"{num_ids}")
-    return codes
+    """The checked palette as colour code (r << 16 | g << 8 | b) -> class id."""
+    return {(r << 16) | (g << 8) | b: index
+            for index, (r, g, b) in enumerate(palette_colours(palette, num_classes, ignore_index))}
 
 
 # --- folders and messages --------------------------------------------------------------------------------------
@@ -489,16 +473,10 @@ def _list_folder(directory: str | Path, key: str, display: "_Display",
     if not folder.is_dir():
         problems.append(Problem("missing_folder", str(directory), f"{key}={str(directory)!r} is not a directory"))
         return None
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in READABLE_SUFFIXES or not path.is_file():
-            continue
-        if path.stem in files:
-            problems.append(Problem("duplicate_stem", str(path),
-                                    f"{display(files[path.stem])} and {display(path)} share the stem "
-                                    f"{path.stem!r}; pairing needs one file per stem"))
-            continue
-        files[path.stem] = path
+    files, clashes = scan_images(folder)
+    for kept, other in clashes:
+        problems.append(Problem("duplicate_stem", str(other), f"{display(kept)} and {display(other)} share the stem "
+                                                              f"{kept.stem!r}; pairing needs one file per stem"))
     if not files:
         problems.append(Problem("empty_folder", str(directory), f"{key}={str(directory)!r} holds no images "
                                                                 f"({', '.join(READABLE_SUFFIXES)})"))

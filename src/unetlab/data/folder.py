@@ -15,19 +15,31 @@ TIFF_SUFFIXES = (".tif", ".tiff")  # decoded by tifffile
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + TIFF_SUFFIXES
 
 
+def scan_images(directory: Path) -> tuple[dict[str, Path], list[tuple[Path, Path]]]:
+    """Image files of an existing folder by stem (the first of each stem), and every
+    (kept file, other file) pair that shares a stem."""
+    files: dict[str, Path] = {}
+    clashes: list[tuple[Path, Path]] = []
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES or not path.is_file():
+            continue
+        if path.stem in files:
+            clashes.append((files[path.stem], path))
+        else:
+            files[path.stem] = path
+    return files, clashes
+
+
 def list_images(directory: str | Path, key: str) -> dict[str, Path]:
     """Image files of `directory` by stem; `key` names the config key in errors."""
     folder = Path(directory)
     if not folder.is_dir():
         raise DataError(f"{key}={str(directory)!r} is not a directory")
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES or not path.is_file():
-            continue
-        if path.stem in files:
-            raise DataError(f"{files[path.stem].name} and {path.name} in {key}={str(directory)!r} share the stem "
-                            f"{path.stem!r}; pairing needs one file per stem")
-        files[path.stem] = path
+    files, clashes = scan_images(folder)
+    if clashes:
+        kept, other = clashes[0]
+        raise DataError(f"{kept.name} and {other.name} in {key}={str(directory)!r} share the stem "
+                        f"{kept.stem!r}; pairing needs one file per stem")
     if not files:
         raise DataError(f"{key}={str(directory)!r} holds no images ({', '.join(SUPPORTED_SUFFIXES)})")
     return files
