@@ -58,10 +58,31 @@ def report(error: BaseException) -> None:
             message = f"{error.override}: {message}"
         if isinstance(error.__cause__, OmegaConfBaseException):
             message = f"{message} {one_line(error.__cause__)}"
+        options = available_options(str(error))
+        if options:
+            message += f" (options: {options})"
+        if message.startswith("Ambiguous value for argument"):  # Hydra's hint is on the lines we drop
+            message += " (to sweep over it add -m; a list is key=[a,b], a string key='a,b')"
         if "Could not find 'hydra/launcher/ray" in message:
             message += " (the Ray launcher is an extra: pip install 'unetlab[ray]')"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def available_options(text: str) -> str:
+    """The options Hydra lists under 'Available options in ...' (on lines a one-line error drops)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Available options")), None)
+    if start is None:
+        return ""
+    options = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            continue
+        if not line.startswith((" ", "\t")):  # the next section (Hydra's config search path)
+            break
+        options.append(line.strip())
+    return ", ".join(options)
 
 
 if __name__ == "__main__":

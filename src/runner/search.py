@@ -34,6 +34,7 @@ MLFLOW_RUN_ID = "mlflow_run_id"  # trial user attr: the job's MLflow run
 PRUNED_AT_EPOCH = "pruned_at_epoch"  # trial user attr (and MLflow metric) of a pruned trial
 OBJECTIVE = "objective"  # trial user attr: the value the job returns, for when its return is lost
 SEARCH_SPACE = "search_space"  # study user attr: the distributions it searches
+FIXED_OVERRIDES = "fixed_overrides"  # study user attr: the command line's other overrides
 
 
 def storage(url: str | None) -> optuna.storages.BaseStorage | None:
@@ -84,15 +85,6 @@ def open_study(search: SearchConfig, direction: str) -> optuna.Study:
     if search.storage is None:
         _IN_MEMORY[search.study_name] = study
     return study
-
-
-def previous_parent_run(study_name: str, url: str) -> str | None:
-    """The MLflow parent run an existing study was last run under (None for a new study)."""
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage(url))
-    except KeyError:  # no such study yet
-        return None
-    return study.user_attrs.get(PARENT_RUN_ID)
 
 
 def job_trial(search: SearchConfig) -> optuna.Trial | None:
@@ -148,6 +140,8 @@ def distribution(override: Override) -> BaseDistribution:
     key = override.get_key_element()
     try:
         return _distribution(key, override)
+    except ConfigError:
+        raise
     except ValueError as error:  # Optuna's checks, e.g. a log scale that includes 0
         raise ConfigError(f"{key}: {' '.join(str(error).split())}") from None
 
@@ -186,6 +180,31 @@ def override_value(value: Any) -> str:
                                        and value.lower() not in ("true", "false", "null", "nan", "inf")):
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return str(value)
+
+
+def sample_overrides(space: dict[str, BaseDistribution]) -> list[list[str]]:
+    """Override sets that between them use every choice of every categorical dimension (the
+    others at their low end): composing them finds a mistyped key or group option up front."""
+    def first(dist: BaseDistribution) -> Any:
+        return dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
+
+    base = {name: first(dist) for name, dist in space.items()}
+    samples = [base] + [{**base, name: choice} for name, dist in space.items()
+                        if isinstance(dist, CategoricalDistribution) for choice in dist.choices[1:]]
+    return [[f"{name}={override_value(value)}" for name, value in sample.items()] for sample in samples]
+
+
+def check_same_settings(study: optuna.Study, fixed: list[str]) -> None:
+    """Record the command line's fixed overrides on a new study; warn when a resume changes them
+    (hparams_search.* settings aside), since its trials then compare runs of other settings."""
+    current = sorted(o for o in fixed if not o.lstrip("+~").startswith("hparams_search"))
+    recorded = study.user_attrs.get(FIXED_OVERRIDES)
+    if recorded is None:
+        study.set_user_attr(FIXED_OVERRIDES, current)
+    elif recorded != current:
+        log.warning("study %r was run with %s; this run uses %s: its trials will be compared with trials of "
+                    "other settings (use a new hparams_search.study_name to keep them apart)", study.study_name,
+                    " ".join(recorded) or "no overrides", " ".join(current) or "no overrides")
 
 
 def check_same_space(study: optuna.Study, space: dict[str, BaseDistribution]) -> None:
@@ -239,6 +258,9 @@ def save_plots(study: optuna.Study, directory: Path) -> list[Path]:
         "parallel_coordinate": plots.plot_parallel_coordinate,
         "param_importances": plots.plot_param_importances,
     }
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:  # nothing to compare yet
+        drawings = {name: draw for name, draw in drawings.items()
+                    if name in ("optimization_history", "intermediate_values")}
     written = []
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no complete trials" and the like: we log what is missing

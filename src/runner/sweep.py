@@ -27,61 +27,43 @@ class MlflowSweep(Callback):
     """Parent/child MLflow runs for Hydra multiruns."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        import mlflow
-
-        from omegaconf import OmegaConf
-
-        from .schema import MonitorMode, monitor_mode
-        from unetlab.errors import ConfigError
-
-        from .settings import checked
-        from .tracking import retry_locked, use_experiment
-
-        if config.get("hparams_search") is not None:
-            try:
-                checked(lambda: OmegaConf.to_object(config.hparams_search))
-            except ConfigError:
-                return  # no parent run: the sweeper reports the mistake (Hydra only warns of a callback's errors)
-        experiment_id = use_experiment(config.tracking)
-        client = mlflow.MlflowClient()
-        resumed = resumed_parent(client, config)
-        if resumed:
-            retry_locked(client.update_run, resumed, "RUNNING")
-            os.environ[PARENT_RUN_ENV] = resumed
-            log.info("sweep parent run %s (resumed with its study)", resumed)
-            return
-        overrides = " ".join(config.hydra.overrides.task)
-        monitor = config.trainer.monitor
-        tags = {"sweep": "parent", "overrides": overrides, "sweep_objective": f"best_{monitor}",
-                "sweep_direction": monitor_mode(monitor, MonitorMode(config.trainer.monitor_mode)),
-                **config.tracking.tags}
-        parent = retry_locked(client.create_run, experiment_id, tags=tags, run_name=f"sweep {overrides}"[:250])
-        os.environ[PARENT_RUN_ENV] = parent.info.run_id
-        log.info("sweep parent run %s", parent.info.run_id)
+        if str(config.hydra.sweeper.get("_target_", "")).endswith(".OptunaSweeper"):
+            return  # the Optuna sweeper opens the parent once the search space and study check out
+        open_parent(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finish_sweep()
 
 
-def resumed_parent(client, config: DictConfig) -> str | None:
-    """The parent run of the Optuna study this sweep resumes, if it is in this tracking store."""
-    search = config.get("hparams_search")
-    if not search or not search.storage:
-        return None
+def open_parent(config: DictConfig, resume: str | None = None) -> str:
+    """Start the sweep's parent run (or reopen `resume`, the run an Optuna study was last run
+    under, if it is in this tracking store) and hand its id to the jobs through the environment."""
+    import mlflow
     from mlflow.exceptions import MlflowException
 
-    from .search import previous_parent_run
-    from .tracking import retry_locked
+    from .schema import MonitorMode, monitor_mode
+    from .tracking import retry_locked, use_experiment
 
-    run_id = previous_parent_run(search.study_name, search.storage)
-    if run_id is None:
-        return None
-    try:
-        retry_locked(client.get_run, run_id)
-    except MlflowException as error:
-        log.info("study's parent run %s is not in this tracking store (%s): starting a new one", run_id, error)
-        return None
-    return run_id
+    experiment_id = use_experiment(config.tracking)
+    client = mlflow.MlflowClient()
+    if resume:
+        try:
+            retry_locked(client.update_run, resume, "RUNNING")
+            os.environ[PARENT_RUN_ENV] = resume
+            log.info("sweep parent run %s (resumed with its study)", resume)
+            return resume
+        except MlflowException as error:
+            log.info("the study's parent run %s is not in this tracking store (%s): starting a new one",
+                     resume, error)
+    overrides = " ".join(config.hydra.overrides.task)
+    monitor = config.trainer.monitor
+    tags = {"sweep": "parent", "overrides": overrides, "sweep_objective": f"best_{monitor}",
+            "sweep_direction": monitor_mode(monitor, MonitorMode(config.trainer.monitor_mode)),
+            **config.tracking.tags}
+    parent = retry_locked(client.create_run, experiment_id, tags=tags, run_name=f"sweep {overrides}"[:250])
+    os.environ[PARENT_RUN_ENV] = parent.info.run_id
+    log.info("sweep parent run %s", parent.info.run_id)
+    return parent.info.run_id
 
 
 def finish_sweep(status: str = "FINISHED") -> None:
@@ -118,8 +100,9 @@ def summarise_children(client, parent_id: str) -> None:
         writer.writeheader()
         writer.writerows(table)
         retry_locked(client.log_text, parent_id, buffer.getvalue(), "sweep_summary.csv")
-    if scored:
-        best = scored[0]
+    eligible = [row for row in scored if row.get("state", "COMPLETE") == "COMPLETE"]  # not pruned trials
+    if eligible:
+        best = eligible[0]
         retry_locked(client.set_tag, parent_id, "best_child_run_id", best["run_id"])
         retry_locked(client.log_metric, parent_id, objective, best[objective])
     log.info("sweep summary (%s, %s is better):\n%s", objective, "higher" if direction == "max" else "lower",

@@ -81,13 +81,16 @@ def test_cross_field_rules_name_the_key(compose, overrides, message, tmp_path):
     ("model.filtres=64", "Key 'filtres' not in 'ModelConfig'"),
     ("model.filters=abc", "model.filters: Value 'abc' of type 'str' could not be converted to Integer"),
     ("model.pooling=avg", "Invalid value 'avg', expected one of [max, conv]"),
-    ("loss=dcie", "Could not find 'loss/dcie'"),
+    ("loss=dcie", "Could not find 'loss/dcie' (options: bce, bce_dice, ce, ce_dice, dice, focal, tversky)"),
     ("data.image_size=100", "data.image_size=100"),
     ("data=folder", "data.images is required"),
     ("hparams_search=optuna", "hparams_search=optuna is a search over many runs: add -m"),
     ("-m hparams_search=optuna hparams_search.n_trials=0", "hparams_search.n_trials must be >= 1"),
     ("-m hparams_search=optuna model.filters=choice(1,", "model.filters=choice(1,: no viable alternative"),
     ("-m +experiment=ray_cluster", "pip install 'unetlab[ray]'"),
+    ("-m hparams_search=optuna model.filtres=2,4", "Key 'filtres' not in 'ModelConfig'"),
+    ("-m hparams_search=optuna loss=dice,dcie", "Could not find 'loss/dcie'"),
+    ("model.filters=2,4", "to sweep over it add -m"),
 ])
 def test_bad_config_fails_with_one_line_and_no_traceback(override, expected, tmp_path):
     result = run_runner(*override.split(" "), cwd=tmp_path, timeout=120)
@@ -95,7 +98,7 @@ def test_bad_config_fails_with_one_line_and_no_traceback(override, expected, tmp
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    assert not (tmp_path / "mlflow.db").exists()  # nothing was tracked
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.db").exists()  # nothing tracked
 
 
 def test_help_and_config_errors_answer_without_importing_tensorflow(tmp_path):

@@ -165,3 +165,25 @@ def test_retry_locked_outlasts_a_locked_optuna_store(tmp_path):
     assert "database is locked" not in str(raised.value)  # Optuna's own message hides the cause...
     retry_locked(study.set_user_attr, "note", "second")  # ...which retry_locked finds and waits out
     assert study.user_attrs["note"] == "second"
+
+
+def test_sample_overrides_use_every_choice_once_so_composition_checks_them_all():
+    from runner.search import sample_overrides
+
+    space, _ = search_space({"loss": "choice(dice, bce_dice, focal)", "model.filters": "choice(2, 4)",
+                             "optimizer.lr": "interval(0.001, 0.01)"}, [])
+    samples = sample_overrides(space)
+    assert samples[0] == ["loss=dice", "model.filters=2", "optimizer.lr=0.001"]
+    assert {o for sample in samples for o in sample} == {
+        "loss=dice", "loss=bce_dice", "loss=focal", "model.filters=2", "model.filters=4", "optimizer.lr=0.001"}
+
+
+def test_resuming_with_other_fixed_settings_warns(compose, tmp_path, caplog):
+    from runner.search import check_same_settings
+
+    study = open_study(search_settings(compose, tmp_path), "maximize")
+    check_same_settings(study, ["hparams_search=optuna", "trainer.epochs=2"])
+    check_same_settings(study, ["hparams_search=optuna", "hparams_search.n_trials=40", "trainer.epochs=2"])
+    assert "compared with trials of other settings" not in caplog.text  # more trials: the same study
+    check_same_settings(study, ["hparams_search=optuna", "trainer.epochs=3"])
+    assert "trainer.epochs=2" in caplog.text and "trainer.epochs=3" in caplog.text

@@ -71,7 +71,8 @@ def test_optuna_search_records_a_failing_trial_prunes_and_resumes_under_one_pare
         assert Path(client.download_artifacts(run.info.run_id, "checkpoints/best.keras")).is_file()
 
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "optuna")}
-    assert {"optuna/optimization_history.png", "optuna/parallel_coordinate.png", "optuna/trials.csv"} <= artifacts
+    assert {"optuna/optimization_history.png", "optuna/intermediate_values.png", "optuna/trials.csv"} <= artifacts
+    assert "optuna/param_importances.png" not in artifacts  # one complete trial: nothing to compare
     summary = Path(client.download_artifacts(parents[0].info.run_id, "sweep_summary.csv")).read_text()
     assert summary.splitlines()[0].startswith("job,run_id,status,state,")
     best = max(children[1:], key=lambda r: r.data.metrics["best_val_dice"])
@@ -90,6 +91,8 @@ def test_four_parallel_trials_land_complete_in_one_sqlite_store(tmp_path):
     parents, children = sweep_runs(client)
     assert len(parents) == 1 and len(children) == 4
     assert {r.info.status for r in parents + children} == {"FINISHED"}
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "optuna")}
+    assert {"optuna/parallel_coordinate.png", "optuna/param_importances.png"} <= artifacts
     param_keys = {frozenset(c.data.params) for c in children}
     assert len(param_keys) == 1 and len(next(iter(param_keys))) > 50  # every job logged every param
     for run in children:

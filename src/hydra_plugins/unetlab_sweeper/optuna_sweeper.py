@@ -40,19 +40,21 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
 
-        from runner.search import (PARENT_RUN_ID, check_same_space, failed_trials, open_study, search_space,
-                                   trials_to_run)
-        from runner.sweep import PARENT_RUN_ENV
+        from runner.search import (PARENT_RUN_ID, check_same_settings, check_same_space, failed_trials,
+                                   open_study, sample_overrides, search_space, trials_to_run)
+        from runner.sweep import open_parent
         from unetlab.errors import UnetlabError
 
+        # Mistakes surface before anything is recorded: settings, space syntax, keys and group options.
         settings, direction = self._settings()
         space, fixed = search_space(settings.params, arguments)
+        self.validate_batch_is_legal([[*fixed, *sample] for sample in sample_overrides(space)])
         study = open_study(settings, direction)
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # we log each trial ourselves
         check_same_space(study, space)
+        check_same_settings(study, fixed)
+        study.set_user_attr(PARENT_RUN_ID, open_parent(self.config, resume=study.user_attrs.get(PARENT_RUN_ID)))
         remaining = trials_to_run(study, settings.n_trials)
-        if os.environ.get(PARENT_RUN_ENV):
-            study.set_user_attr(PARENT_RUN_ID, os.environ[PARENT_RUN_ENV])
         n_jobs = settings.n_jobs or self._launcher_jobs()
         log.info("study %r (%s): %d of %d trials finished, running %d (%d at a time); search space: %s",
                  settings.study_name, settings.storage or "in memory", settings.n_trials - remaining,
