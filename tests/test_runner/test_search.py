@@ -187,3 +187,16 @@ def test_resuming_with_other_fixed_settings_warns(compose, tmp_path, caplog):
     assert "compared with trials of other settings" not in caplog.text  # more trials: the same study
     check_same_settings(study, ["hparams_search=optuna", "trainer.epochs=3"])
     assert "trainer.epochs=2" in caplog.text and "trainer.epochs=3" in caplog.text
+
+
+def test_a_trial_whose_job_the_launcher_lost_is_settled_from_what_it_recorded(monkeypatch):
+    from hydra_plugins.unetlab_sweeper.optuna_sweeper import OptunaSweeper
+
+    monkeypatch.delenv("UNETLAB_PARENT_RUN_ID", raising=False)
+    study = optuna.create_study(direction="maximize")
+    space = {"model.filters": CategoricalDistribution([2, 4])}
+    finished, lost = study.ask(space), study.ask(space)
+    crash = RuntimeError("a worker process was killed")
+    OptunaSweeper()._tell(study, finished, crash, {"objective": 0.7})  # it got to the end before the crash
+    OptunaSweeper()._tell(study, lost, crash, {})
+    assert [(t.state, t.value) for t in study.trials] == [(TrialState.COMPLETE, 0.7), (TrialState.FAIL, None)]

@@ -128,15 +128,18 @@ class OptunaSweeper(Sweeper):
         from runner.tracking import retry_locked
         from unetlab.errors import UnetlabError
 
-        try:
-            returned = user_attrs.get(OBJECTIVE) if isinstance(result, Exception) else result.return_value
-            value, error = objective_value(returned), result if isinstance(result, Exception) else None
-            if value is not None:
-                error = None
-            elif error is None:
-                error = ValueError(f"the job returned {returned!r}, not a finite objective")
-        except Exception as raised:  # the job's own exception, re-raised by JobReturn
-            value, error = None, raised
+        if isinstance(result, Exception):  # the launcher lost the job's return: use what the trial recorded
+            returned, error = user_attrs.get(OBJECTIVE), result
+        else:
+            try:
+                returned, error = result.return_value, None
+            except Exception as raised:  # the job's own exception, re-raised by JobReturn
+                returned, error = None, raised
+        value = objective_value(returned)
+        if value is not None:
+            error = None
+        elif error is None:
+            error = ValueError(f"the job returned {returned!r}, not a finite objective")
         if error is not None:
             state = retry_locked(study.tell, trial, state=TrialState.FAIL).state.name
             log.error("trial %d failed (%s): %s", trial.number, " ".join(trial_overrides(trial)), error,
