@@ -34,8 +34,10 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 
 
 def config_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as MLflow params with dotted keys."""
-    return flatten(OmegaConf.to_container(cfg, resolve=True))
+    """The resolved config as MLflow params with dotted keys. A search's space is left out: a
+    trial's own values are its params, and the parent run holds the space (optuna/search_space.json)."""
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    return {key: value for key, value in params.items() if not key.startswith("hparams_search.params")}
 
 
 def git_commit() -> dict[str, str]:

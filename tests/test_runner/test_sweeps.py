@@ -1,6 +1,7 @@
 """Sweeps end to end: real Hydra multiruns training tiny models into real MLflow stores
 (a SQLite file, and a real `mlflow server` over HTTP)."""
 
+import json
 import os
 import socket
 import subprocess
@@ -71,7 +72,11 @@ def test_optuna_search_records_a_failing_trial_prunes_and_resumes_under_one_pare
         assert Path(client.download_artifacts(run.info.run_id, "checkpoints/best.keras")).is_file()
 
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "optuna")}
-    assert {"optuna/optimization_history.png", "optuna/intermediate_values.png", "optuna/trials.csv"} <= artifacts
+    assert {"optuna/optimization_history.png", "optuna/intermediate_values.png", "optuna/trials.csv",
+            "optuna/search_space.json"} <= artifacts
+    space = json.loads(Path(client.download_artifacts(parents[0].info.run_id, "optuna/search_space.json")).read_text())
+    assert set(space) == {"model.filters", "optimizer.lr"}
+    assert not any(key.startswith("hparams_search.params") for key in complete.data.params)
     assert "optuna/param_importances.png" not in artifacts  # one complete trial: nothing to compare
     summary = Path(client.download_artifacts(parents[0].info.run_id, "sweep_summary.csv")).read_text()
     assert summary.splitlines()[0].startswith("job,run_id,status,state,")

@@ -9,6 +9,7 @@ complete, pruned or failed. Hydra scans this module at every start: imports stay
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -155,12 +156,15 @@ class OptunaSweeper(Sweeper):
     def _report(self, study) -> None:
         """Plots and the trial table in the sweep directory and on the parent run; the best trial.
         Never raises: a sweep's own error (or Ctrl-C) must not be hidden by a failed picture."""
-        from runner.search import describe_best, save_plots
+        from runner.search import SEARCH_SPACE, describe_best, save_plots
         from runner.sweep import PARENT_RUN_ENV
 
         try:
             directory = Path(str(self.config.hydra.sweep.dir)) / "optuna"
             paths = save_plots(study, directory)
+            space = {name: json.loads(dist) for name, dist in study.user_attrs.get(SEARCH_SPACE, {}).items()}
+            (directory / "search_space.json").write_text(json.dumps(space, indent=2))
+            paths.append(directory / "search_space.json")
             trials = study.trials_dataframe()
             if len(trials):
                 trials.to_csv(directory / "trials.csv", index=False)
@@ -185,14 +189,19 @@ def set_aside(study, trials, *, again: bool) -> None:
     and, with `again`, queue their parameters for the next run of the same command."""
     from optuna.trial import TrialState
 
-    from runner.search import INTERRUPTED
+    from runner.search import INTERRUPTED, MLFLOW_RUN_ID
 
     interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+    frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
     for trial in trials:
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         if again:
             study.enqueue_trial(trial.params, skip_if_exists=False)
         interrupted.add(trial.number)
+        try:  # the run (KILLED by Ctrl-C) says what the study recorded
+            record_in_mlflow(trial, "FAIL", frozen[trial.number].user_attrs.get(MLFLOW_RUN_ID), None)
+        except Exception as error:
+            log.warning("trial %d: could not tag its run: %s", trial.number, error)
     study.set_user_attr(INTERRUPTED, sorted(interrupted))
 
 
