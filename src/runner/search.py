@@ -224,16 +224,26 @@ def check_same_space(study: optuna.Study, space: dict[str, BaseDistribution]) ->
 # ---------------------------------------------------------------- resume
 def trials_to_run(study: optuna.Study, n_trials: int) -> int:
     """How many more trials reach `n_trials` finished ones. Trials a dead sweep left RUNNING
-    are marked failed (interrupted, not counted) and queued again with the same parameters."""
-    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        study.enqueue_trial(trial.params, skip_if_exists=False)
-        interrupted.add(trial.number)
+    are set aside and queued again with the same parameters."""
+    left_running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in left_running:
         log.info("trial %d was interrupted: it runs again with the same parameters", trial.number)
-    study.set_user_attr(INTERRUPTED, sorted(interrupted))
+    set_aside(study, left_running, again=True)
+    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
     return max(0, n_trials - len([t for t in finished if t.number not in interrupted]))
+
+
+def set_aside(study: optuna.Study, trials, *, again: bool) -> None:
+    """Fail trials that did not run to an end, leave them out of the count of finished trials
+    and, with `again`, queue their parameters for the next run of the same command."""
+    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+    for trial in trials:
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        if again:
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+        interrupted.add(trial.number)
+    study.set_user_attr(INTERRUPTED, sorted(interrupted))
 
 
 def failed_trials(study: optuna.Study) -> int:

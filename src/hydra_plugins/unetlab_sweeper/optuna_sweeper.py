@@ -185,24 +185,16 @@ class OptunaSweeper(Sweeper):
 
 
 def set_aside(study, trials, *, again: bool) -> None:
-    """Fail trials that did not run to an end, leave them out of the count of finished trials
-    and, with `again`, queue their parameters for the next run of the same command."""
-    from optuna.trial import TrialState
+    """`runner.search.set_aside`, and each trial's run (KILLED by Ctrl-C) says what the study recorded."""
+    from runner import search
 
-    from runner.search import INTERRUPTED, MLFLOW_RUN_ID
-
-    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+    search.set_aside(study, trials, again=again)
     frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
     for trial in trials:
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        if again:
-            study.enqueue_trial(trial.params, skip_if_exists=False)
-        interrupted.add(trial.number)
-        try:  # the run (KILLED by Ctrl-C) says what the study recorded
-            record_in_mlflow(trial, "FAIL", frozen[trial.number].user_attrs.get(MLFLOW_RUN_ID), None)
+        try:
+            record_in_mlflow(trial, "FAIL", frozen[trial.number].user_attrs.get(search.MLFLOW_RUN_ID), None)
         except Exception as error:
             log.warning("trial %d: could not tag its run: %s", trial.number, error)
-    study.set_user_attr(INTERRUPTED, sorted(interrupted))
 
 
 def record_in_mlflow(trial, state: str, run_id: Optional[str], error: Optional[BaseException]) -> None:
