@@ -1,4 +1,4 @@
-"""The Hydra application: compose `conf/`, validate, dispatch to the task."""
+"""The Hydra application: compose `conf/`, convert it once to the typed `Config`, run its task."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from unetlab.errors import UnetlabError
 
 from .schema import register_configs
+from .settings import to_config
 
 
 def register_experiments() -> None:
@@ -25,27 +26,26 @@ def register_experiments() -> None:
 
 
 def register() -> None:
-    """Everything Hydra must know before composing: schemas, experiment presets, our sweeper
-    (registered by hand: Hydra's plugin scan misses packages installed in editable mode)."""
-    from hydra.core.plugins import Plugins
-    from hydra_plugins.unetlab_sweeper.optuna_sweeper import OptunaSweeper
+    """Everything Hydra must know before composing: schemas, experiment presets, our sweeper."""
+    from .sweeps.sweeper import register_sweeper
 
     register_configs()
     register_experiments()
-    Plugins.instance().register(OptunaSweeper)
+    register_sweeper()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://runner.conf", config_name="config")
 def run(cfg: DictConfig) -> Any:
-    """Run the task named by `task`. In a single run a user mistake exits here with one
-    line; in a sweep it fails only its job, and Hydra reports it when the sweep ends."""
+    """Check the config and run the task named by `task`. In a single run a user mistake exits
+    here with one line; in a sweep it fails only its job, and Hydra reports it when the sweep ends."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .tasks import TASKS
+    from .tasks import task_function
 
     try:
-        return TASKS[cfg.task.value](cfg)
+        config = to_config(cfg)
+        return task_function(config.task)(config)
     except UnetlabError as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise

@@ -1,11 +1,11 @@
-"""From the composed DictConfig to validated, typed settings."""
+"""From the composed DictConfig to the validated, typed `Config` (once, in `app`), and config
+errors as one line that names the key, also for errors the library raises in its own argument names."""
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import re
-from enum import Enum
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
@@ -37,15 +37,16 @@ def checked(convert: Callable[[], Any]) -> Any:
         raise ConfigError(one_line(error)) from None
 
 
-def without(settings: Any, *keys: str) -> dict[str, Any]:
-    """A settings dataclass as keyword arguments, less `keys`."""
-    return {key: value.value if isinstance(value, Enum) else value
-            for key, value in dataclasses.asdict(settings).items() if key not in keys}
-
-
-def data_params(config: Config) -> dict[str, Any]:
-    """Keyword arguments of the data source: the data group minus `name` and `cache`."""
-    return without(config.data, "name", "cache", "root")
+@contextlib.contextmanager
+def config_group(group: str) -> Iterator[None]:
+    """Name the config key in the library's errors: the library speaks of its arguments
+    (`rotation must be in [0, 180]. Received: rotation=200`), the user set `augment.rotation`."""
+    try:
+        yield
+    except ConfigError as error:
+        message = str(error)
+        argument = re.match(r"[a-z_]+(\[\d+\])? (must|and)\b", message)  # "palette[2] must be ...", "mean and std ..."
+        raise ConfigError(f"{group}.{message}" if argument else f"{group}: {message}") from None
 
 
 def one_line(error: BaseException) -> str:

@@ -1,8 +1,13 @@
-"""MLflow: run lifecycle, params from the config, tags, and per-epoch metrics."""
+"""MLflow: run lifecycle, params from the config, tags, and per-epoch metrics.
+
+Everything a task writes to MLflow goes through here or through `mlflow.log_*` inside a
+`tracked_run`; a sweep's jobs find their parent run through `PARENT_RUN_ENV`.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import subprocess
@@ -13,13 +18,14 @@ from typing import Any, Iterator
 
 import keras
 import mlflow
-from omegaconf import DictConfig, OmegaConf
+import yaml
 
-from .schema import TrackingConfig
+from .schema import Config, TrackingConfig
 
 log = logging.getLogger(__name__)
 
 _RETRIES = 8
+PARENT_RUN_ENV = "UNETLAB_PARENT_RUN_ID"  # a sweep's parent run id, handed to its jobs (any launcher, any process)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
@@ -33,15 +39,60 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     return {prefix[:-1]: str(value)}
 
 
-def config_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as MLflow params with dotted keys. A search's space is left out: a
-    trial's own values are its params, and the parent run holds the space (optuna/search_space.json)."""
-    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+def plain(config: Config) -> dict[str, Any]:
+    """The typed config as plain data (enums as their values), as the user wrote it in YAML."""
+    return dataclasses.asdict(config, dict_factory=lambda items: {
+        key: value.value if isinstance(value, Enum) else value for key, value in items})
+
+
+def config_params(config: Config) -> dict[str, str]:
+    """The config as MLflow params with dotted keys. A search's space is left out: a trial's
+    own values are its params, and the parent run holds the space (optuna/search_space.json)."""
+    params = flatten(plain(config))
     return {key: value for key, value in params.items() if not key.startswith("hparams_search.params")}
 
 
+def log_config(config: Config) -> None:
+    """The config as params (for comparing runs) and as `config.yaml` (for reading and rerunning one)."""
+    retry_locked(mlflow.log_params, config_params(config))
+    mlflow.log_text(yaml.safe_dump(plain(config), sort_keys=False), "config.yaml")
+
+
+def log_data(splits, fingerprint: str | None, images: str | None) -> None:
+    """The split (file names per side), the dataset statistics and, for folder data, the
+    content fingerprint as the run's MLflow dataset input."""
+    if splits.train_files:
+        mlflow.log_dict({"train": splits.train_files, "val": splits.val_files}, "data/split.json")
+    if splits.preprocessing.mean is not None:
+        mlflow.log_dict({"mean": splits.preprocessing.mean, "std": splits.preprocessing.std},
+                        "data/statistics.json")
+    if fingerprint and images:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        source = resolve_dataset_source(str(Path(images).resolve()))
+        retry_locked(mlflow.log_input, MetaDataset(source=source, name=Path(images).name, digest=fingerprint),
+                     context="training")
+
+
+def log_model_summary(model) -> None:
+    """Keras' layer table as `model_summary.txt`, and the parameter count as metric `params`."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line), line_length=120)
+    mlflow.log_text("\n".join(lines) + "\n", "model_summary.txt")
+    retry_locked(mlflow.log_metric, "params", model.count_params())
+
+
+def source_tags() -> dict[str, str]:
+    """The command-line overrides and the commit of the unetlab source tree (editable installs)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return {"overrides": " ".join(overrides), **git_commit()}
+
+
 def git_commit() -> dict[str, str]:
-    """Commit of the unetlab source tree (editable installs), with a dirty flag."""
+    """Commit of the unetlab source tree (MLflow's own tag), with a dirty flag."""
     source = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
@@ -50,7 +101,7 @@ def git_commit() -> dict[str, str]:
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {}
-    return {"mlflow.source.git.commit": commit, "git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+    return {"mlflow.source.git.commit": commit, "git_dirty": str(bool(dirty)).lower()}
 
 
 def retry_locked(action, *args, **kwargs):
@@ -90,13 +141,13 @@ def use_experiment(tracking) -> str:
 
 @contextlib.contextmanager
 def tracked_run(tracking: TrackingConfig, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run that ends FINISHED, FAILED on an exception, or KILLED on Ctrl-C."""
-    from .sweep import PARENT_RUN_ENV
-
+    """An MLflow run that ends FINISHED, FAILED on an exception, or KILLED on Ctrl-C; tagged with
+    `tags`, the command line and the source commit, and nested under the sweep's parent run if any."""
     use_experiment(tracking)
-    parent_run_id = os.environ.get(PARENT_RUN_ENV)
+    parent_run_id = sweep_parent_run_id()
+    tags = {**source_tags(), **tags}
     if parent_run_id:
-        tags = {**tags, "sweep_job": str(sweep_job_number())}
+        tags["sweep_job"] = str(sweep_job_number())
     run = retry_locked(mlflow.start_run, run_name=tracking.run_name, tags={**tags, **tracking.tags},
                        parent_run_id=parent_run_id, log_system_metrics=tracking.log_system_metrics or None)
     try:
@@ -109,6 +160,11 @@ def tracked_run(tracking: TrackingConfig, tags: dict[str, str]) -> Iterator[mlfl
         raise
     else:
         end_run(run, "FINISHED")
+
+
+def sweep_parent_run_id() -> str | None:
+    """The MLflow parent run of the sweep this process runs jobs of (None outside a sweep)."""
+    return os.environ.get(PARENT_RUN_ENV) or None
 
 
 def end_run(run: mlflow.ActiveRun, status: str) -> None:

@@ -1,13 +1,18 @@
-"""Tasks, selected by the `task` key; each takes the composed config and returns its result."""
+"""Tasks, selected by the `task` key: each takes the typed `Config` and returns its result.
 
-from .check_data import check_data
-from .evaluate import evaluate
-from .export import export
-from .predict import predict
-from .preview import preview
-from .train import train
+A task reads top to bottom like a recipe; the steps tasks share live in `runner.builders`,
+so no task imports another. A task's module is imported only when it runs, so `--help`
+and config errors answer without loading TensorFlow or MLflow.
+"""
 
-TASKS = {"train": train, "evaluate": evaluate, "predict": predict, "export": export, "check_data": check_data,
-         "preview": preview}
+from __future__ import annotations
 
-__all__ = ["TASKS", "check_data", "evaluate", "export", "predict", "preview", "train"]
+from importlib import import_module
+from typing import Any, Callable
+
+from ..schema import Config, Task
+
+
+def task_function(task: Task) -> Callable[[Config], Any]:
+    """The function that runs `task`: `runner.tasks.<task>.<task>`."""
+    return getattr(import_module(f"{__name__}.{task.value}"), task.value)

@@ -7,35 +7,32 @@ import json
 import logging
 from pathlib import Path
 
+import keras
+import mlflow
 import numpy as np
-from omegaconf import DictConfig
 
+from unetlab.data.decode import decode_mask
+from unetlab.data.folder import find_pairs
+from unetlab.data.image_files import read_array
 from unetlab.errors import DataError
+from unetlab.evaluation import confusion_matrix, scores
+from unetlab.inference import predict_image
+from unetlab.preprocessing import to_unit_range
+from unetlab.visualize import colorize, grid, overlay, predicted_class_map, save_png, to_rgb
 
-from ..settings import to_config
-from .predict import predict_image
+from .. import builders, tracking
+from ..model_source import load_model_source
+from ..schema import Config
 
 log = logging.getLogger(__name__)
 
 SUMMARY = ("dice", "iou", "precision", "recall", "pixel_error")
 
 
-def evaluate(cfg: DictConfig) -> dict:
+def evaluate(config: Config) -> dict:
     """Write metrics.json, per_image.csv and worst.png (image | truth | prediction | overlay of the
     lowest-Dice images), print a table, and log an evaluation run linked to its source run."""
-    config = to_config(cfg)
-    import keras
-    import mlflow
-
-    from unetlab.data.checks import read_array
-    from unetlab.data.folder import find_pairs
-    from unetlab.evaluation import confusion_matrix, scores
-    from unetlab.visualize import colorize, grid, overlay, predicted_class_map, save_png, to_rgb
-
-    from .. import tracking
-    from ..model_source import load_model_source
-
-    pairs = find_pairs(config.data.images, config.data.masks)
+    pairs = find_pairs(config.data.images, config.data.masks, images_key="data.images", masks_key="data.masks")
     loaded = load_model_source(config)
     num_classes = loaded.preprocessing.num_classes
     ignore_index = config.data.ignore_index
@@ -48,7 +45,8 @@ def evaluate(cfg: DictConfig) -> dict:
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
         image = read_array(image_path)
         truth = read_classes(mask_path, num_classes, config.data)
-        prediction = predicted_class_map(predict_image(loaded, image, config.predict))
+        prediction = predicted_class_map(predict_image(loaded.model, image, loaded.preprocessing,
+                                                       **builders.prediction_settings(config)))
         if truth.shape != prediction.shape:
             raise DataError(f"{mask_path} is {truth.shape[0]}x{truth.shape[1]} but its image is "
                             f"{prediction.shape[0]}x{prediction.shape[1]}")
@@ -75,7 +73,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if loaded.source_run_id:
         tags["source_run_id"] = loaded.source_run_id
     with tracking.tracked_run(config.tracking, tags):
-        tracking.retry_locked(mlflow.log_params, tracking.config_params(cfg))
+        tracking.retry_locked(mlflow.log_params, tracking.config_params(config))
         tracking.retry_locked(mlflow.log_metrics, dict(summary))
         mlflow.log_artifacts(str(output), "evaluation")
     return summary
@@ -84,8 +82,6 @@ def evaluate(cfg: DictConfig) -> dict:
 def read_classes(path: str, num_classes: int, data) -> np.ndarray:
     """A mask file as class ids (H, W), decoded exactly as for training (palette, ignore_index, 0/255)."""
     import tensorflow as tf
-
-    from unetlab.data.pipeline import decode_mask
 
     try:
         mask = decode_mask(str(path), num_classes, ignore_index=data.ignore_index, palette=data.palette)
@@ -105,6 +101,4 @@ def format_table(summary: dict, rows: list[dict]) -> str:
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
-    from unetlab.preprocessing import to_unit_range
-
     return to_unit_range(image if image.ndim == 3 else image[..., None])

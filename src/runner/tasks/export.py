@@ -6,22 +6,17 @@ import logging
 import tempfile
 from pathlib import Path
 
-from omegaconf import DictConfig
-
-from ..schema import ExportFormat
-from ..settings import to_config
+from .. import tracking
+from ..model_source import load_model_source
+from ..schema import Config, ExportFormat
+from ..serving import log_segmentation_model
 
 log = logging.getLogger(__name__)
 
 
-def export(cfg: DictConfig) -> dict:
+def export(config: Config) -> dict:
     """`export.format=mlflow`: a pyfunc model (preprocessing + tiled prediction) registered as
     `export.name`; `export.format=saved_model`: a SavedModel with a `serve` signature in `export.output`."""
-    config = to_config(cfg)
-    from .. import tracking
-    from ..model_source import load_model_source
-    from ..serving import log_segmentation_model
-
     loaded = load_model_source(config)
     if config.export.format is ExportFormat.saved_model:
         output = Path(config.export.output)

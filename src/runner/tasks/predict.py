@@ -5,27 +5,23 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
-from omegaconf import DictConfig
 
+from unetlab.data.image_files import SUPPORTED_SUFFIXES, read_array
 from unetlab.errors import DataError
+from unetlab.inference import predict_image
+from unetlab.visualize import overlay, predicted_class_map, save_png
 
-from ..schema import PredictConfig
-from ..settings import to_config
+from .. import builders
+from ..model_source import load_model_source
+from ..schema import Config
 
 log = logging.getLogger(__name__)
 
 
-def predict(cfg: DictConfig) -> dict:
+def predict(config: Config) -> dict:
     """Write a mask PNG (and optionally probabilities and an overlay) per input image."""
-    config = to_config(cfg)
-    import keras
-
-    from unetlab.data.checks import read_array
-    from unetlab.visualize import overlay, predicted_class_map, save_png
-
-    from ..model_source import load_model_source
-
     settings = config.predict
     files = list_inputs(settings.input)
     loaded = load_model_source(config)
@@ -38,7 +34,8 @@ def predict(cfg: DictConfig) -> dict:
     progress = keras.utils.Progbar(len(files), unit_name="image")
     for done, path in enumerate(files, start=1):
         image = read_array(path)
-        probabilities = predict_image(loaded, image, settings)
+        probabilities = predict_image(loaded.model, image, loaded.preprocessing,
+                                      **builders.prediction_settings(config))
         classes = predicted_class_map(probabilities)
         save_png(mask_png(classes, loaded.preprocessing.num_classes), output / f"{path.stem}.png")
         if settings.save_probabilities:
@@ -50,15 +47,6 @@ def predict(cfg: DictConfig) -> dict:
     return {"images": len(files), "output": str(output)}
 
 
-def predict_image(loaded, image: np.ndarray, settings: PredictConfig) -> np.ndarray:
-    """Probabilities (H, W, K) for one decoded image, preprocessed as in training."""
-    from unetlab.inference import predict_image as predict_with_preprocessing
-
-    return predict_with_preprocessing(loaded.model, image, loaded.preprocessing, tile_size=settings.tile_size,
-                                      overlap=settings.overlap, batch_size=settings.batch_size,
-                                      tta=settings.tta.value)
-
-
 def mask_png(classes: np.ndarray, num_classes: int) -> np.ndarray:
     """Class ids as a PNG-ready array: 0/255 for a binary model, ids (uint8/uint16) otherwise."""
     if num_classes == 1:
@@ -68,14 +56,12 @@ def mask_png(classes: np.ndarray, num_classes: int) -> np.ndarray:
 
 def list_inputs(location: str) -> list[Path]:
     """The image files at `predict.input` (one file, or a directory's images)."""
-    from unetlab.data.checks import READABLE_SUFFIXES
-
     path = Path(location)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise DataError(f"predict.input={location!r} is neither an image file nor a directory")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES)
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
     if not files:
-        raise DataError(f"predict.input={location!r} holds no images ({', '.join(READABLE_SUFFIXES)})")
+        raise DataError(f"predict.input={location!r} holds no images ({', '.join(SUPPORTED_SUFFIXES)})")
     return files

@@ -1,11 +1,7 @@
-"""Typed schema of the composed config: types here, values in `conf/*.yaml`.
+"""The config groups' schemas: one dataclass per option of `conf/<group>/`, types here, values in YAML.
 
-Every group option has a dataclass; `register_configs()` stores them in Hydra's
-ConfigStore, and each YAML option lists its schema first in its defaults list
-(`- /schema/<group>/<option>@_here_`).
-A typo (`model.filtres=64`) or a wrong type (`model.filters=abc`) then fails at
-composition. Rules that tie several keys together live in `Config.__post_init__`
-and run when the runner converts the config to objects (`OmegaConf.to_object`).
+Rules on a single key run in `__post_init__` and name the key (`model.dropout must be in [0, 1).
+Received: dropout=1.0`); choices come from the library's own lists (`unetlab.names`).
 """
 
 from __future__ import annotations
@@ -16,8 +12,8 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from unetlab import names
 from unetlab.errors import ConfigError
-from unetlab.geometry import unet_output_size
 
 
 class Task(Enum):
@@ -29,43 +25,23 @@ class Task(Enum):
     preview = "preview"
 
 
-class Normalize(Enum):
-    scale = "scale"
-    minmax = "minmax"
-    zscore = "zscore"
-    dataset = "dataset"
+def choice_enum(name: str, choices: tuple[str, ...]) -> type[Enum]:
+    """An Enum of the library's own choice list (`unetlab.names`): the list lives in one place,
+    and OmegaConf still refuses a value outside it at composition, naming the key and the choices."""
+    return Enum(name, {choice: choice for choice in choices})
 
 
-class TestTimeAugmentation(Enum):
-    none = "none"
-    flips = "flips"
-    d4 = "d4"
+Normalize = choice_enum("Normalize", names.NORMALIZE)
+TestTimeAugmentation = choice_enum("TestTimeAugmentation", names.TTA)
+Pooling = choice_enum("Pooling", names.POOLING)
+Upsampling = choice_enum("Upsampling", names.UPSAMPLING)
+Padding = choice_enum("Padding", names.PADDING)
+Schedule = choice_enum("Schedule", names.SCHEDULES)
 
 
 class ExportFormat(Enum):
     mlflow = "mlflow"
     saved_model = "saved_model"
-
-
-class Pooling(Enum):
-    max = "max"
-    conv = "conv"
-
-
-class Upsampling(Enum):
-    nearest = "nearest"
-    transpose = "transpose"
-
-
-class Padding(Enum):
-    same = "same"
-    valid = "valid"
-
-
-class Schedule(Enum):
-    constant = "constant"
-    cosine = "cosine"
-    plateau = "plateau"
 
 
 class MonitorMode(Enum):
@@ -241,13 +217,6 @@ class AugmentSettings:
     noise: float = MISSING
     blur: float = MISSING
 
-    def transforms(self):
-        """The library's AugmentConfig for these settings (it validates them; imports TensorFlow)."""
-        from unetlab.data.augment import AugmentConfig
-
-        values = {key: getattr(self, key) for key in self.__dataclass_fields__ if key != "name"}
-        return AugmentConfig(**values)
-
 
 # ---------------------------------------------------------------- trainer
 @dataclass
@@ -362,144 +331,6 @@ class ExportConfig:
     output: str = MISSING
 
 
-# ---------------------------------------------------------------- root
-METRICS = ("loss", "dice", "iou", "pixel_accuracy")
-
-
-@dataclass
-class Config:
-    data: DataConfig = MISSING
-    model: ModelConfig = MISSING
-    loss: LossConfig = MISSING
-    optimizer: OptimizerConfig = MISSING
-    augment: AugmentSettings = MISSING
-    trainer: TrainerConfig = MISSING
-    tracking: TrackingConfig = MISSING
-    predict: PredictConfig = MISSING
-    evaluate: EvaluateConfig = MISSING
-    export: ExportConfig = MISSING
-    task: Task = MISSING
-    seed: int = MISSING
-    output_dir: str = MISSING
-    run_id: Optional[str] = None
-    model_uri: Optional[str] = None
-    checkpoint: Optional[str] = None
-    hparams_search: Optional[SearchConfig] = None
-
-    def __post_init__(self) -> None:
-        if self.task in (Task.train, Task.preview):
-            self._check_training()
-        elif self.task is Task.check_data:
-            if self.data.name != "folder":
-                raise ConfigError("task=check_data needs data=folder data.images=DIR data.masks=DIR")
-        else:
-            self._check_inference()
-
-    def model_sources(self) -> Dict[str, str]:
-        """The model sources given: run_id, model_uri and/or checkpoint."""
-        given = {"run_id": self.run_id, "model_uri": self.model_uri, "checkpoint": self.checkpoint}
-        return {key: value for key, value in given.items() if value}
-
-    def _check_inference(self) -> None:
-        sources = self.model_sources()
-        if len(sources) != 1:
-            got = f"got {len(sources)}: {', '.join(sources)}" if sources else "got none"
-            raise ConfigError(
-                f"task={self.task.value} needs exactly one model source: run_id=RUN_ID, "
-                f"model_uri=models:/NAME/VERSION or checkpoint=PATH.keras ({got})"
-            )
-        if self.task is Task.predict and not self.predict.input:
-            raise ConfigError("task=predict needs predict.input=DIR_OR_FILE (images to segment)")
-        if self.task is Task.evaluate and self.data.name != "folder":
-            raise ConfigError("task=evaluate needs data=folder data.images=DIR data.masks=DIR")
-        if self.task is Task.export and self.export.format is ExportFormat.mlflow and not self.export.name:
-            raise ConfigError("task=export needs export.name=NAME (the registered model name)")
-
-    def input_size(self) -> int:
-        """The model's input height/width: the patch size when training on patches, else the image size."""
-        return getattr(self.data, "patch_size", None) or self.data.image_size
-
-    def _check_training(self) -> None:
-        key = "data.patch_size" if getattr(self.data, "patch_size", None) else "data.image_size"
-        try:
-            unet_output_size(self.input_size(), self.model.depth, self.model.padding.value)
-        except ConfigError as error:
-            raise ConfigError(f"{key}={self.input_size()}: {error}") from None
-        normalize = getattr(self.data, "normalize", Normalize.scale)
-        intensity = [k for k in ("brightness", "contrast", "gamma", "noise", "blur") if getattr(self.augment, k)]
-        if normalize in (Normalize.zscore, Normalize.dataset) and intensity:
-            raise ConfigError(
-                f"augment.{intensity[0]} works on images in [0, 1], but data.normalize={normalize.value} "
-                "does not give that range: use data.normalize=scale or minmax, or set "
-                + ", ".join(f"augment.{k}=0" for k in intensity)
-            )
-        binary = self.data.num_classes == 1
-        if binary and self.loss.name in ("ce", "ce_dice"):
-            raise ConfigError(
-                f"loss={self.loss.name} needs data.num_classes >= 2 (softmax); "
-                "with data.num_classes=1 (sigmoid) use loss=bce, bce_dice, dice, focal or tversky"
-            )
-        if not binary and self.loss.name in ("bce", "bce_dice"):
-            raise ConfigError(
-                f"loss={self.loss.name} needs data.num_classes=1 (sigmoid); "
-                f"with data.num_classes={self.data.num_classes} use loss=ce, ce_dice, dice, focal or tversky"
-            )
-        allowed = monitor_names(self.data.num_classes)
-        if self.trainer.monitor not in allowed:
-            raise ConfigError(
-                f"trainer.monitor={self.trainer.monitor!r} is not a reported metric; "
-                f"expected one of {', '.join(allowed)}"
-            )
-
-
-def monitor_names(num_classes: int) -> List[str]:
-    """Metric names Keras reports for a run (train and `val_` forms)."""
-    names = list(METRICS)
-    if num_classes > 1:
-        names += [f"{m}_class{c}" for m in ("dice", "iou") for c in range(num_classes)]
-    return names + [f"val_{n}" for n in names]
-
-
-def monitor_mode(name: str, mode: MonitorMode) -> str:
-    """'min' for losses, 'max' for scores, unless set explicitly."""
-    if mode is not MonitorMode.auto:
-        return mode.value
-    return "min" if name.endswith("loss") else "max"
-
-
 def _require(ok: bool, key: str, value: Any, expected: str) -> None:
     if not ok:
         raise ConfigError(f"{key} must be {expected}. Received: {key.rsplit('.', 1)[-1]}={value!r}")
-
-
-SCHEMAS = {
-    "data": {"synthetic": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig},
-    "loss": {
-        "bce": LossConfig,
-        "ce": LossConfig,
-        "dice": DiceLossConfig,
-        "bce_dice": DiceLossConfig,
-        "ce_dice": DiceLossConfig,
-        "focal": FocalLossConfig,
-        "tversky": TverskyLossConfig,
-    },
-    "model": {"unet": ModelConfig},
-    "optimizer": {"adam": AdamConfig, "adamw": AdamConfig, "sgd": SGDConfig},
-    "augment": {"none": AugmentSettings, "basic": AugmentSettings, "paper": AugmentSettings},
-    "trainer": {"default": TrainerConfig},
-    "tracking": {"mlflow": TrackingConfig},
-    "hparams_search": {"optuna": SearchConfig},
-}
-
-
-def register_configs() -> None:
-    """Store the schemas in Hydra's ConfigStore: `config_schema` and `schema/<group>/<option>`."""
-    from hydra.core.config_store import ConfigStore
-
-    store = ConfigStore.instance()
-    store.store(name="config_schema", node=Config)
-    store.store(group="hydra/sweeper", name="unetlab_optuna", provider="unetlab",
-                node={"_target_": "hydra_plugins.unetlab_sweeper.optuna_sweeper.OptunaSweeper"})
-    for group, options in SCHEMAS.items():
-        for option, schema in options.items():
-            store.store(group=f"schema/{group}", name=option, node=schema)

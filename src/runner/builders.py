@@ -1,0 +1,172 @@
+"""The steps tasks share, each built from the typed `Config`: data, model, compiled training
+setup, batches, callbacks and prediction settings. Tasks, benchmarks and tests import them
+from here; the library (`unetlab`) does the work, and its errors get the config key added.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from enum import Enum
+from typing import Any
+
+from unetlab.errors import ConfigError
+
+from .schema import Config, FolderDataConfig
+from .settings import config_group
+
+
+def arguments(settings: Any, *leave_out: str) -> dict[str, Any]:
+    """A config group as keyword arguments of the library function it feeds (enums as values)."""
+    return {key: value.value if isinstance(value, Enum) else value
+            for key, value in dataclasses.asdict(settings).items() if key not in ("name", *leave_out)}
+
+
+# ---------------------------------------------------------------- data
+def folder_reports(config: Config) -> list:
+    """Integrity reports of data.images/data.masks and, when given, data.val_images/data.val_masks."""
+    from unetlab.data.checks import check_folders
+
+    data = config.data
+    common = dict(channels=data.channels, num_classes=data.num_classes, ignore_index=data.ignore_index,
+                  palette=data.palette)
+    with config_group("data"):
+        reports = [check_folders(data.images, data.masks, images_key="data.images", masks_key="data.masks",
+                                 **common)]
+        if data.val_images is not None:
+            reports.append(check_folders(data.val_images, data.val_masks, images_key="data.val_images",
+                                         masks_key="data.val_masks", **common))
+    return reports
+
+
+def checked_fingerprint(config: Config) -> str | None:
+    """Refuse a broken folder dataset (DataError naming the files) and return its content
+    fingerprint (None for generated data). The check hashed every file; its digests are reused."""
+    from unetlab.data.checks import raise_if_broken
+
+    if not isinstance(config.data, FolderDataConfig):
+        return None
+    digests = [raise_if_broken(report).summary["fingerprint"] for report in folder_reports(config)]
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16]  # training + validation folders
+
+
+def make_splits(config: Config):
+    """The data source named by `data.name`: training and validation pairs, and their preprocessing."""
+    from unetlab.data import SOURCES
+
+    with config_group("data"):
+        return SOURCES[config.data.name](seed=config.seed, **arguments(config.data, "cache", "root"))
+
+
+def augment_settings(config: Config):
+    """The library's AugmentConfig for `augment` (it validates the values)."""
+    from unetlab.data.augment import AugmentConfig
+
+    with config_group("augment"):
+        return AugmentConfig(**arguments(config.augment))
+
+
+def make_training_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None,
+                          repeat: bool = False):
+    """What the model trains on: cached pairs, shuffled, patched and augmented as configured, batched."""
+    from unetlab.data import make_batches
+    from unetlab.data.augment import make_augmenter
+
+    data = config.data
+    patches = dict(patch_size=data.patch_size, foreground_oversample=data.foreground_oversample,
+                   ignore_index=data.ignore_index) if isinstance(data, FolderDataConfig) else {}
+    return make_batches(splits.train, batch_size, shuffle=True, seed=config.seed, cache=data.cache,
+                        label_size=label_size, repeat=repeat,
+                        augment=make_augmenter(augment_settings(config), config.seed), **patches)
+
+
+def make_validation_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None):
+    """The validation pairs in a fixed order, batched."""
+    from unetlab.data import make_batches
+
+    return make_batches(splits.val, batch_size, shuffle=False, seed=config.seed, cache=config.data.cache,
+                        label_size=label_size)
+
+
+def is_augmented(config: Config) -> bool:
+    """Whether training sees other pairs than the stored ones (augmentation or random patches)."""
+    from unetlab.data.augment import AugmentConfig
+
+    return augment_settings(config) != AugmentConfig() or bool(getattr(config.data, "patch_size", None))
+
+
+# ---------------------------------------------------------------- model and training
+def build_model(config: Config):
+    """The model named by `model.name`, sized by the data config."""
+    from unetlab.models import MODELS
+
+    size = config.input_size()
+    try:
+        with config_group("model"):
+            return MODELS[config.model.name]((size, size, config.data.channels), config.data.num_classes,
+                                             **arguments(config.model))
+    except ConfigError:
+        raise
+    except ValueError as error:  # e.g. an unknown model.kernel_initializer, reported by Keras
+        raise ConfigError(f"model: {' '.join(str(error).split())}") from None
+
+
+def label_size(model, config: Config) -> int | None:
+    """The mask size the model predicts when it differs from its input (valid padding), else None."""
+    output = model.output_shape[1]
+    return output if output != config.input_size() else None
+
+
+def compile_model(model, config: Config, total_steps: int) -> None:
+    """Compile with the configured optimizer (and schedule), loss and metrics."""
+    from unetlab.losses import build_loss
+    from unetlab.metrics import build_metrics
+    from unetlab.optim import build_optimizer
+
+    trainer, ignore_index = config.trainer, getattr(config.data, "ignore_index", None)
+    with config_group("optimizer"):
+        optimizer = build_optimizer(config.optimizer.name, config.optimizer.lr, schedule=trainer.schedule.value,
+                                    total_steps=total_steps, min_lr=trainer.min_lr,
+                                    **arguments(config.optimizer, "lr"))
+    with config_group("loss"):
+        loss = build_loss(config.loss.name, ignore_index=ignore_index, **arguments(config.loss))
+    model.compile(optimizer=optimizer, loss=loss,
+                  metrics=build_metrics(config.data.num_classes, ignore_index=ignore_index),
+                  jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
+                  run_eagerly=trainer.run_eagerly)
+
+
+def steps_per_epoch(config: Config, splits) -> int:
+    """`trainer.steps_per_epoch`, or one pass over the training pairs."""
+    return config.trainer.steps_per_epoch or -(-splits.num_train // config.trainer.batch_size)
+
+
+def training_callbacks(config: Config, checkpoints) -> list:
+    """Checkpoints, a summary line and MLflow metrics per epoch, NaN guard, and the configured
+    schedule on plateau and early stopping, all watching `trainer.monitor`."""
+    import keras
+
+    from unetlab.callbacks import EpochSummary
+
+    from .tracking import MlflowMetrics
+
+    trainer = config.trainer
+    mode = config.monitor_direction()
+    callbacks = [checkpoints, EpochSummary(trainer.epochs, trainer.monitor, mode), MlflowMetrics(),
+                 keras.callbacks.TerminateOnNaN()]
+    if trainer.schedule.value == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(trainer.monitor, factor=trainer.plateau_factor,
+                                                           patience=trainer.plateau_patience, mode=mode,
+                                                           min_lr=trainer.min_lr))
+    if trainer.early_stopping_patience is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(trainer.monitor, patience=trainer.early_stopping_patience,
+                                                       mode=mode))
+    return callbacks
+
+
+# ---------------------------------------------------------------- prediction
+def prediction_settings(config: Config) -> dict[str, Any]:
+    """Keyword arguments of `unetlab.inference.predict_image` from `predict` (tiles, overlap, TTA)."""
+    return arguments(config.predict, "input", "output", "save_probabilities", "save_overlay")

@@ -1,0 +1,24 @@
+"""The names the library accepts and reports: one list per choice, and the metric names.
+
+Pure Python (no TensorFlow), so the runner's config schema builds its enums from these
+lists and validates `trainer.monitor` without importing the library's heavy modules.
+"""
+
+from __future__ import annotations
+
+POOLING = ("max", "conv")  # unetlab.models.build_unet(pooling=)
+UPSAMPLING = ("nearest", "transpose")  # build_unet(upsampling=)
+PADDING = ("same", "valid")  # build_unet(padding=)
+NORMALIZE = ("scale", "minmax", "zscore", "dataset")  # unetlab.data.normalize_image(normalize=)
+SCHEDULES = ("constant", "cosine", "plateau")  # unetlab.optim.build_optimizer(schedule=)
+TTA = ("none", "flips", "d4")  # unetlab.inference.predict_image(tta=)
+
+METRICS = ("loss", "dice", "iou", "pixel_accuracy")  # what a model compiled by unetlab reports
+
+
+def metric_names(num_classes: int) -> list[str]:
+    """Every metric name Keras reports for a model of `num_classes` (training and `val_` forms)."""
+    names = list(METRICS)
+    if num_classes > 1:
+        names += [f"{metric}_class{c}" for metric in ("dice", "iou") for c in range(num_classes)]
+    return names + [f"val_{name}" for name in names]
