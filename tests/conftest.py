@@ -24,6 +24,14 @@ def compose():
         yield lambda overrides=(): hydra_compose("config", overrides=list(overrides))
 
 
+@pytest.fixture(scope="session")
+def make_config(compose):
+    """make_config(overrides) -> the typed Config, converted as `app` converts it."""
+    from runner.settings import to_config
+
+    return lambda overrides=(): to_config(compose(overrides))
+
+
 @pytest.fixture
 def tiny_overrides(tmp_path, monkeypatch):
     """TINY plus an MLflow SQLite store and output directory under tmp_path (also the cwd)."""

@@ -1,5 +1,6 @@
 """Real training runs on tiny synthetic data, tracked in a real MLflow SQLite store."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY
+from helpers import TINY, write_pairs
 from runner.tasks.train import train
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ def only_run(tracking_uri: str):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, compose):
+def finished_run(tmp_path_factory, make_config):
     """One tiny training run shared by the tests that inspect what it logged."""
     root = tmp_path_factory.mktemp("train")
     uri = f"sqlite:///{root}/mlflow.db"
@@ -33,7 +34,7 @@ def finished_run(tmp_path_factory, compose):
     cwd = os.getcwd()
     os.chdir(root)  # MLflow puts SQLite-store artifacts under ./mlruns
     try:
-        objective = train(compose(TINY + ["augment=paper", "trainer.run_eagerly=false", f"tracking.uri={uri}",
+        objective = train(make_config(TINY + ["augment=paper", "trainer.run_eagerly=false", f"tracking.uri={uri}",
                                           f"output_dir={root}/out"]))
     finally:
         os.chdir(cwd)
@@ -70,7 +71,7 @@ def test_run_logs_tags_config_summary_checkpoints_and_prediction_grid(finished_r
     _, client, run, _ = finished_run
     assert run.data.tags["task"] == "train"
     assert "overrides" in run.data.tags
-    assert len(run.data.tags.get("git_commit", "x" * 40)) == 40
+    assert len(run.data.tags["mlflow.source.git.commit"]) == 40
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "model_summary.txt", "checkpoints", "predictions.png", "augmentations.png"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} == {
@@ -101,11 +102,11 @@ def test_best_checkpoint_loads_in_a_fresh_process_without_custom_objects(finishe
     assert result.stdout.strip().splitlines()[-1] == "(1, 32, 32, 1)"
 
 
-def test_error_during_training_marks_the_run_failed(compose, tiny_overrides, tmp_path):
+def test_error_during_training_marks_the_run_failed(make_config, tiny_overrides, tmp_path):
     # A directory where the best checkpoint must go: saving it fails at the end of epoch 1.
     (tmp_path / "out" / "checkpoints" / "best.keras").mkdir(parents=True)
     with pytest.raises(OSError):
-        train(compose(tiny_overrides))
+        train(make_config(tiny_overrides))
     _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
     assert run.info.status == "FAILED"
     assert not list((tmp_path / "out" / "checkpoints").glob(".*partial*"))  # no temporary file left behind
@@ -128,3 +129,27 @@ def test_ctrl_c_marks_the_run_killed_and_exits_130(tmp_path):
     assert "Traceback" not in output
     _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
     assert run.info.status == "KILLED"
+
+
+def test_patch_kfold_dataset_normalisation_run_logs_split_statistics_and_fingerprint(make_config, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images, masks = write_pairs(tmp_path, count=6, size=40)
+    tiny = [o for o in TINY if not o.startswith("data.num_")]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    config = make_config(tiny + ["data=folder", f"data.images={images}", f"data.masks={masks}", "data.patch_size=16",
+                          "data.foreground_oversample=1.0", "data.folds=3", "data.fold=1", "data.normalize=dataset",
+                          "augment=basic", f"tracking.uri={uri}", f"output_dir={tmp_path}/out"])
+    train(config)
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id])[0]
+    assert run.info.status == "FINISHED" and len(run.data.tags["data_fingerprint"]) == 16
+    split = json.loads(Path(client.download_artifacts(run.info.run_id, "data/split.json")).read_text())
+    assert len(split["val"]) == 2 and len(split["train"]) == 4 and not set(split["val"]) & set(split["train"])
+    statistics = json.loads(Path(client.download_artifacts(run.info.run_id, "data/statistics.json")).read_text())
+    preprocessing = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "checkpoints/preprocessing.json")).read_text())
+    assert preprocessing["mean"] == statistics["mean"] and preprocessing["normalize"] == "dataset"
+    assert preprocessing["tile_size"] == 16 and preprocessing["resize"] is None
+    assert run.inputs.dataset_inputs[0].dataset.digest == run.data.tags["data_fingerprint"]
+    assert "augmentations.png" in {a.path for a in client.list_artifacts(run.info.run_id)}

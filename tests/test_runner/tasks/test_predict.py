@@ -1,0 +1,45 @@
+"""task=predict from a real tiny training run, as a user runs it; bad requests as one line."""
+
+import numpy as np
+import pytest
+
+from helpers import run_runner, shapes_dataset, write_png
+
+pytestmark = pytest.mark.slow
+
+
+def test_predict_writes_same_size_masks_overlays_and_probabilities(trained):
+    root, run_id, _ = trained
+    images, _ = shapes_dataset(root / "odd", 2, (61, 97))
+    result = run_runner("task=predict", f"run_id={run_id}", f"predict.input={images}", "predict.output=out",
+                        "predict.save_probabilities=true", "predict.tta=flips", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from PIL import Image
+
+    for name in ("s0", "s1"):
+        mask = np.asarray(Image.open(root / "out" / f"{name}.png"))
+        assert mask.shape == (61, 97) and set(np.unique(mask)) <= {0, 255}
+        assert np.load(root / "out" / f"{name}.npy").shape == (61, 97, 1)
+        assert np.asarray(Image.open(root / "out" / f"{name}_overlay.png")).shape == (61, 97, 3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run_id=abc", "checkpoint=x.keras"], "needs exactly one model source"),
+    ([], "needs exactly one model source: run_id=RUN_ID, model_uri=models:/NAME/VERSION or checkpoint=PATH.keras"),
+    (["run_id=0123456789abcdef"], "run_id=0123456789abcdef is not a run in tracking.uri="),
+    (["checkpoint=missing.keras"], "checkpoint='missing.keras' is not a .keras file"),
+    (["RUN", "predict.input=empty"], "predict.input='empty' holds no images"),
+    (["RUN", "predict.input=rgb"], "image has 3 channels but the model expects 1"),
+])
+def test_bad_requests_fail_with_their_own_one_line_error(trained, args, message):
+    root, run_id, _ = trained
+    (root / "empty").mkdir(exist_ok=True)
+    write_png(root / "rgb" / "colour.png", np.zeros((32, 32, 3), np.uint8))
+    args = [f"run_id={run_id}" if a == "RUN" else a for a in args]
+    if not any(a.startswith("predict.input") for a in args):
+        args.append("predict.input=rgb")
+    result = run_runner("task=predict", *args, cwd=root)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

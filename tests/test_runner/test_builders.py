@@ -1,0 +1,84 @@
+"""The shared steps built from a Config: every option of every group builds a model that trains a
+step; the library's errors come back naming the config key."""
+
+import numpy as np
+import pytest
+
+from runner import builders
+from unetlab.errors import ConfigError
+
+from helpers import group_options
+
+# Keys each option needs beside its own defaults to form a valid config.
+NEEDS = {
+    ("loss", "ce"): ["data.num_classes=3"],
+    ("loss", "ce_dice"): ["data.num_classes=3"],
+}
+
+
+@pytest.mark.parametrize("group, option", group_options())
+def test_every_option_of_every_group_composes_and_builds(make_config, group, option, tmp_path):
+    overrides = [f"{group}={option}", "data.image_size=32", "model.depth=2", "model.filters=2",
+                 f"output_dir={tmp_path}", *NEEDS.get((group, option), [])]
+    if (group, option) == ("data", "folder"):
+        overrides += [f"data.images={tmp_path}", f"data.masks={tmp_path}"]
+    if (group, option) == ("data", "isbi2012"):
+        overrides += [f"data.root={tmp_path}"]
+    config = make_config(overrides)
+    builders.augment_settings(config)  # the library accepts the augmentation settings
+    model = builders.build_model(config)
+    builders.compile_model(model, config, total_steps=10)
+    x = np.zeros((1, 32, 32, config.data.channels), np.float32)
+    y = np.zeros((1, 32, 32, 1), np.float32)
+    assert np.isfinite(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+
+
+def test_paper_preset_builds_the_paper_network(make_config, tmp_path):
+    config = make_config(["+experiment=unet_paper", f"output_dir={tmp_path}"])
+    model = builders.build_model(config)
+    assert model.input_shape == (None, 572, 572, 1) and model.output_shape == (None, 388, 388, 2)
+    assert builders.label_size(model, config) == 388
+
+
+@pytest.mark.parametrize("overrides, build, message", [
+    (["augment=paper", "augment.scale=[1.2,0.8]"], builders.augment_settings,
+     r"^augment.scale must be \(low, high\) with 0 < low <= high. Received: scale=\(1.2, 0.8\)"),
+    (["augment.rotation=200"], builders.augment_settings, r"^augment.rotation must be in \[0, 180\]"),
+    (["model.kernel_initializer=nope"], builders.build_model, r"^model: .*nope"),
+    (["data=folder", "data.images=/nowhere", "data.masks=/nowhere"], builders.make_splits,
+     r"data.images='/nowhere' is not a directory"),
+])
+def test_library_errors_name_the_config_key(make_config, overrides, build, message, tmp_path):
+    config = make_config([*overrides, f"output_dir={tmp_path}"])
+    with pytest.raises(Exception) as error:
+        build(config)
+    assert error.type.__name__ in ("ConfigError", "DataError")
+    assert error.match(message)
+
+
+def test_training_batches_apply_patches_from_the_data_config(make_config, tmp_path):
+    from PIL import Image
+
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40, 48), 50 * i, np.uint8)).save(tmp_path / "images" / f"s{i}.png")
+        Image.fromarray(np.zeros((40, 48), np.uint8)).save(tmp_path / "masks" / f"s{i}.png")
+    config = make_config(["data=folder", f"data.images={tmp_path}/images", f"data.masks={tmp_path}/masks",
+                          "data.patch_size=16", "data.val_fraction=0.34", f"output_dir={tmp_path}/out"])
+    splits = builders.make_splits(config)
+    images, masks = next(iter(builders.make_training_batches(config, splits, 2)))
+    assert images.shape == (2, 16, 16, 1) and masks.shape == (2, 16, 16, 1)
+    assert splits.preprocessing.tile_size == 16 and splits.preprocessing.resize is None
+    assert builders.is_augmented(config)  # random patches: training sees other pairs than the files
+
+
+def test_arguments_feed_the_library_by_name(make_config, tmp_path):
+    config = make_config(["model.pooling=conv", f"output_dir={tmp_path}"])
+    arguments = builders.arguments(config.model)
+    assert arguments["pooling"] == "conv" and "name" not in arguments
+    assert builders.prediction_settings(config) == {"tile_size": None, "overlap": 0.5, "batch_size": 4,
+                                                    "tta": "none"}
+    with pytest.raises(ConfigError):
+        builders.compile_model(builders.build_model(config), make_config(
+            ["optimizer.lr=-1", f"output_dir={tmp_path}"]), total_steps=1)

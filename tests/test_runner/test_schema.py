@@ -1,0 +1,76 @@
+"""Config composition through Hydra's compose API: every option composes, presets extend each
+other, and the cross-field rules of `Config` name the key."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from runner.schema import SCHEMAS, Config
+from runner.schema.groups import Normalize, Padding, Pooling, Schedule, TestTimeAugmentation, Upsampling
+from unetlab import names
+from unetlab.errors import ConfigError
+
+from helpers import group_options
+
+
+def test_every_schema_option_has_a_yaml_file():
+    assert {(group, option) for group, option in group_options()} == {
+        (group, option) for group, options in SCHEMAS.items() for option in options}
+
+
+@pytest.mark.parametrize("enum, choices", [(Pooling, names.POOLING), (Upsampling, names.UPSAMPLING),
+                                           (Padding, names.PADDING), (Normalize, names.NORMALIZE),
+                                           (Schedule, names.SCHEDULES), (TestTimeAugmentation, names.TTA)])
+def test_config_choices_are_the_library_choices(enum, choices):
+    assert [member.value for member in enum] == list(choices)
+
+
+@pytest.mark.parametrize("preset", ["unet_paper", "classic_keras_unet"])
+def test_experiment_presets_compose_and_validate(make_config, preset, tmp_path):
+    config = make_config([f"+experiment={preset}", f"output_dir={tmp_path}"])
+    assert isinstance(config, Config) and config.model.filters == 64
+
+
+def test_isbi2012_is_folder_data_under_one_root(compose, tmp_path):
+    folder = compose(["data=folder", "data.images=x", "data.masks=y", f"output_dir={tmp_path}"]).data
+    isbi = compose(["data=isbi2012", "data.root=/isbi", "data.image_size=128", f"output_dir={tmp_path}"]).data
+    assert isbi.images == "/isbi/image" and isbi.masks == "/isbi/label" and isbi.image_size == 128
+    same = {key: value for key, value in OmegaConf.to_container(folder).items()
+            if key not in ("images", "masks", "image_size")}
+    assert {key: OmegaConf.to_container(isbi)[key] for key in same} == same
+
+
+@pytest.mark.parametrize("preset, switched_on", [("none", set()), ("basic", {"flip", "rotate90"}),
+                                                 ("paper", {"rotation", "shift", "elastic_grid", "elastic_sigma",
+                                                            "brightness", "contrast", "gamma"})])
+def test_augment_presets_switch_on_only_their_own_transforms(compose, preset, switched_on, tmp_path):
+    none = OmegaConf.to_container(compose(["augment=none", f"output_dir={tmp_path}"]).augment)
+    chosen = OmegaConf.to_container(compose([f"augment={preset}", f"output_dir={tmp_path}"]).augment)
+    assert {key for key in none if key != "name" and chosen[key] != none[key]} == switched_on
+
+
+def test_monitor_direction_follows_the_metric_unless_set(make_config, tmp_path):
+    assert make_config([f"output_dir={tmp_path}"]).monitor_direction() == "max"  # val_dice
+    assert make_config(["trainer.monitor=val_loss", f"output_dir={tmp_path}"]).monitor_direction() == "min"
+    assert make_config(["trainer.monitor=val_loss", "trainer.monitor_mode=max",
+                        f"output_dir={tmp_path}"]).monitor_direction() == "max"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.image_size=100"], "data.image_size=100: image size 100 is not divisible by 2**depth=16"),
+    (["loss=ce"], "loss=ce needs data.num_classes >= 2"),
+    (["loss=bce", "data.num_classes=3"], "loss=bce needs data.num_classes=1"),
+    (["trainer.monitor=val_f1"], "trainer.monitor='val_f1' is not a reported metric"),
+    (["model.dropout=1.0"], "model.dropout must be in [0, 1). Received: dropout=1.0"),
+    (["data=folder"], "data.images is required"),
+    (["data=isbi2012"], "data.root is required"),
+    (["data=folder", "data.images=a", "data.masks=b", "data.val_images=c"], "data.val_images and data.val_masks"),
+])
+def test_cross_field_rules_name_the_key(make_config, overrides, message, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        make_config([*overrides, f"output_dir={tmp_path}"])
+    assert message in str(error.value)
+
+
+def test_monitor_accepts_every_metric_the_library_reports(make_config, tmp_path):
+    for monitor in names.metric_names(3):
+        make_config(["loss=ce", "data.num_classes=3", f"trainer.monitor={monitor}", f"output_dir={tmp_path}"])
