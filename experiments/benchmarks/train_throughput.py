@@ -80,9 +80,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from runner.settings import data_params
-    from runner.tasks.train import build_model, compile_model
-    from unetlab.data import SOURCES, make_batches
+    from runner import builders
 
     config = compose_config(args)
     data, trainer = config.data, config.trainer
@@ -96,15 +94,15 @@ def main() -> None:
 
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_dtype_policy(trainer.precision.value)
-    splits = SOURCES[data.name](seed=config.seed, **data_params(config))
+    splits = builders.make_splits(config)
     warmup = -(-data.num_train // trainer.batch_size) + 2  # one full pass: the cache is filled before timing
     models = {}
     for name in ("runner", "in-memory"):
-        models[name] = build_model(config)
-        compile_model(models[name], config, total_steps=warmup + args.repeats * args.steps)
-    label_size = models["runner"].output_shape[1] if models["runner"].output_shape[1] != data.image_size else None
-    batches = make_batches(splits.train, trainer.batch_size, shuffle=True, seed=config.seed, cache=data.cache,
-                           label_size=label_size, repeat=trainer.steps_per_epoch is not None)
+        models[name] = builders.build_model(config)
+        builders.compile_model(models[name], config, total_steps=warmup + args.repeats * args.steps)
+    label_size = builders.label_size(models["runner"], config)
+    batches = builders.make_training_batches(config, splits, trainer.batch_size, label_size=label_size,
+                                             repeat=trainer.steps_per_epoch is not None)
 
     # The same samples as arrays, repeated to cover the longest fit (arrays are not repeated by Keras).
     images, masks = (np.stack(a) for a in zip(*((i.numpy(), m.numpy()) for i, m in splits.train)))
