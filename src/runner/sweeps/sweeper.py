@@ -1,15 +1,15 @@
 """The Optuna sweeper behind `python -m runner -m hparams_search=optuna`.
 
 Written on Hydra's public Sweeper API because the `hydra-optuna-sweeper` package pins
-optuna<3, cannot resume a SQLite study with SQLAlchemy 2 and has no pruning. It asks
-the study for `n_jobs` trials at a time, launches them as Hydra jobs with whatever
-launcher is configured (basic, joblib, ray), and tells the study how each one ended:
-complete, pruned or failed. Hydra scans this module at every start: imports stay lazy.
+optuna<3, cannot resume a SQLite study with SQLAlchemy 2 and has no pruning. It asks the
+study for `n_jobs` trials at a time, launches them as Hydra jobs with whatever launcher is
+configured (basic, joblib, ray), and tells the study how each one ended: complete, pruned or
+failed. Hydra instantiates it as `hydra_plugins.unetlab_sweeper.OptunaSweeper`, and Hydra's
+plugin scan imports that module at every start: imports here stay lazy.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -31,6 +31,7 @@ class OptunaSweeper(Sweeper):
         self.config: Optional[DictConfig] = None
         self.launcher: Optional[Launcher] = None
         self.hydra_context: Optional[HydraContext] = None
+        self.parent_run_id: Optional[str] = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -41,10 +42,12 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
 
-        from runner.search import (PARENT_RUN_ID, check_same_settings, check_same_space, failed_trials,
-                                   open_study, sample_overrides, search_space, trials_to_run)
-        from runner.sweep import open_parent
         from unetlab.errors import UnetlabError
+
+        from .parent import open_parent
+        from .space import sample_overrides, search_space
+        from .study import (check_same_settings, check_same_space, failed_trials, open_study, parent_run_id,
+                            set_parent_run_id, trials_to_run)
 
         # Mistakes surface before anything is recorded: settings, space syntax, keys and group options.
         settings, direction = self._settings()
@@ -54,7 +57,8 @@ class OptunaSweeper(Sweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # we log each trial ourselves
         check_same_space(study, space)
         check_same_settings(study, fixed)
-        study.set_user_attr(PARENT_RUN_ID, open_parent(self.config, resume=study.user_attrs.get(PARENT_RUN_ID)))
+        self.parent_run_id = open_parent(self.config, resume=parent_run_id(study))
+        set_parent_run_id(study, self.parent_run_id)
         remaining = trials_to_run(study, settings.n_trials)
         n_jobs = settings.n_jobs or self._launcher_jobs()
         log.info("study %r (%s): %d of %d trials finished, running %d (%d at a time); search space: %s",
@@ -78,9 +82,10 @@ class OptunaSweeper(Sweeper):
         """hparams_search as a checked SearchConfig, and the study direction from trainer.monitor."""
         from omegaconf import OmegaConf
 
-        from runner.schema import MonitorMode, monitor_mode
-        from runner.settings import checked
         from unetlab.errors import ConfigError
+
+        from ..schema import MonitorMode, monitor_mode
+        from ..settings import checked
 
         config = self.config
         settings = checked(lambda: OmegaConf.to_object(config.hparams_search))
@@ -99,18 +104,19 @@ class OptunaSweeper(Sweeper):
 
     def _run_batch(self, study, trials, fixed: List[str]) -> None:
         """Launch one job per trial and tell the study how each ended."""
-        from runner.search import trial_overrides
+        from .space import trial_overrides
+        from .trial import job_override, recorded
 
-        batch = [[*fixed, *trial_overrides(t), f"hparams_search.trial_id={t._trial_id}"] for t in trials]
+        batch = [[*fixed, *trial_overrides(t), job_override(t)] for t in trials]
         try:
             self.validate_batch_is_legal(batch)  # e.g. a search-space key that is not in the config
         except Exception:
-            set_aside(study, trials, again=False)
+            self._set_aside(study, trials, again=False)
             raise
         try:
             results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
         except KeyboardInterrupt:
-            set_aside(study, trials, again=True)  # the same command runs them again
+            self._set_aside(study, trials, again=True)  # the same command runs them again
             raise
         except Exception as error:  # a launcher failure, e.g. a worker process killed for memory
             log.error("the launcher failed (%s): trials %s are settled from what they recorded",
@@ -118,93 +124,94 @@ class OptunaSweeper(Sweeper):
             results = [error] * len(trials)
         frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
         for trial, result in zip(trials, results):
-            self._tell(study, trial, result, frozen[trial.number].user_attrs)
+            settle(study, trial, result, recorded(frozen[trial.number].user_attrs), self.parent_run_id)
 
-    def _tell(self, study, trial, result, user_attrs: dict) -> None:
-        """Record one job's outcome in the study and on its MLflow run. `result` is the job's
-        JobReturn, or the launcher's exception when there is none (then the trial's own record counts)."""
-        from optuna.trial import TrialState
+    def _set_aside(self, study, trials, *, again: bool) -> None:
+        """`study.set_aside`, and each trial's run (KILLED by Ctrl-C) says what the study recorded."""
+        from .study import set_aside
+        from .trial import recorded
 
-        from runner.search import MLFLOW_RUN_ID, OBJECTIVE, PRUNED_AT_EPOCH, objective_value, trial_overrides
-        from runner.tracking import retry_locked
-        from unetlab.errors import UnetlabError
-
-        if isinstance(result, Exception):  # the launcher lost the job's return: use what the trial recorded
-            returned, error = user_attrs.get(OBJECTIVE), result
-        else:
+        set_aside(study, trials, again=again)
+        frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+        for trial in trials:
             try:
-                returned, error = result.return_value, None
-            except Exception as raised:  # the job's own exception, re-raised by JobReturn
-                returned, error = None, raised
-        value = objective_value(returned)
-        if value is not None:
-            error = None
-        elif error is None:
-            error = ValueError(f"the job returned {returned!r}, not a finite objective")
-        if error is not None:
-            state = retry_locked(study.tell, trial, state=TrialState.FAIL).state.name
-            log.error("trial %d failed (%s): %s", trial.number, " ".join(trial_overrides(trial)), error,
-                      exc_info=None if isinstance(error, UnetlabError) else error)
-        elif PRUNED_AT_EPOCH in user_attrs:
-            state = retry_locked(study.tell, trial, state=TrialState.PRUNED).state.name
-            log.info("trial %d pruned after epoch %d: %.4f", trial.number, user_attrs[PRUNED_AT_EPOCH] + 1, value)
-        else:
-            state = retry_locked(study.tell, trial, value).state.name
-            log.info("trial %d complete: %.4f", trial.number, value)
-        record_in_mlflow(trial, state, user_attrs.get(MLFLOW_RUN_ID), error)
+                record_in_mlflow(trial, "FAIL", recorded(frozen[trial.number].user_attrs).run_id, None,
+                                 self.parent_run_id)
+            except Exception as error:
+                log.warning("trial %d: could not tag its run: %s", trial.number, error)
 
     def _report(self, study) -> None:
         """Plots and the trial table in the sweep directory and on the parent run; the best trial.
         Never raises: a sweep's own error (or Ctrl-C) must not be hidden by a failed picture."""
-        from runner.search import SEARCH_SPACE, describe_best, save_plots
-        from runner.sweep import PARENT_RUN_ENV
+        from .parent import log_to_parent
+        from .report import describe_best, write_report
 
         try:
-            directory = Path(str(self.config.hydra.sweep.dir)) / "optuna"
-            paths = save_plots(study, directory)
-            space = {name: json.loads(dist) for name, dist in study.user_attrs.get(SEARCH_SPACE, {}).items()}
-            (directory / "search_space.json").write_text(json.dumps(space, indent=2))
-            paths.append(directory / "search_space.json")
-            trials = study.trials_dataframe()
-            if len(trials):
-                trials.to_csv(directory / "trials.csv", index=False)
-                paths.append(directory / "trials.csv")
+            paths = write_report(study, Path(str(self.config.hydra.sweep.dir)) / "optuna")
             log.info("study %r: %s", study.study_name, describe_best(study))
-            parent = os.environ.get(PARENT_RUN_ENV)
-            if parent:
-                import mlflow
-
-                from runner.tracking import retry_locked
-
-                client = mlflow.MlflowClient()
-                retry_locked(client.set_tag, parent, "optuna.study", study.study_name)
-                for path in paths:
-                    retry_locked(client.log_artifact, parent, str(path), "optuna")
+            log_to_parent(paths, "optuna", {"optuna.study": study.study_name})
         except Exception as error:
             log.warning("could not write the study's plots and table: %s", error)
 
 
-def set_aside(study, trials, *, again: bool) -> None:
-    """`runner.search.set_aside`, and each trial's run (KILLED by Ctrl-C) says what the study recorded."""
-    from runner import search
+def settle(study, trial, result, record, parent_run_id: Optional[str] = None) -> str:
+    """Record one job's outcome in the study and on its MLflow run; return the trial's state.
+    `result` is the job's JobReturn, or the launcher's exception when there is none (then what
+    the trial recorded, `record` from `trial.recorded`, counts)."""
+    from optuna.trial import TrialState
 
-    search.set_aside(study, trials, again=again)
-    frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
-    for trial in trials:
+    from unetlab.errors import UnetlabError
+
+    from ..tracking import retry_locked
+    from .space import trial_overrides
+
+    if isinstance(result, Exception):  # the launcher lost the job's return: use what the trial recorded
+        returned, error = record.objective, result
+    else:
         try:
-            record_in_mlflow(trial, "FAIL", frozen[trial.number].user_attrs.get(search.MLFLOW_RUN_ID), None)
-        except Exception as error:
-            log.warning("trial %d: could not tag its run: %s", trial.number, error)
+            returned, error = result.return_value, None
+        except Exception as raised:  # the job's own exception, re-raised by JobReturn
+            returned, error = None, raised
+    value = objective_value(returned)
+    if value is not None:
+        error = None
+    elif error is None:
+        error = ValueError(f"the job returned {returned!r}, not a finite objective")
+    if error is not None:
+        state = retry_locked(study.tell, trial, state=TrialState.FAIL).state.name
+        log.error("trial %d failed (%s): %s", trial.number, " ".join(trial_overrides(trial)), error,
+                  exc_info=None if isinstance(error, UnetlabError) else error)
+    elif record.pruned_at_epoch is not None:
+        state = retry_locked(study.tell, trial, state=TrialState.PRUNED).state.name
+        log.info("trial %d pruned after epoch %d: %.4f", trial.number, record.pruned_at_epoch + 1, value)
+    else:
+        state = retry_locked(study.tell, trial, value).state.name
+        log.info("trial %d complete: %.4f", trial.number, value)
+    record_in_mlflow(trial, state, record.run_id, error, parent_run_id)
+    return state
 
 
-def record_in_mlflow(trial, state: str, run_id: Optional[str], error: Optional[BaseException]) -> None:
+def objective_value(value: Any) -> Optional[float]:
+    """A job's return value as an objective (None when missing or not finite)."""
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def record_in_mlflow(trial, state: str, run_id: Optional[str], error: Optional[BaseException],
+                     parent_run_id: Optional[str]) -> None:
     """Tag the trial's run with its Optuna state; a trial that failed before its run started
-    gets a FAILED child run of its own, so the sweep's runs show every trial."""
+    gets a FAILED child run of `parent_run_id` of its own, so the sweep's runs show every trial."""
+    if not run_id and (not parent_run_id or error is None):
+        return
     import mlflow
 
-    from runner.search import trial_overrides
-    from runner.sweep import PARENT_RUN_ENV
-    from runner.tracking import retry_locked
+    from ..tracking import retry_locked
+    from .space import trial_overrides
 
     client = mlflow.MlflowClient()
     if run_id:
@@ -212,13 +219,10 @@ def record_in_mlflow(trial, state: str, run_id: Optional[str], error: Optional[B
         if error is not None:
             retry_locked(client.set_tag, run_id, "error", str(error)[:5000])
         return
-    parent = os.environ.get(PARENT_RUN_ENV)
-    if not parent or error is None:
-        return
-    experiment_id = retry_locked(client.get_run, parent).info.experiment_id
+    experiment_id = retry_locked(client.get_run, parent_run_id).info.experiment_id
     overrides = " ".join(trial_overrides(trial))
     run = retry_locked(client.create_run, experiment_id, run_name=f"trial {trial.number} (failed)", tags={
-        "mlflow.parentRunId": parent, "sweep_job": str(trial.number), "overrides": overrides,
+        "mlflow.parentRunId": parent_run_id, "sweep_job": str(trial.number), "overrides": overrides,
         "optuna.trial": str(trial.number), "optuna.state": state, "error": str(error)[:5000]})
     for key, value in trial.params.items():
         retry_locked(client.log_param, run.info.run_id, key, value)

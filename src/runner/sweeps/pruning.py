@@ -7,8 +7,7 @@ import math
 
 import keras
 
-from .search import PRUNED_AT_EPOCH
-from .tracking import retry_locked
+from ..tracking import retry_locked
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +16,8 @@ class TrialPruning(keras.callbacks.Callback):
     """Report `monitor` to `trial` after every epoch; stop training when its pruner says so.
 
     Unlike raising optuna.TrialPruned inside `fit`, stopping lets the run finish normally:
-    its checkpoints and pictures are still logged, and the sweeper tells the study it was pruned.
+    its checkpoints and pictures are still logged, and the sweeper tells the study it was
+    pruned (from `pruned_epoch`, which the job records on its trial when it finishes).
     """
 
     def __init__(self, trial, monitor: str) -> None:
@@ -34,5 +34,4 @@ class TrialPruning(keras.callbacks.Callback):
         if retry_locked(self.trial.should_prune):
             self.pruned_epoch = epoch
             self.model.stop_training = True
-            retry_locked(self.trial.set_user_attr, PRUNED_AT_EPOCH, epoch)
             log.info("trial %d pruned after epoch %d (%s=%.4f)", self.trial.number, epoch + 1, self.monitor, value)

@@ -1,0 +1,28 @@
+"""Sweeps: a grid or an Optuna search over many training runs, tracked as one MLflow parent
+run with a nested child run per job.
+
+Modules, each importing only those listed before it (and `runner.schema`, `runner.settings`,
+`runner.tracking`, never the other way round):
+
+- `space`: the search space, read from Hydra's sweep syntax; a trial's values as overrides.
+- `study`: the Optuna study: storage, sampler, pruner, resume, the study's own records.
+- `pruning`: the Keras callback that reports each epoch to the trial and stops a pruned one.
+- `trial`: the trial protocol between a job and the sweeper: `job_trial(config)` in the
+  train task, `recorded(user_attrs)` in the sweeper; the only module that knows its names.
+- `parent`: the sweep's MLflow parent run: opened, summarised (sweep_summary.csv, best
+  child), closed; `MlflowSweep` is the Hydra callback that does it for grid sweeps.
+- `report`: the study's plots, trials.csv and search_space.json.
+- `sweeper`: `OptunaSweeper`, on Hydra's public Sweeper API; Hydra instantiates it as
+  `hydra_plugins.unetlab_sweeper.OptunaSweeper` (Hydra's plugins must live there).
+- `plugin`: `register_sweeper()`, the one call the app makes before composing.
+
+Call flow of `python -m runner -m hparams_search=optuna`: `runner.app.register` calls
+`plugin.register_sweeper`; Hydra composes, runs `MlflowSweep.on_multirun_start` (nothing to
+do: the config has an `hparams_search`) and `OptunaSweeper.sweep`, which reads the space
+(`space`), checks every choice composes, opens or resumes the study (`study`), opens the
+parent run (`parent`), then asks the study for trials and launches one Hydra job each. A job
+runs the train task, which calls `trial.job_trial(config)` for its tags, its pruning callback
+and its records. The sweeper settles each trial from the job's return (or what it recorded),
+writes the report (`report`), and `MlflowSweep.on_multirun_end` summarises and closes the
+parent (`parent.finish_sweep`, also called by `runner.__main__` when a sweep stops early).
+"""

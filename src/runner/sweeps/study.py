@@ -1,0 +1,161 @@
+"""The Optuna study of a sweep: storage, sampler and pruner; resuming it; what it records of
+itself (its search space, fixed settings, parent run, interrupted trials) as study user attrs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.distributions import BaseDistribution, distribution_to_json
+from optuna.trial import TrialState
+
+from unetlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..schema import SearchConfig
+
+log = logging.getLogger(__name__)
+
+# Study user attrs.
+INTERRUPTED = "interrupted_trials"  # trials a dead or interrupted sweep left unfinished
+PARENT_RUN_ID = "mlflow_parent_run_id"  # the sweep's MLflow parent run
+SEARCH_SPACE = "search_space"  # the distributions it searches
+FIXED_OVERRIDES = "fixed_overrides"  # the command line's other overrides
+
+_in_memory: dict[str, optuna.Study] = {}  # studies without storage, for jobs run in this process
+
+
+def storage(url: str | None) -> optuna.storages.BaseStorage | None:
+    """The study storage at `url`; SQLite waits up to a minute for a lock instead of failing."""
+    if url is None:
+        return None
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as error:  # bad URL, unreachable server, missing driver
+        raise ConfigError(f"hparams_search.storage={url!r}: {' '.join(str(error).split())[:300]}") from None
+
+
+def build_pruner(pruner) -> optuna.pruners.BasePruner:
+    """The pruner `hparams_search.pruner` configures (its PrunerConfig); it decides from the
+    values trials report once per epoch."""
+    builders = {
+        "median": lambda: optuna.pruners.MedianPruner(pruner.n_startup_trials, pruner.n_warmup_epochs),
+        "percentile": lambda: optuna.pruners.PercentilePruner(pruner.percentile, pruner.n_startup_trials,
+                                                              pruner.n_warmup_epochs),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(pruner.min_resource, pruner.max_resource,
+                                                            pruner.reduction_factor),
+        "threshold": lambda: optuna.pruners.ThresholdPruner(pruner.lower, pruner.upper, pruner.n_warmup_epochs),
+        "none": optuna.pruners.NopPruner,
+    }
+    return builders[pruner.name.value]()
+
+
+def build_sampler(search: SearchConfig, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """The seeded sampler; a resumed study offsets the seed by its trial count, so it goes on
+    sampling new points instead of replaying the first run's."""
+    seed = search.seed + trials_so_far
+    if search.sampler.value == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.n_startup_trials,
+                                      constant_liar=True)  # parallel trials avoid each other's points
+
+
+def open_study(search: SearchConfig, direction: str) -> optuna.Study:
+    """Create the study, or load it to resume; its direction must match trainer.monitor's."""
+    study = optuna.create_study(storage=storage(search.storage), pruner=build_pruner(search.pruner),
+                                study_name=search.study_name, direction=direction, load_if_exists=True)
+    study.sampler = build_sampler(search, len(study.trials))
+    if study.direction.name.lower() != direction:
+        raise ConfigError(
+            f"hparams_search.study_name={search.study_name!r} exists with direction "
+            f"{study.direction.name.lower()}, but trainer.monitor asks to {direction}: "
+            "use another study name or trainer.monitor_mode"
+        )
+    if search.storage is None:
+        _in_memory[search.study_name] = study
+    return study
+
+
+def find_study(search: SearchConfig) -> optuna.Study | None:
+    """The study a job's trial belongs to: loaded from its storage, or the in-memory study the
+    sweeper opened in this process (None when it is in another process's memory)."""
+    if search.storage is None:
+        return _in_memory.get(search.study_name)
+    return optuna.load_study(study_name=search.study_name, storage=storage(search.storage),
+                             pruner=build_pruner(search.pruner))
+
+
+# ---------------------------------------------------------------- what the study records of itself
+def check_same_space(study: optuna.Study, space: dict[str, BaseDistribution]) -> None:
+    """Record the search space on a new study; refuse to resume a study with another one."""
+    current = {name: distribution_to_json(d) for name, d in space.items()}
+    recorded = study.user_attrs.get(SEARCH_SPACE)
+    if recorded is None:
+        study.set_user_attr(SEARCH_SPACE, current)
+    elif recorded != current:
+        names = sorted(set(recorded) ^ set(current) or {n for n in current if recorded[n] != current[n]})
+        raise ConfigError(
+            f"hparams_search.study_name={study.study_name!r} holds trials of another search space (differs in "
+            f"{', '.join(names)}): set hparams_search.study_name=NEW_NAME for a new study, or search the same space "
+            "to resume it")
+
+
+def recorded_space(study: optuna.Study) -> dict[str, Any]:
+    """The search space the study recorded, as JSON-ready distributions."""
+    return {name: json.loads(dist) for name, dist in study.user_attrs.get(SEARCH_SPACE, {}).items()}
+
+
+def check_same_settings(study: optuna.Study, fixed: list[str]) -> None:
+    """Record the command line's fixed overrides on a new study; warn when a resume changes them
+    (hparams_search.* settings aside), since its trials then compare runs of other settings."""
+    current = sorted(o for o in fixed if not o.lstrip("+~").startswith("hparams_search"))
+    recorded = study.user_attrs.get(FIXED_OVERRIDES)
+    if recorded is None:
+        study.set_user_attr(FIXED_OVERRIDES, current)
+    elif recorded != current:
+        log.warning("study %r was run with %s; this run uses %s: its trials will be compared with trials of "
+                    "other settings (use a new hparams_search.study_name to keep them apart)", study.study_name,
+                    " ".join(recorded) or "no overrides", " ".join(current) or "no overrides")
+
+
+def parent_run_id(study: optuna.Study) -> str | None:
+    """The MLflow parent run the study was last run under (None for a new study)."""
+    return study.user_attrs.get(PARENT_RUN_ID)
+
+
+def set_parent_run_id(study: optuna.Study, run_id: str) -> None:
+    study.set_user_attr(PARENT_RUN_ID, run_id)
+
+
+# ---------------------------------------------------------------- resume
+def trials_to_run(study: optuna.Study, n_trials: int) -> int:
+    """How many more trials reach `n_trials` finished ones. Trials a dead sweep left RUNNING
+    are set aside and queued again with the same parameters."""
+    left_running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in left_running:
+        log.info("trial %d was interrupted: it runs again with the same parameters", trial.number)
+    set_aside(study, left_running, again=True)
+    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    return max(0, n_trials - len([t for t in finished if t.number not in interrupted]))
+
+
+def set_aside(study: optuna.Study, trials, *, again: bool) -> None:
+    """Fail trials that did not run to an end, leave them out of the count of finished trials
+    and, with `again`, queue their parameters for the next run of the same command."""
+    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+    for trial in trials:
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        if again:
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+        interrupted.add(trial.number)
+    study.set_user_attr(INTERRUPTED, sorted(interrupted))
+
+
+def failed_trials(study: optuna.Study) -> int:
+    """Trials that failed (not counting those a dead or interrupted sweep left behind)."""
+    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+    return len([t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number not in interrupted])
