@@ -1,0 +1,101 @@
+"""runner.sweeps.study: pruners, resuming an interrupted study, what a study records of itself."""
+
+import sqlite3
+import threading
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+
+from runner.settings import to_config
+from runner.sweeps.study import (build_pruner, check_same_settings, check_same_space, open_study, recorded_space,
+                                 trials_to_run)
+from runner.tracking import retry_locked
+from unetlab.errors import ConfigError
+
+
+def search_settings(compose, tmp_path, *overrides):
+    return to_config(compose(["hparams_search=optuna", f"hparams_search.storage=sqlite:///{tmp_path}/optuna.db",
+                              f"output_dir={tmp_path}", *overrides])).hparams_search
+
+
+def test_a_study_refuses_another_search_space(compose, tmp_path):
+    study = open_study(search_settings(compose, tmp_path), "maximize")
+    check_same_space(study, {"model.filters": CategoricalDistribution([2, 4])})
+    check_same_space(study, {"model.filters": CategoricalDistribution([2, 4])})  # the same space resumes
+    with pytest.raises(ConfigError, match="another search space .*model.filters.*study_name=NEW_NAME"):
+        check_same_space(study, {"model.filters": CategoricalDistribution([2, 8])})
+    assert recorded_space(study) == {"model.filters": {"name": "CategoricalDistribution",
+                                                      "attributes": {"choices": [2, 4]}}}
+
+
+@pytest.mark.parametrize("name, pruner_type", [
+    ("none", optuna.pruners.NopPruner), ("median", optuna.pruners.MedianPruner),
+    ("percentile", optuna.pruners.PercentilePruner), ("hyperband", optuna.pruners.HyperbandPruner),
+    ("threshold", optuna.pruners.ThresholdPruner),
+])
+def test_every_configured_pruner_is_built(compose, tmp_path, name, pruner_type):
+    config = to_config(compose(["hparams_search=optuna", f"hparams_search.pruner.name={name}",
+                                "hparams_search.pruner.lower=0.5", f"output_dir={tmp_path}"]))
+    assert config.hparams_search.pruner.name.value == name
+    assert isinstance(build_pruner(config.hparams_search.pruner), pruner_type)
+
+
+def test_threshold_pruner_needs_a_bound(compose, tmp_path):
+    with pytest.raises(ConfigError, match="hparams_search.pruner.lower"):
+        to_config(compose(["hparams_search=optuna", "hparams_search.pruner.name=threshold", f"output_dir={tmp_path}"]))
+
+
+def test_resuming_reruns_an_interrupted_trial_with_its_parameters_and_counts_only_finished_ones(compose, tmp_path):
+    settings = search_settings(compose, tmp_path)
+    study = open_study(settings, "maximize")
+    space = {"model.filters": CategoricalDistribution([2, 4, 8])}
+    for value in (0.5, 0.6):
+        study.tell(study.ask(space), value)
+    left_running = study.ask(space)  # a sweep died while this trial ran
+
+    resumed = open_study(settings, "maximize")
+    assert trials_to_run(resumed, 4) == 2  # 2 finished; the interrupted one does not count
+    assert resumed.trials[left_running.number].state is TrialState.FAIL
+    assert resumed.ask(space).params == left_running.params  # queued again, same parameters
+    assert trials_to_run(open_study(settings, "maximize"), 4) == 2  # asked, not yet finished: still 2
+
+
+def test_a_study_cannot_be_resumed_in_the_opposite_direction(compose, tmp_path):
+    settings = search_settings(compose, tmp_path)
+    open_study(settings, "maximize")
+    with pytest.raises(ConfigError, match="exists with direction maximize"):
+        open_study(settings, "minimize")
+
+
+def test_a_resumed_study_samples_new_points_instead_of_replaying_the_first_run(compose, tmp_path):
+    settings = search_settings(compose, tmp_path, "hparams_search.sampler=random")
+    space = {"optimizer.lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    first = open_study(settings, "maximize")
+    first_params = [first.ask(space).params for _ in range(2)]
+    resumed = open_study(settings, "maximize")
+    assert resumed.ask(space).params not in first_params
+
+
+def test_resuming_with_other_fixed_settings_warns(compose, tmp_path, caplog):
+    study = open_study(search_settings(compose, tmp_path), "maximize")
+    check_same_settings(study, ["hparams_search=optuna", "trainer.epochs=2"])
+    check_same_settings(study, ["hparams_search=optuna", "hparams_search.n_trials=40", "trainer.epochs=2"])
+    assert "compared with trials of other settings" not in caplog.text  # more trials: the same study
+    check_same_settings(study, ["hparams_search=optuna", "trainer.epochs=3"])
+    assert "trainer.epochs=2" in caplog.text and "trainer.epochs=3" in caplog.text
+
+
+@pytest.mark.slow
+def test_retry_locked_outlasts_a_locked_optuna_store(tmp_path):
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="locks", storage=optuna.storages.RDBStorage(url))  # SQLite waits 5 s
+    holder = sqlite3.connect(tmp_path / "optuna.db", check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(7.0, holder.rollback).start()
+    with pytest.raises(Exception) as raised:
+        study.set_user_attr("note", "first")
+    assert "database is locked" not in str(raised.value)  # Optuna's own message hides the cause...
+    retry_locked(study.set_user_attr, "note", "second")  # ...which retry_locked finds and waits out
+    assert study.user_attrs["note"] == "second"
