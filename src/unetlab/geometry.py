@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .errors import ConfigError
+from .names import PADDING, check_choice
 
 
 def unet_output_size(input_size: int, depth: int, padding: str = "same") -> int:
@@ -14,17 +15,14 @@ def unet_output_size(input_size: int, depth: int, padding: str = "same") -> int:
     even size before pooling; 572 -> 388 for depth 4.
     """
     if depth < 1:
-        raise ConfigError(f"model.depth must be >= 1. Received: depth={depth}")
+        raise ConfigError(f"depth must be >= 1. Received: depth={depth}")
+    check_choice("padding", padding, PADDING)
     if padding == "same":
         if input_size % 2**depth:
             lower = input_size // 2**depth * 2**depth
-            raise ConfigError(
-                f"image size {input_size} is not divisible by 2**depth={2**depth} "
-                f"(model.depth={depth}); use {lower or 2**depth} or {lower + 2**depth}"
-            )
+            raise ConfigError(f"image size {input_size} is not divisible by 2**depth={2**depth}; "
+                              f"use {lower or 2**depth} or {lower + 2**depth}")
         return input_size
-    if padding != "valid":
-        raise ConfigError(f"model.padding must be 'same' or 'valid'. Received: padding={padding!r}")
     size = input_size
     for _ in range(depth):
         size -= 4

@@ -24,8 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ConfigError, DataError
-
-TTA = ("none", "flips", "d4")
+from .names import TTA, check_choice
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -89,7 +88,7 @@ def predict_whole(model, image: np.ndarray, *, multiple: int) -> np.ndarray:
     image; this is the reference that `predict_tiled` approximates.
     """
     if not _is_int(multiple) or multiple < 1:
-        raise ConfigError(f"predict_whole needs multiple >= 1 (2**depth). Received: multiple={multiple!r}")
+        raise ConfigError(f"multiple must be an integer >= 1 (2**depth). Received: multiple={multiple!r}")
     image = _check_image(model, image)
     height, width = image.shape[:2]
     top, bottom = _split(-height % multiple)
@@ -98,7 +97,7 @@ def predict_whole(model, image: np.ndarray, *, multiple: int) -> np.ndarray:
     probabilities = np.asarray(model.predict_on_batch(padded[None]), np.float32)[0]
     if probabilities.shape[:2] != padded.shape[:2]:
         raise ConfigError(
-            f"predict_whole needs a same-padding model: it mapped {padded.shape[0]}x{padded.shape[1]} "
+            f"model must be a same-padding model for predict_whole: it mapped {padded.shape[0]}x{padded.shape[1]} "
             f"to {probabilities.shape[0]}x{probabilities.shape[1]}; use predict_tiled"
         )
     return probabilities[top:top + height, left:left + width]
@@ -112,8 +111,7 @@ def gaussian_weights(tile_size: int, sigma_scale: float = 1 / 8) -> np.ndarray:
     exact middle, (tile_size - 1) / 2, so the map is symmetric under flips and
     rotations).
     """
-    if not _is_int(tile_size) or tile_size < 1:
-        raise ConfigError(f"predict.tile_size must be a positive integer. Received: tile_size={tile_size!r}")
+    _check_tile_size(tile_size)
     if not isinstance(sigma_scale, numbers.Real) or not sigma_scale > 0:
         raise ConfigError(f"sigma_scale must be > 0. Received: sigma_scale={sigma_scale!r}")
     sigma = tile_size * sigma_scale
@@ -177,7 +175,7 @@ def _tile_output(model, tile_size: int, channels: int) -> tuple[int, int]:
     fixed = _model_input_shape(model)[1:3]
     if any(size is not None for size in fixed) and tuple(fixed) != (tile_size, tile_size):
         raise ConfigError(
-            f"predict.tile_size={tile_size} does not match the model's fixed input size "
+            f"tile_size={tile_size} does not match the model's fixed input size "
             f"{fixed[0]}x{fixed[1]}; use tile_size={fixed[0]}"
         )
     try:
@@ -186,27 +184,30 @@ def _tile_output(model, tile_size: int, channels: int) -> tuple[int, int]:
         shape = tuple(np.shape(model(np.zeros((1, tile_size, tile_size, channels), np.float32), training=False)))
     except Exception as error:  # noqa: BLE001 - Keras raises ValueError or a TensorFlow error
         raise ConfigError(
-            f"predict.tile_size={tile_size} does not fit the model (a same-padding U-Net needs a multiple "
+            f"tile_size={tile_size} does not fit the model (a same-padding U-Net needs a multiple "
             f"of 2**depth). Received: tile_size={tile_size}"
         ) from error
     if len(shape) != 4 or shape[1] != shape[2] or shape[1] > tile_size or (tile_size - shape[1]) % 2:
         raise ConfigError(
-            f"predict_tiled needs a model whose output is the centred square of its input; it maps "
+            f"model must map a tile to the centred square of it for predict_tiled; it maps "
             f"{tile_size}x{tile_size} to {shape[1:]}. Received: tile_size={tile_size}"
         )
     return shape[1], shape[3]
 
 
 def _check_tiling_arguments(tile_size, overlap, batch_size, tta) -> None:
-    if not _is_int(tile_size) or tile_size < 1:
-        raise ConfigError(f"predict.tile_size must be a positive integer. Received: tile_size={tile_size!r}")
+    _check_tile_size(tile_size)
     if (not isinstance(overlap, numbers.Real) or isinstance(overlap, bool)
             or not 0.0 <= float(overlap) < 1.0):
-        raise ConfigError(f"predict.overlap must be in [0, 1). Received: overlap={overlap!r}")
+        raise ConfigError(f"overlap must be in [0, 1). Received: overlap={overlap!r}")
     if not _is_int(batch_size) or batch_size < 1:
-        raise ConfigError(f"predict.batch_size must be a positive integer. Received: batch_size={batch_size!r}")
-    if tta not in TTA:
-        raise ConfigError(f"predict.tta must be one of {', '.join(TTA)}. Received: tta={tta!r}")
+        raise ConfigError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+    check_choice("tta", tta, TTA)
+
+
+def _check_tile_size(tile_size) -> None:
+    if not _is_int(tile_size) or tile_size < 1:
+        raise ConfigError(f"tile_size must be a positive integer. Received: tile_size={tile_size!r}")
 
 
 def _check_image(model, image) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Segmentation losses, selected by name from `LOSSES` (the `loss.name` key).
+"""Segmentation losses, selected by name from `LOSSES` (`build_loss(name)`).
 
 Every loss takes `y_true` as class ids of shape (batch, H, W, 1) (0/1 for a
 binary model) and `y_pred` as probabilities (batch, H, W, C) from the model's
@@ -20,7 +20,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .errors import ConfigError
+from .labels import check_ignore_index
+from .names import check_choice
 
 _EPSILON = 1e-7
 
@@ -98,9 +99,7 @@ class SegmentationLoss(keras.losses.Loss):
     def __init__(self, name: str | None = None, reduction: str = "sum_over_batch_size", dtype=None,
                  ignore_index: int | None = None, **params):
         super().__init__(name=name or self.default_name, reduction=reduction, dtype=dtype)
-        if ignore_index is not None and (isinstance(ignore_index, bool) or int(ignore_index) != ignore_index):
-            raise ConfigError(f"ignore_index must be an integer or None. Received: ignore_index={ignore_index!r}")
-        self.ignore_index = None if ignore_index is None else int(ignore_index)
+        self.ignore_index = check_ignore_index(ignore_index, num_classes=None)  # the loss does not know the classes
         self.params = params
 
     def get_config(self) -> dict:
@@ -182,6 +181,5 @@ LOSSES = {
 
 def build_loss(name: str, ignore_index: int | None = None, **params) -> keras.losses.Loss:
     """The loss called `name` (a key of LOSSES) with its parameters; pixels of class `ignore_index` are left out."""
-    if name not in LOSSES:
-        raise ConfigError(f"loss.name must be one of {', '.join(LOSSES)}. Received: name={name!r}")
+    check_choice("name", name, tuple(LOSSES))
     return LOSSES[name](name=name, ignore_index=ignore_index, **params)

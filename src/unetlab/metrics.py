@@ -17,18 +17,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .errors import ConfigError
-
-
-def _check_ignore_index(ignore_index, num_classes: int):
-    if ignore_index is None:
-        return None
-    if isinstance(ignore_index, bool) or int(ignore_index) != ignore_index:
-        raise ConfigError(f"ignore_index must be an integer or None. Received: ignore_index={ignore_index!r}")
-    if 0 <= ignore_index < max(num_classes, 2):
-        raise ConfigError(f"ignore_index must not be a class id (0..{max(num_classes, 2) - 1} for "
-                          f"num_classes={num_classes}). Received: ignore_index={ignore_index}")
-    return int(ignore_index)
+from .labels import check_ignore_index
+from .names import metric_names
 
 
 @keras.saving.register_keras_serializable(package="unetlab")
@@ -41,7 +31,7 @@ class OverlapScore(keras.metrics.Metric):
             raise ValueError(f"kind must be 'dice' or 'iou'. Received: kind={kind!r}")
         super().__init__(name=name or kind, dtype=dtype)
         self.kind, self.num_classes, self.class_id, self.threshold = kind, num_classes, class_id, threshold
-        self.ignore_index = _check_ignore_index(ignore_index, num_classes)
+        self.ignore_index = check_ignore_index(ignore_index, num_classes)
         slots = max(num_classes, 2)
         self.true_positive = self.add_variable(shape=(slots,), initializer="zeros", name="true_positive")
         self.false_positive = self.add_variable(shape=(slots,), initializer="zeros", name="false_positive")
@@ -93,7 +83,7 @@ class PixelAccuracy(keras.metrics.Metric):
                  ignore_index: int | None = None):
         super().__init__(name=name, dtype=dtype)
         self.num_classes, self.threshold = num_classes, threshold
-        self.ignore_index = _check_ignore_index(ignore_index, num_classes)
+        self.ignore_index = check_ignore_index(ignore_index, num_classes)
         self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
 
@@ -150,18 +140,20 @@ def pixel_weights(truth, sample_weight, ignore_index: int | None, dtype):
 
 
 def build_metrics(num_classes: int, ignore_index: int | None = None) -> list[keras.metrics.Metric]:
-    """The metrics every run reports: dice, iou, pixel_accuracy (+ per class for K > 1).
+    """The metrics every run reports, one per training name of `unetlab.names.metric_names` but "loss":
+    dice, iou, pixel_accuracy (+ dice_class<c> and iou_class<c> for K > 1).
 
     Pixels whose true class is `ignore_index` count for none of them.
     """
-    ignore_index = _check_ignore_index(ignore_index, num_classes)
-    metrics: list[keras.metrics.Metric] = [
-        OverlapScore("dice", num_classes, ignore_index=ignore_index),
-        OverlapScore("iou", num_classes, ignore_index=ignore_index),
-        PixelAccuracy(num_classes, ignore_index=ignore_index),
-    ]
-    if num_classes > 1:
-        metrics += [OverlapScore(kind, num_classes, class_id, name=f"{kind}_class{class_id}",
-                                 ignore_index=ignore_index)
-                    for kind in ("dice", "iou") for class_id in range(num_classes)]
+    ignore_index = check_ignore_index(ignore_index, num_classes)
+    metrics: list[keras.metrics.Metric] = []
+    for name in metric_names(num_classes):
+        if name == "loss" or name.startswith("val_"):
+            continue
+        if name == "pixel_accuracy":
+            metrics.append(PixelAccuracy(num_classes, name=name, ignore_index=ignore_index))
+        else:  # dice, iou, dice_class<c>, iou_class<c>
+            kind, _, class_id = name.partition("_class")
+            metrics.append(OverlapScore(kind, num_classes, int(class_id) if class_id else None, name=name,
+                                        ignore_index=ignore_index))
     return metrics

@@ -1,10 +1,12 @@
 """The names the library accepts and reports: one list per choice, and the metric names.
 
 Pure Python (no TensorFlow), so the runner's config schema builds its enums from these
-lists and validates `trainer.monitor` without importing the library's heavy modules.
+lists and checks the monitored metric's name without importing the library's heavy modules.
 """
 
 from __future__ import annotations
+
+from .errors import ConfigError
 
 POOLING = ("max", "conv")  # unetlab.models.build_unet(pooling=)
 UPSAMPLING = ("nearest", "transpose")  # build_unet(upsampling=)
@@ -14,6 +16,13 @@ SCHEDULES = ("constant", "cosine", "plateau")  # unetlab.optim.build_optimizer(s
 TTA = ("none", "flips", "d4")  # unetlab.inference.predict_image(tta=)
 
 METRICS = ("loss", "dice", "iou", "pixel_accuracy")  # what a model compiled by unetlab reports
+
+
+def check_choice(argument: str, value, choices: tuple[str, ...]):
+    """`value` if it is one of `choices`, else ConfigError naming `argument` and the choices."""
+    if value not in choices:
+        raise ConfigError(f"{argument} must be one of {', '.join(choices)}. Received: {argument}={value!r}")
+    return value
 
 
 def metric_names(num_classes: int) -> list[str]:

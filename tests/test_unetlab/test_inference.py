@@ -133,22 +133,22 @@ def test_gaussian_weights_peak_in_the_centre_and_stay_positive():
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ({"tile_size": 0}, r"^predict\.tile_size must be a positive integer\. Received: tile_size=0$"),
-    ({"tile_size": 64.0}, r"^predict\.tile_size must be a positive integer\. Received: tile_size=64\.0$"),
-    ({"overlap": 1.0}, r"^predict\.overlap must be in \[0, 1\)\. Received: overlap=1\.0$"),
-    ({"overlap": -0.1}, r"^predict\.overlap must be in \[0, 1\)\. Received: overlap=-0\.1$"),
-    ({"batch_size": 0}, r"^predict\.batch_size must be a positive integer\. Received: batch_size=0$"),
-    ({"tta": "rot90"}, r"^predict\.tta must be one of none, flips, d4\. Received: tta='rot90'$"),
-    ({"tile_size": 60}, r"^predict\.tile_size=60 does not fit the model .*Received: tile_size=60$"),
+    ({"tile_size": 0}, r"^tile_size must be a positive integer\. Received: tile_size=0$"),
+    ({"tile_size": 64.0}, r"^tile_size must be a positive integer\. Received: tile_size=64\.0$"),
+    ({"overlap": 1.0}, r"^overlap must be in \[0, 1\)\. Received: overlap=1\.0$"),
+    ({"overlap": -0.1}, r"^overlap must be in \[0, 1\)\. Received: overlap=-0\.1$"),
+    ({"batch_size": 0}, r"^batch_size must be a positive integer\. Received: batch_size=0$"),
+    ({"tta": "rot90"}, r"^tta must be one of none, flips, d4\. Received: tta='rot90'$"),
+    ({"tile_size": 60}, r"^tile_size=60 does not fit the model .*Received: tile_size=60$"),
 ])
-def test_bad_tiling_arguments_name_the_config_key(same_model, arguments, message):
+def test_bad_tiling_arguments_name_the_argument(same_model, arguments, message):
     image = np.zeros((64, 64, 1), np.float32)
     with pytest.raises(ConfigError, match=message):
         predict_tiled(same_model, image, **{"tile_size": 64, **arguments})
 
 
 def test_tile_size_must_match_a_fixed_input_size(valid_model):
-    with pytest.raises(ConfigError, match=r"predict\.tile_size=64 does not match .* 92x92; use tile_size=92"):
+    with pytest.raises(ConfigError, match=r"^tile_size=64 does not match .* 92x92; use tile_size=92"):
         predict_tiled(valid_model, np.zeros((64, 64, 1), np.float32), tile_size=64)
 
 
@@ -164,5 +164,5 @@ def test_image_with_wrong_channel_count_is_a_data_error(same_model):
 def test_predict_whole_crops_back_sizes_that_are_not_multiples(same_model):
     image = np.random.default_rng(7).normal(size=(37, 50, 1)).astype(np.float32)
     assert predict_whole(same_model, image, multiple=8).shape == (37, 50, 1)
-    with pytest.raises(ConfigError, match=r"multiple >= 1 .*Received: multiple=0"):
+    with pytest.raises(ConfigError, match=r"^multiple must be an integer >= 1 .*Received: multiple=0$"):
         predict_whole(same_model, image, multiple=0)

@@ -54,7 +54,7 @@ def test_head_stays_float32_under_mixed_precision():
 
 
 def test_build_unet_rejects_size_not_divisible_by_2_pow_depth():
-    with pytest.raises(ConfigError, match=r"100 is not divisible by 2\*\*depth=16.*use 96 or 112"):
+    with pytest.raises(ConfigError, match=r"^image size 100 is not divisible by 2\*\*depth=16; use 96 or 112$"):
         build_unet((100, 100, 1), depth=4)
 
 
@@ -65,5 +65,18 @@ def test_build_unet_rejects_valid_size_that_does_not_tile():
 
 @pytest.mark.parametrize("key, value", [("pooling", "avg"), ("upsampling", "bilinear"), ("padding", "full")])
 def test_build_unet_rejects_unknown_choice_and_repeats_it(key, value):
-    with pytest.raises(ConfigError, match=f"model.{key} must be one of .* Received: {key}='{value}'"):
+    with pytest.raises(ConfigError, match=f"^{key} must be one of .* Received: {key}='{value}'$"):
         build_unet((32, 32, 1), depth=2, **{key: value})
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(depth=0), r"^depth must be >= 1\. Received: depth=0$"),
+    (dict(filters=0), r"^filters must be >= 1\. Received: filters=0$"),
+    (dict(num_classes=0), r"^num_classes must be >= 1\. Received: num_classes=0$"),
+    (dict(dropout=1.0), r"^dropout must be in \[0, 1\)\. Received: dropout=1\.0$"),
+    (dict(padding="valid"), r"^padding='valid' needs a fixed input height and width .*"
+                            r"Received: input_shape=\(None, None, 1\)$"),
+])
+def test_build_unet_rejects_impossible_sizes_naming_the_argument(arguments, message):
+    with pytest.raises(ConfigError, match=message):
+        build_unet((None, None, 1), **arguments)

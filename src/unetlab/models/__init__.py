@@ -1,4 +1,4 @@
-"""Model builders, selected by name from `MODELS` (the `model.name` config key)."""
+"""Model builders, selected by name from `MODELS`."""
 
 from .unet import build_unet, conv_block, describe, down_block, up_block
 

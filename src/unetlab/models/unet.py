@@ -18,10 +18,7 @@ from keras import layers
 
 from ..errors import ConfigError
 from ..geometry import unet_output_size
-
-POOLING = ("max", "conv")
-UPSAMPLING = ("nearest", "transpose")
-PADDING = ("same", "valid")
+from ..names import PADDING, POOLING, UPSAMPLING, check_choice
 
 
 def conv_block(x, filters: int, name: str, *, padding: str = "same", batch_norm: bool = False,
@@ -68,19 +65,20 @@ def build_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 1)
 
     The head always computes in float32, so the model is safe under mixed precision.
     """
-    _check_choice("pooling", pooling, POOLING)
-    _check_choice("upsampling", upsampling, UPSAMPLING)
-    _check_choice("padding", padding, PADDING)
-    if depth < 1 or filters < 1 or num_classes < 1 or not 0.0 <= dropout < 1.0:
-        raise ConfigError(
-            f"build_unet needs depth >= 1, filters >= 1, num_classes >= 1 and 0 <= dropout < 1. "
-            f"Received: depth={depth}, filters={filters}, num_classes={num_classes}, dropout={dropout}"
-        )
+    check_choice("pooling", pooling, POOLING)
+    check_choice("upsampling", upsampling, UPSAMPLING)
+    check_choice("padding", padding, PADDING)
+    for argument, value in (("depth", depth), ("filters", filters), ("num_classes", num_classes)):
+        if value < 1:
+            raise ConfigError(f"{argument} must be >= 1. Received: {argument}={value}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1). Received: dropout={dropout}")
     for size in input_shape[:2]:
         if size is not None:
             unet_output_size(size, depth, padding)
     if padding == "valid" and None in input_shape[:2]:
-        raise ConfigError("padding='valid' needs a fixed input height and width (skips are cropped)")
+        raise ConfigError(f"padding='valid' needs a fixed input height and width (skips are cropped). "
+                          f"Received: input_shape={tuple(input_shape)}")
 
     common = dict(batch_norm=batch_norm, padding=padding, kernel_initializer=kernel_initializer)
     inputs = keras.Input(shape=input_shape, name="image")
@@ -106,8 +104,3 @@ def describe(model: keras.Model, depth: int, filters: int) -> str:
     """One line saying what was built: 'U-Net depth=4 filters=32: 7.8M params'."""
     params = model.count_params()
     return f"U-Net depth={depth} filters={filters}: {params / 1e6:.1f}M params ({params:,})"
-
-
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"model.{key} must be one of {', '.join(choices)}. Received: {key}={value!r}")

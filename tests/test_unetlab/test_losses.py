@@ -1,30 +1,14 @@
-"""Losses and metrics against NumPy references on random masks."""
+"""Losses against NumPy references on random masks, with and without ignored pixels."""
 
 import keras
 import numpy as np
 import pytest
 
+from unetlab.errors import ConfigError
 from unetlab.losses import LOSSES, build_loss
-from unetlab.metrics import OverlapScore, build_metrics
+from unetlab_samples import IGNORE, one_hot, random_case, with_ignored
 
-RNG = np.random.default_rng(0)
 EPS = 1e-7
-
-
-def random_case(num_classes, batch=3, size=8):
-    truth = RNG.integers(0, max(num_classes, 2), size=(batch, size, size, 1)).astype(np.float32)
-    if num_classes == 1:
-        probabilities = RNG.uniform(0.01, 0.99, size=(batch, size, size, 1)).astype(np.float32)
-    else:
-        logits = RNG.normal(size=(batch, size, size, num_classes))
-        probabilities = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype(np.float32)
-    return truth, probabilities
-
-
-def one_hot(truth, channels):
-    if channels == 1:
-        return truth
-    return np.eye(channels, dtype=np.float32)[truth[..., 0].astype(int)]
 
 
 def np_crossentropy(truth, probabilities):
@@ -93,62 +77,7 @@ def test_loss_survives_serialization(name):
     assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
 
 
-def np_scores(truth, prediction, num_classes):
-    """Per-class Dice and IoU from pixel counts over the whole batch."""
-    dice, iou = [], []
-    for c in range(max(num_classes, 2)):
-        t, p = truth == c, prediction == c
-        tp, fp, fn = (t & p).sum(), (~t & p).sum(), (t & ~p).sum()
-        dice.append(1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn))
-        iou.append(1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn))
-    return np.array(dice), np.array(iou)
-
-
-@pytest.mark.parametrize("num_classes", [1, 4])
-def test_metrics_match_numpy_reference_accumulated_over_batches(num_classes):
-    metrics = {m.name: m for m in build_metrics(num_classes)}
-    truths, predictions = [], []
-    for _ in range(3):
-        truth, probabilities = random_case(num_classes)
-        for metric in metrics.values():
-            metric.update_state(truth, probabilities)
-        truths.append(truth[..., 0].astype(int))
-        predictions.append((probabilities[..., 0] >= 0.5).astype(int) if num_classes == 1
-                           else probabilities.argmax(-1))
-    truth, prediction = np.concatenate(truths), np.concatenate(predictions)
-    dice, iou = np_scores(truth, prediction, num_classes)
-    expected_dice = dice[1] if num_classes == 1 else dice[1:].mean()
-    expected_iou = iou[1] if num_classes == 1 else iou[1:].mean()
-    assert float(metrics["dice"].result()) == pytest.approx(expected_dice, rel=1e-5)
-    assert float(metrics["iou"].result()) == pytest.approx(expected_iou, rel=1e-5)
-    assert float(metrics["pixel_accuracy"].result()) == pytest.approx((truth == prediction).mean(), rel=1e-5)
-    if num_classes > 1:
-        for c in range(num_classes):
-            assert float(metrics[f"dice_class{c}"].result()) == pytest.approx(dice[c], rel=1e-5)
-            assert float(metrics[f"iou_class{c}"].result()) == pytest.approx(iou[c], rel=1e-5)
-
-
-def test_overlap_score_resets_and_scores_absent_class_as_one():
-    metric = OverlapScore("dice", num_classes=1)
-    empty = np.zeros((1, 4, 4, 1), np.float32)
-    metric.update_state(empty, empty + 0.9)
-    assert float(metric.result()) == 0.0
-    metric.reset_state()
-    metric.update_state(empty, empty)
-    assert float(metric.result()) == 1.0
-
-
 # --- ignore_index --------------------------------------------------------------------------------
-
-IGNORE = 255
-
-
-def with_ignored(truth, fraction=0.25):
-    """`truth` with a random `fraction` of its pixels set to IGNORE, and the mask of scored pixels."""
-    ignored = RNG.uniform(size=truth.shape) < fraction
-    ignored[0] = True  # one image entirely ignored: it must contribute 0, not NaN
-    return np.where(ignored, IGNORE, truth).astype(np.float32), ~ignored
-
 
 def np_pixel_loss(pixel, valid):
     """Per-image mean of `pixel` (batch, H, W) over the scored pixels, then the batch mean."""
@@ -201,34 +130,9 @@ def test_binary_loss_never_treats_ignore_index_as_foreground():
         assert float(build_loss(name, ignore_index=IGNORE)(truth, perfect)) == pytest.approx(0.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("num_classes", [1, 4])
-def test_metrics_with_ignore_index_match_numpy_reference(num_classes):
-    metrics = {m.name: m for m in build_metrics(num_classes, ignore_index=IGNORE)}
-    truths, predictions, valids = [], [], []
-    for _ in range(2):
-        clean, probabilities = random_case(num_classes)
-        truth, valid = with_ignored(clean)
-        for metric in metrics.values():
-            metric.update_state(truth, probabilities)
-        truths.append(clean[..., 0].astype(int))
-        valids.append(valid[..., 0])
-        predictions.append((probabilities[..., 0] >= 0.5).astype(int) if num_classes == 1
-                           else probabilities.argmax(-1))
-    valid = np.concatenate(valids)
-    truth, prediction = np.concatenate(truths)[valid], np.concatenate(predictions)[valid]
-    dice, iou = np_scores(truth, prediction, num_classes)
-    assert float(metrics["dice"].result()) == pytest.approx(dice[1] if num_classes == 1 else dice[1:].mean(), rel=1e-5)
-    assert float(metrics["iou"].result()) == pytest.approx(iou[1] if num_classes == 1 else iou[1:].mean(), rel=1e-5)
-    assert float(metrics["pixel_accuracy"].result()) == pytest.approx((truth == prediction).mean(), rel=1e-5)
-    if num_classes > 1:
-        for c in range(num_classes):
-            assert float(metrics[f"dice_class{c}"].result()) == pytest.approx(dice[c], rel=1e-5)
-
-
-def test_metrics_keep_ignore_index_through_serialization_and_reject_a_class_id():
-    for metric in build_metrics(3, ignore_index=IGNORE):
-        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
-        assert type(restored) is type(metric) and restored.get_config() == metric.get_config()
-        assert restored.get_config()["ignore_index"] == IGNORE
-    with pytest.raises(ValueError, match="ignore_index must not be a class id"):
-        build_metrics(3, ignore_index=2)
+def test_unknown_loss_and_fractional_ignore_index_name_the_argument():
+    with pytest.raises(ConfigError, match=r"^name must be one of bce, ce, dice, .*Received: name='iou'$"):
+        build_loss("iou")
+    with pytest.raises(ConfigError, match=r"^ignore_index must be an integer or None\. Received: ignore_index=2\.5$"):
+        build_loss("dice", ignore_index=2.5)
+    assert build_loss("dice", ignore_index=255.0).get_config()["ignore_index"] == 255
