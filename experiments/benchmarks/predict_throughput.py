@@ -31,7 +31,7 @@ def main() -> None:
 
     import keras
 
-    from unetlab.data.checks import read_array
+    from unetlab.data.image_files import read_array
     from unetlab.inference import predict_tiled, predict_whole
     from unetlab.models import build_unet
     from unetlab.preprocessing import to_unit_range

@@ -1,7 +1,10 @@
 """Exceptions for user mistakes (bad config values, broken data).
 
-Their message is a single line that names the config key or file and what was
-expected; the command-line runner prints it without a traceback.
+Their message is a single line. A `ConfigError` about one argument starts with the
+argument's name as the function receives it and repeats the value, Keras-style
+(`rotation must be in [0, 180] degrees. Received: rotation=200`), so a caller that
+maps its own settings onto the arguments can prefix its own names; a `DataError`
+names the file or folder. The command-line runner prints them without a traceback.
 """
 
 

@@ -1,4 +1,4 @@
-"""Datasets: sources selected by name from `SOURCES` (the `data.name` key).
+"""Datasets: sources selected by name from `SOURCES`, and the tf.data pipeline they feed.
 
 A source returns `Splits`: unbatched (image, mask) datasets for training and
 validation; `make_batches` turns either into the batched pipeline `fit` reads:
@@ -8,6 +8,10 @@ validation; `make_batches` turns either into the batched pipeline `fit` reads:
     train = make_batches(splits.train, 8, shuffle=True, seed=0, patch_size=splits.patch_size,
                          foreground_oversample=splits.foreground_oversample, ignore_index=splits.ignore_index)
     val = make_batches(splits.val, 8, shuffle=False, seed=0)
+
+Modules: `image_files` (suffixes, reading one file), `folder` (pairing, splits, folds),
+`checks` (integrity check of two folders), `fingerprint`, `decode` (tf.data decoders,
+mask conventions), `normalize`, `patches`, `augment`, `synthetic`, `pipeline`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ from typing import Sequence
 import tensorflow as tf
 
 from ..errors import ConfigError
-from .folder import check_ignore_index, find_pairs, palette_colours, split_folds, split_pairs
-from .pipeline import (NORMALIZE, check_foreground_oversample, check_normalize, check_patch_size, dataset_statistics,
-                       make_batches, make_folder_dataset, make_patch_sampler, make_tiles)
+from ..labels import check_ignore_index, palette_colours
+from ..names import NORMALIZE, check_choice
+from .checks import DataReport, check_folders, raise_if_broken
+from .decode import decode_image, decode_mask
+from .fingerprint import fingerprint
+from .folder import find_pairs, split_folds, split_pairs
+from .image_files import SUPPORTED_SUFFIXES, read_array
+from .normalize import check_normalize, dataset_statistics, normalize_image
+from .patches import check_foreground_oversample, check_patch_size, make_patch_sampler, make_tiles
+from .pipeline import make_batches, make_folder_dataset
 from .synthetic import VAL_OFFSET, make_synthetic_dataset
 
 
@@ -77,8 +88,9 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
     Validation: its own folders (`val_images`/`val_masks`), else fold `fold` of a seeded
     `folds`-fold split (`split_folds`), else a seeded `val_fraction` split. Masks and
     `ignore_index`/`palette`, and `normalize` ("scale", "minmax", "zscore", "dataset"):
-    see `unetlab.data.pipeline`. With normalize="dataset", `mean`/`std` default to the
-    statistics of the training images (`dataset_statistics`), returned on the Splits.
+    see `unetlab.data.decode` and `unetlab.data.normalize`. With normalize="dataset",
+    `mean`/`std` default to the statistics of the training images (`dataset_statistics`),
+    returned on the Splits.
     `patch_size=None` resizes every image to image_size; with a patch_size, images keep
     their resolution: training samples one random patch per image and pass (through
     `make_batches`, `foreground_oversample` of them centred on foreground), validation is
@@ -87,20 +99,18 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
     ignore_index = check_ignore_index(ignore_index, num_classes)
     if palette is not None:
         palette = [list(colour) for colour in palette_colours(palette, num_classes, ignore_index)]
-    if normalize not in NORMALIZE:
-        check_normalize(normalize, channels)  # raises, naming the choices
+    check_choice("normalize", normalize, NORMALIZE)
     if patch_size is not None:
         patch_size = check_patch_size(patch_size)
     foreground_oversample = check_foreground_oversample(foreground_oversample)
     own_val = val_images is not None and val_masks is not None
     if folds is not None and own_val:
-        raise ConfigError("data.folds splits data.images into folds; it cannot be combined with "
-                          "data.val_images/data.val_masks")
+        raise ConfigError(f"folds splits images into folds; it cannot be combined with val_images/val_masks. "
+                          f"Received: folds={folds!r}, val_images={val_images!r}, val_masks={val_masks!r}")
 
     pairs = find_pairs(images, masks)
     if own_val:
-        train, val = pairs, find_pairs(val_images, val_masks, images_key="data.val_images",
-                                       masks_key="data.val_masks")
+        train, val = pairs, find_pairs(val_images, val_masks, images_key="val_images", masks_key="val_masks")
         how = f"validation from {val_images}"
     elif folds is not None:
         train, val = split_folds(pairs, folds, fold, seed)
@@ -110,8 +120,8 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
         how = f"val_fraction={val_fraction}"
 
     if (mean is None) != (std is None):
-        raise ConfigError("data.mean and data.std go together: set both (normalize=dataset with known "
-                          "statistics) or neither (computed from the training images)")
+        raise ConfigError(f"mean and std go together: set both (normalize='dataset' with known statistics) or "
+                          f"neither (computed from the training images). Received: mean={mean!r}, std={std!r}")
     if normalize == "dataset" and mean is None:
         mean, std = dataset_statistics(train, channels=channels)
     mean, std = check_normalize(normalize, channels, mean, std)
@@ -143,6 +153,8 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
 
 SOURCES = {"synthetic": make_synthetic_splits, "folder": make_folder_splits}
 
-__all__ = ["NORMALIZE", "SOURCES", "Splits", "dataset_statistics", "find_pairs", "make_batches",
-           "make_folder_dataset", "make_folder_splits", "make_patch_sampler", "make_synthetic_dataset",
-           "make_synthetic_splits", "make_tiles", "split_folds", "split_pairs"]
+__all__ = ["SOURCES", "SUPPORTED_SUFFIXES", "DataReport", "Splits", "check_folders",
+           "dataset_statistics", "decode_image", "decode_mask", "find_pairs", "fingerprint",
+           "make_batches", "make_folder_dataset", "make_folder_splits", "make_patch_sampler",
+           "make_synthetic_dataset", "make_synthetic_splits", "make_tiles", "normalize_image", "raise_if_broken",
+           "read_array", "split_folds", "split_pairs"]

@@ -1,11 +1,10 @@
-"""Dataset integrity check for image/mask folders, run before training (`task=check_data`).
+"""Dataset integrity check for image/mask folders, to run before training.
 
-Reads every file once with Pillow (PNG, JPEG, BMP, GIF; 8- and 16-bit) or tifffile
-(TIFF, when installed) into NumPy, and lists every problem it finds instead of stopping
-at the first: files without a partner, files that do not decode, image/mask size
-mismatches, images whose channel count differs from `data.channels`, mask values that
-are not class ids, and NaN/Inf pixels. No TensorFlow here, so it stays fast and can run
-on a machine without an accelerator.
+Reads every file once (`unetlab.data.image_files`) into NumPy, and lists every problem
+it finds instead of stopping at the first: files without a partner, files that do not
+decode, image/mask size mismatches, images whose channel count differs from `channels`,
+mask values that are not class ids, and NaN/Inf pixels. No TensorFlow here, so it stays
+fast and can run on a machine without an accelerator.
 
 Mask conventions accepted as valid:
 
@@ -23,27 +22,22 @@ Mask conventions accepted as valid:
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .folder import SUPPORTED_SUFFIXES as READABLE_SUFFIXES
-from .folder import TIFF_SUFFIXES, palette_colours, scan_images
+from ..labels import check_ignore_index, colour_code, palette_colours
+from .fingerprint import Digest, bytes_digest, combine_digests
+from .image_files import READ_WORKERS, SUPPORTED_SUFFIXES, Undecodable, decode_array, scan_images
 
 PROBLEM_KINDS = ("missing_folder", "empty_folder", "duplicate_stem", "missing_mask", "missing_image",
                  "undecodable", "size_mismatch", "channel_mismatch", "label_values", "non_finite")
-
-_CHUNK = 1 << 20
-_WORKERS = min(8, os.cpu_count() or 1)
-_FINGERPRINT_VERSION = "unetlab-data-fingerprint-v1"
 
 
 @dataclass
@@ -68,14 +62,14 @@ class DataReport:
     `summary` keys: `num_pairs`, `image_sizes` ({"HxW": count}), `channels` ({channels: count}),
     `image_dtypes` ({dtype: count}), `class_frequencies` ({class id: pixel fraction}, ignored
     pixels left out), `ignored_fraction`, `fingerprint` (of the pairs, see `fingerprint`),
-    `images`, `masks` (the folders).
+    `images`, `masks` (the folders). `images_key` / `masks_key` name the folders in messages.
     """
 
     pairs: list[tuple[str, str]]
     problems: list[Problem]
     summary: dict
-    images_key: str = "data.images"
-    masks_key: str = "data.masks"
+    images_key: str = "images"
+    masks_key: str = "masks"
 
     @property
     def ok(self) -> bool:
@@ -105,38 +99,24 @@ class DataReport:
         return "\n".join(lines)
 
 
-def read_array(path: str | Path) -> np.ndarray:
-    """A PNG/JPEG/BMP/GIF/TIFF file as an (H, W, C) array of its own dtype (C=1 for grayscale).
-
-    16-bit PNGs give uint16, float TIFFs float32. Palette images are expanded to RGB(A),
-    as TensorFlow's decoders do; GIFs give their first frame. Raises `DataError` naming the
-    file when it cannot be read or decoded.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DataError(f"{path} cannot be read ({error.strerror or error})") from None
-    try:
-        return _decode(data, path.suffix.lower())
-    except _Undecodable as error:
-        raise DataError(f"{path} cannot be decoded ({error})") from None
-
-
 def check_folders(images: str | Path, masks: str | Path, *, channels: int, num_classes: int,
                   ignore_index: int | None = None, palette: Sequence[Sequence[int]] | None = None,
-                  images_key: str = "data.images", masks_key: str = "data.masks") -> DataReport:
+                  images_key: str = "images", masks_key: str = "masks") -> DataReport:
     """Check an image folder against its mask folder; files are paired by stem (`a.png` <-> `a.png`).
 
     Never raises for broken data: every problem goes into the report (`raise_if_broken`
     turns it into a `DataError`). Raises `ConfigError` for impossible arguments.
+    `images_key` / `masks_key` name the two folders in messages (a caller passes its own names).
     """
     if channels < 1:
-        raise ConfigError(f"data.channels must be at least 1. Received: data.channels={channels}")
+        raise ConfigError(f"channels must be at least 1. Received: channels={channels}")
     if num_classes < 1:
-        raise ConfigError(f"data.num_classes must be at least 1. Received: data.num_classes={num_classes}")
-    colours = _palette_codes(palette, num_classes, ignore_index) if palette is not None else None
-    rules = _MaskRules(num_classes=num_classes, ignore_index=ignore_index, palette=colours)
+        raise ConfigError(f"num_classes must be at least 1. Received: num_classes={num_classes}")
+    ignore_index = check_ignore_index(ignore_index, num_classes)
+    codes = None  # colour code -> class id
+    if palette is not None:
+        codes = {colour_code(*rgb): i for i, rgb in enumerate(palette_colours(palette, num_classes, ignore_index))}
+    rules = _MaskRules(num_classes=num_classes, ignore_index=ignore_index, palette=codes)
 
     display = _Display(images, masks)
     problems: list[Problem] = []
@@ -155,7 +135,7 @@ def check_folders(images: str | Path, masks: str | Path, *, channels: int, num_c
     stems = sorted(set(image_files) & set(mask_files))
     pairs = [(str(image_files[stem]), str(mask_files[stem])) for stem in stems]
 
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
         results = list(pool.map(lambda pair: _check_pair(pair, channels, rules, display), pairs))
 
     sizes, channel_counts, dtypes, class_pixels = Counter(), Counter(), Counter(), Counter()
@@ -181,24 +161,11 @@ def check_folders(images: str | Path, masks: str | Path, *, channels: int, num_c
         "image_dtypes": dict(dtypes.most_common()),
         "class_frequencies": {i: class_pixels[i] / counted for i in class_ids} if counted else {},
         "ignored_fraction": ignored / (counted + ignored) if counted + ignored else 0.0,
-        "fingerprint": _combine(digests) if len(digests) == 2 * len(pairs) else None,
+        "fingerprint": combine_digests(digests) if len(digests) == 2 * len(pairs) else None,
         "images": str(images),
         "masks": str(masks),
     }
     return DataReport(pairs=pairs, problems=problems, summary=summary, images_key=images_key, masks_key=masks_key)
-
-
-def fingerprint(pairs: Iterable[tuple[str | Path, str | Path]]) -> str:
-    """16 hex digits identifying the dataset's contents: the same for identical copies anywhere.
-
-    Hashes (role, file name, size, sha256 of the bytes) of every image and mask; names are
-    taken relative to their folder, so moving the folders does not change it, while renaming,
-    re-pairing or changing any byte of any file does. Raises `DataError` for an unreadable file.
-    """
-    files = [(role, Path(path)) for pair in pairs for role, path in zip(("image", "mask"), pair)]
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        digests = list(pool.map(lambda item: _file_digest(*item), files))
-    return _combine(digests)
 
 
 def raise_if_broken(report: DataReport, *, show: int = 3) -> DataReport:
@@ -209,95 +176,7 @@ def raise_if_broken(report: DataReport, *, show: int = 3) -> DataReport:
     shown = "; ".join(str(problem) for problem in problems[:show])
     more = f"; (+{len(problems) - show} more)" if len(problems) > show else ""
     raise DataError(f"{_plural(len(problems), 'problem')} in {report.images_key}/{report.masks_key}: "
-                    f"{shown}{more} - run task=check_data for the full list")
-
-
-# --- reading files ---------------------------------------------------------------------------------------------
-
-class _Undecodable(Exception):
-    """The reason a file's bytes are not an image we can read."""
-
-
-def _decode(data: bytes, suffix: str) -> np.ndarray:
-    if not data:
-        raise _Undecodable("file is empty")
-    array = _decode_tiff(data) if suffix in TIFF_SUFFIXES else _decode_pillow(data)
-    if array.ndim == 2:
-        array = array[:, :, np.newaxis]
-    if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise _Undecodable(f"unexpected pixel array of shape {array.shape}")
-    return array
-
-
-def _decode_pillow(data: bytes) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.seek(0)
-            image.load()
-            mode = image.mode
-            if mode == "P" or mode == "PA":
-                image = image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
-            elif mode == "1":
-                image = image.convert("L")
-            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                image = image.convert("RGB")
-            array = np.asarray(image)
-    except UnidentifiedImageError:
-        raise _Undecodable("not a PNG, JPEG, BMP or GIF image") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as error:  # truncated or corrupt data
-        raise _Undecodable(str(error) or type(error).__name__) from None
-    if mode.startswith("I;16") or (mode == "I" and array.size and 0 <= array.min() and array.max() <= 65535):
-        array = array.astype(np.uint16)  # 16-bit PNGs: native byte order, unsigned
-    return array
-
-
-def _decode_tiff(data: bytes) -> np.ndarray:
-    try:
-        import tifffile
-    except ImportError:
-        raise _Undecodable("cannot read TIFF: install tifffile") from None
-    try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
-            series = tiff.series[0]
-            array, axes = series.asarray(), series.axes
-    except Exception as error:  # tifffile raises many types for corrupt files
-        raise _Undecodable(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
-    # Keep Y, X and at most one sample/channel axis (S or C); every other axis must have length 1.
-    if "Y" not in axes or "X" not in axes:
-        raise _Undecodable(f"has no 2-D image (axes {axes})")
-    channel_axes = [i for i, axis in enumerate(axes) if axis in "SC" and array.shape[i] > 1]
-    stacked = [i for i, axis in enumerate(axes) if axis not in "YXSC" and array.shape[i] > 1]
-    if stacked or len(channel_axes) > 1:
-        raise _Undecodable(f"holds a {'x'.join(map(str, array.shape))} stack (axes {axes}); "
-                           f"expected one 2-D image")
-    order = [axes.index("Y"), axes.index("X"), *channel_axes]
-    dropped = [i for i in range(array.ndim) if i not in order]
-    squeezed = array.squeeze(axis=tuple(dropped)) if dropped else array
-    return np.transpose(squeezed, [i - sum(d < i for d in dropped) for i in order])
-
-
-def _read(path: str) -> tuple[bytes, tuple[str, int, str]]:
-    data = Path(path).read_bytes()
-    return data, (Path(path).name, len(data), hashlib.sha256(data).hexdigest())
-
-
-def _file_digest(role: str, path: Path) -> tuple[str, str, int, str]:
-    digest, size = hashlib.sha256(), 0
-    try:
-        with open(path, "rb") as file:
-            while chunk := file.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-    except OSError as error:
-        raise DataError(f"cannot fingerprint {path}: {error.strerror or error}") from None
-    return role, path.name, size, digest.hexdigest()
-
-
-def _combine(digests: list[tuple[str, str, int, str]]) -> str:
-    lines = sorted("\t".join(map(str, entry)) for entry in digests)
-    return hashlib.sha256("\n".join([_FINGERPRINT_VERSION, *lines]).encode()).hexdigest()[:16]
+                    f"{shown}{more} - DataReport.format_report() lists them all")
 
 
 # --- checking one pair -----------------------------------------------------------------------------------------
@@ -306,13 +185,13 @@ def _combine(digests: list[tuple[str, str, int, str]]) -> str:
 class _MaskRules:
     num_classes: int
     ignore_index: int | None
-    palette: dict[int, int] | None  # colour code (r << 16 | g << 8 | b) -> palette index
+    palette: dict[int, int] | None  # colour code (`colour_code`) -> palette index
 
 
 @dataclass
 class _PairResult:
     problems: list[Problem] = field(default_factory=list)
-    digests: list[tuple[str, str, int, str]] = field(default_factory=list)
+    digests: list[Digest] = field(default_factory=list)
     image_shape: tuple[int, int, int] | None = None
     image_dtype: str = ""
     class_pixels: Counter = field(default_factory=Counter)
@@ -329,7 +208,7 @@ def _check_pair(pair: tuple[str, str], channels: int, rules: _MaskRules, display
         if image.shape[2] != channels:
             result.problems.append(Problem("channel_mismatch", image_path,
                                            f"{display(image_path)} has {_plural(image.shape[2], 'channel')}, "
-                                           f"data.channels={channels}"))
+                                           f"channels={channels}"))
         _check_finite(image, image_path, result, display)
     if image is not None and mask is not None and image.shape[:2] != mask.shape[:2]:
         result.problems.append(Problem("size_mismatch", image_path,
@@ -342,15 +221,15 @@ def _check_pair(pair: tuple[str, str], channels: int, rules: _MaskRules, display
 
 def _load(path: str, role: str, result: _PairResult, display: "_Display") -> np.ndarray | None:
     try:
-        data, (name, size, sha) = _read(path)
+        data = Path(path).read_bytes()
     except OSError as error:
         result.problems.append(Problem("undecodable", path, f"{display(path)} cannot be read "
                                                             f"({error.strerror or error})"))
         return None
-    result.digests.append((role, name, size, sha))
+    result.digests.append(bytes_digest(role, path, data))
     try:
-        return _decode(data, Path(path).suffix.lower())
-    except _Undecodable as error:
+        return decode_array(data, Path(path).suffix)
+    except Undecodable as error:
         result.problems.append(Problem("undecodable", path, f"{display(path)} cannot be decoded ({error})"))
         return None
 
@@ -379,7 +258,7 @@ def _check_labels(mask: np.ndarray, path: str, rules: _MaskRules, result: _PairR
         if not all(np.array_equal(mask[:, :, 0], mask[:, :, c]) for c in range(1, colour_channels)):
             result.problems.append(Problem(
                 "channel_mismatch", path, f"{shown} has {mask.shape[2]} channels with different values; a mask "
-                                          f"holds one class id per pixel (or set data.palette for colour masks)"))
+                                          f"holds one class id per pixel (or set palette for colour masks)"))
             return
     values, counts = _value_counts(mask[:, :, 0])
     if np.issubdtype(values.dtype, np.floating):
@@ -393,30 +272,25 @@ def _check_labels(mask: np.ndarray, path: str, rules: _MaskRules, result: _PairR
     ignore = rules.ignore_index
     is_ignored = values == ignore if ignore is not None else np.zeros(values.shape, bool)
     labels, label_counts = values[~is_ignored].astype(np.int64), counts[~is_ignored]
-    classes = f"data.num_classes={rules.num_classes}"
-    allowed = f" and data.ignore_index={ignore}" if ignore is not None else ""
-    if rules.num_classes <= 2:
-        outside = ~np.isin(labels, (0, 1, 255))
-        if outside.any():
-            result.problems.append(Problem(
-                "label_values", path, f"{shown} has values {_preview(labels[outside])} outside 0/1 and 0/255"
-                                      f"{allowed} (binary masks, {classes}) in "
-                                      f"{int(label_counts[outside].sum())} pixels{jpeg_hint}"))
-            return
+    classes = f"num_classes={rules.num_classes}"
+    allowed = f" and ignore_index={ignore}" if ignore is not None else ""
+    binary = rules.num_classes <= 2
+    if binary:
+        outside, expected = ~np.isin(labels, (0, 1, 255)), f"0/1 and 0/255{allowed} (binary masks, {classes})"
+    else:
+        outside, expected = (labels < 0) | (labels >= num_ids), f"the classes 0..{num_ids - 1}{allowed} ({classes})"
+    if outside.any():
+        result.problems.append(Problem(
+            "label_values", path, f"{shown} has values {_preview(labels[outside])} outside {expected} in "
+                                  f"{int(label_counts[outside].sum())} pixels{jpeg_hint}"))
+        return
+    if binary:
         if np.isin(1, labels) and np.isin(255, labels):
             result.problems.append(Problem(
                 "label_values", path, f"{shown} mixes 0/1 and 0/255 labels (values {_preview(labels)}); a binary "
                                       f"mask ({classes}) uses one of them{jpeg_hint}"))
             return
         labels = np.where(labels == 255, 1, labels)
-    else:
-        outside = (labels < 0) | (labels >= num_ids)
-        if outside.any():
-            result.problems.append(Problem(
-                "label_values", path, f"{shown} has values {_preview(labels[outside])} outside the classes "
-                                      f"0..{num_ids - 1}{allowed} ({classes}) in "
-                                      f"{int(label_counts[outside].sum())} pixels{jpeg_hint}"))
-            return
     for label, count in zip(labels.tolist(), label_counts.tolist()):
         result.class_pixels[label] += count
     result.ignored_pixels += int(counts[is_ignored].sum())
@@ -426,10 +300,10 @@ def _check_palette_mask(mask: np.ndarray, path: str, rules: _MaskRules, result: 
                         jpeg_hint: str) -> None:
     if mask.shape[2] not in (3, 4):
         result.problems.append(Problem("channel_mismatch", path, f"{shown} has {_plural(mask.shape[2], 'channel')}"
-                                                                 f", but data.palette needs RGB masks"))
+                                                                 f", but palette needs RGB masks"))
         return
     rgb = mask[:, :, :3].astype(np.int64)
-    codes, counts = np.unique((rgb[:, :, 0] << 16) | (rgb[:, :, 1] << 8) | rgb[:, :, 2], return_counts=True)
+    codes, counts = np.unique(colour_code(rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]), return_counts=True)
     index = np.array([rules.palette.get(code, -1) for code in codes.tolist()], dtype=np.int64)
     unknown = index < 0
     if rules.ignore_index is not None:  # as the pipeline does: colours outside the palette are ignored
@@ -440,7 +314,7 @@ def _check_palette_mask(mask: np.ndarray, path: str, rules: _MaskRules, result: 
         more = f" (+{int(unknown.sum()) - 3} more)" if unknown.sum() > 3 else ""
         colours = _plural(int(unknown.sum()), "colour")
         result.problems.append(Problem(
-            "label_values", path, f"{shown} has {colours} not in data.palette ({len(rules.palette)} colours), "
+            "label_values", path, f"{shown} has {colours} not in palette ({len(rules.palette)} colours), "
                                   f"e.g. {examples}{more}, in {int(counts[unknown].sum())} pixels{jpeg_hint}"))
         return
     is_ignored = index == rules.ignore_index if rules.ignore_index is not None else np.zeros(index.shape, bool)
@@ -458,12 +332,6 @@ def _value_counts(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(channel, return_counts=True)
 
 
-def _palette_codes(palette: Sequence[Sequence[int]], num_classes: int, ignore_index: int | None) -> dict[int, int]:
-    """The checked palette as colour code (r << 16 | g << 8 | b) -> class id."""
-    return {(r << 16) | (g << 8) | b: index
-            for index, (r, g, b) in enumerate(palette_colours(palette, num_classes, ignore_index))}
-
-
 # --- folders and messages --------------------------------------------------------------------------------------
 
 def _list_folder(directory: str | Path, key: str, display: "_Display",
@@ -479,7 +347,7 @@ def _list_folder(directory: str | Path, key: str, display: "_Display",
                                                               f"{kept.stem!r}; pairing needs one file per stem"))
     if not files:
         problems.append(Problem("empty_folder", str(directory), f"{key}={str(directory)!r} holds no images "
-                                                                f"({', '.join(READABLE_SUFFIXES)})"))
+                                                                f"({', '.join(SUPPORTED_SUFFIXES)})"))
         return None
     return files
 

@@ -1,37 +1,17 @@
-"""Image/mask folders: pairing by file stem, seeded train/validation splits and k-fold splits,
-and the checks of the mask conventions (`ignore_index`, `palette`) that need no TensorFlow."""
+"""Image/mask folders: pairing by file stem, seeded train/validation splits and k-fold splits."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # decoded by TensorFlow
-TIFF_SUFFIXES = (".tif", ".tiff")  # decoded by tifffile
-SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + TIFF_SUFFIXES
-
-
-def scan_images(directory: Path) -> tuple[dict[str, Path], list[tuple[Path, Path]]]:
-    """Image files of an existing folder by stem (the first of each stem), and every
-    (kept file, other file) pair that shares a stem."""
-    files: dict[str, Path] = {}
-    clashes: list[tuple[Path, Path]] = []
-    for path in sorted(directory.iterdir()):
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES or not path.is_file():
-            continue
-        if path.stem in files:
-            clashes.append((files[path.stem], path))
-        else:
-            files[path.stem] = path
-    return files, clashes
+from .image_files import SUPPORTED_SUFFIXES, scan_images
 
 
 def list_images(directory: str | Path, key: str) -> dict[str, Path]:
-    """Image files of `directory` by stem; `key` names the config key in errors."""
+    """Image files of `directory` by stem; `key` names the folder in errors (`key='path' is not a directory`)."""
     folder = Path(directory)
     if not folder.is_dir():
         raise DataError(f"{key}={str(directory)!r} is not a directory")
@@ -45,9 +25,12 @@ def list_images(directory: str | Path, key: str) -> dict[str, Path]:
     return files
 
 
-def find_pairs(images: str | Path, masks: str | Path, *, images_key: str = "data.images",
-               masks_key: str = "data.masks") -> list[tuple[str, str]]:
-    """(image path, mask path) pairs matched by file stem; every file must have its partner."""
+def find_pairs(images: str | Path, masks: str | Path, *, images_key: str = "images",
+               masks_key: str = "masks") -> list[tuple[str, str]]:
+    """(image path, mask path) pairs matched by file stem; every file must have its partner.
+
+    `images_key` / `masks_key` name the two folders in errors (a caller passes its own names).
+    """
     image_files = list_images(images, images_key)
     mask_files = list_images(masks, masks_key)
     without_mask = sorted(set(image_files) - set(mask_files))
@@ -82,10 +65,10 @@ def split_folds(pairs: list, folds: int, fold: int, seed: int) -> tuple[list, li
     order of `pairs`.
     """
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
-        raise ConfigError(f"data.folds must be an integer >= 2 (or null for no cross-validation). "
+        raise ConfigError(f"folds must be an integer >= 2 (or None for no cross-validation). "
                           f"Received: folds={folds!r}")
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < folds:
-        raise ConfigError(f"data.fold must be an integer in [0, {folds - 1}] for data.folds={folds}. "
+        raise ConfigError(f"fold must be an integer in [0, {folds - 1}] for folds={folds}. "
                           f"Received: fold={fold!r}")
     if len(pairs) < folds:
         raise DataError(f"{folds}-fold cross-validation needs at least {folds} image/mask pairs, found {len(pairs)}")
@@ -94,48 +77,6 @@ def split_folds(pairs: list, folds: int, fold: int, seed: int) -> tuple[list, li
     train = [pair for i, pair in enumerate(pairs) if i not in val_indices]
     val = [pair for i, pair in enumerate(pairs) if i in val_indices]
     return train, val
-
-
-def check_ignore_index(ignore_index: int | None, num_classes: int) -> int | None:
-    """`ignore_index` as an int, or ConfigError when it is not an integer or is a class id."""
-    if ignore_index is None:
-        return None
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-        raise ConfigError(f"data.ignore_index must be an integer or null. Received: ignore_index={ignore_index!r}")
-    if 0 <= ignore_index < max(num_classes, 2):
-        raise ConfigError(f"data.ignore_index must not be a class id (0..{max(num_classes, 2) - 1} for "
-                          f"data.num_classes={num_classes}). Received: ignore_index={ignore_index}")
-    return int(ignore_index)
-
-
-def palette_colours(palette: Sequence[Sequence[int]], num_classes: int,
-                    ignore_index: int | None = None) -> list[tuple[int, int, int]]:
-    """Validate `palette` (index = class id) and return it as (r, g, b) tuples.
-
-    Every class 0..max(num_classes, 2)-1 needs a colour; an entry past the classes is
-    allowed only at index `ignore_index` (its pixels are ignored). Colours are distinct.
-    """
-    num_ids = max(num_classes, 2)
-    if isinstance(palette, (str, bytes)) or not isinstance(palette, Sequence):
-        raise ConfigError(f"data.palette must be a list of [r, g, b] colours. Received: palette={palette!r}")
-    colours: list[tuple[int, int, int]] = []
-    for index, colour in enumerate(palette):
-        if (isinstance(colour, (str, bytes)) or not isinstance(colour, Sequence) or len(colour) != 3
-                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255
-                           for v in colour)):
-            raise ConfigError(f"data.palette[{index}] must be [r, g, b] with values 0..255. Received: {colour!r}")
-        if index >= num_ids and index != ignore_index:
-            raise ConfigError(f"data.palette has {len(palette)} colours but data.num_classes={num_classes} "
-                              f"(colour {index} is neither a class nor data.ignore_index)")
-        rgb = tuple(int(v) for v in colour)
-        if rgb in colours:
-            raise ConfigError(f"data.palette gives classes {colours.index(rgb)} and {index} the same colour "
-                              f"{list(rgb)}")
-        colours.append(rgb)
-    if len(colours) < num_ids:
-        raise ConfigError(f"data.palette has {len(colours)} colours but data.num_classes={num_classes} needs "
-                          f"{num_ids}")
-    return colours
 
 
 def _preview(stems: list[str], files: dict[str, Path], limit: int = 3) -> str:
