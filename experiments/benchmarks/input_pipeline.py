@@ -2,7 +2,8 @@
 
 Prints images/s at 256x256 (batch 8) for
   (a) the runner's pipeline, no augmentation      (decode -> resize -> cache -> shuffle -> batch -> prefetch)
-  (b) the runner's pipeline with augment=paper     (+ elastic deformation, rotation, shift, gray values)
+  (b) the runner's pipeline with augment=paper     (+ elastic deformation, rotation, shift, gray values;
+      the values of conf/augment/paper.yaml, spelled out in `augment_settings`)
   (c) Keras ImageDataGenerator.flow_from_directory (rescale only), the classic U-Net tutorial's loader,
 and the targets: (a) >= 5x (c); (b) >= 20x the training img/s of the default model
 (pass that figure with --train-images-per-second, from train_throughput.py).
@@ -31,14 +32,26 @@ def images_per_second(batches, count: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def augment_settings(name: str):
+    """The AugmentConfig measured: `none` (everything off) or `paper` (conf/augment/paper.yaml)."""
+    from unetlab.data.augment import AugmentConfig
+
+    if name == "none":
+        return AugmentConfig()
+    # Ronneberger et al. 2015, sec. 3.1: shifts, rotations, elastic deformation on a 3x3 grid with
+    # 10 px std, gray-value variations (mild ranges: the paper gives none).
+    return AugmentConfig(rotation=15.0, shift=0.1, elastic_grid=3, elastic_sigma=10.0, brightness=0.05,
+                         contrast=0.1, gamma=0.1)
+
+
 def runner_pipeline(root: str, size: int, batch: int, augment: str, seed: int = 0):
     from unetlab.data import make_batches, make_folder_splits
-    from unetlab.data.augment import PRESETS, make_augmenter
+    from unetlab.data.augment import make_augmenter
 
     splits = make_folder_splits(images=f"{root}/image", masks=f"{root}/label", image_size=size, channels=1,
                                 num_classes=1, seed=seed, val_fraction=0.01)
     return make_batches(splits.train, batch, shuffle=True, seed=seed, repeat=True,
-                        augment=make_augmenter(PRESETS[augment], seed)), splits.num_train
+                        augment=make_augmenter(augment_settings(augment), seed)), splits.num_train
 
 
 def tutorial_pipeline(root: str, size: int, batch: int, seed: int = 1):

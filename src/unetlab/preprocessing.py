@@ -3,7 +3,9 @@
 `Preprocessing` travels with every checkpoint as `preprocessing.json`, so
 `evaluate`, `predict` and the exported MLflow model read images exactly as
 training did (channels, normalisation, dataset statistics, class count) without
-the user repeating it.
+the user repeating it. A data source builds it (`unetlab.data.Splits.preprocessing`), so
+nothing downstream re-derives it from the data settings. Normalisation is
+`unetlab.data.normalize.normalize_image`, the function the training pipeline calls.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import numpy as np
 
 from .errors import DataError
 
-NORMALIZE = ("scale", "minmax", "zscore", "dataset")
-_EPSILON = 1e-6
-
 
 @dataclass
 class Preprocessing:
+    """How to feed an image to the model: `channels`, `num_classes` and `normalize` (with the training
+    `mean`/`std` for "dataset") as in training; `tile_size`, the model's input size in training;
+    `resize`, the size whole images were resized to in training (None: predict at full resolution)."""
+
     channels: int
     num_classes: int
     normalize: str = "scale"
@@ -39,7 +42,9 @@ class Preprocessing:
             raise DataError(f"image must have shape (height, width[, channels]). Received: shape={array.shape}")
         if array.shape[-1] != self.channels:
             raise DataError(f"image has {array.shape[-1]} channels but the model expects {self.channels}")
-        return normalize(to_unit_range(array), self.normalize, self.mean, self.std)
+        from .data.normalize import normalize_image  # TensorFlow: imported when an image is prepared
+
+        return np.asarray(normalize_image(to_unit_range(array), self.normalize, self.mean, self.std), np.float32)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -55,22 +60,4 @@ def to_unit_range(array: np.ndarray) -> np.ndarray:
     """Integers scaled by their type's range to [0, 1] (as tf.io.decode_image does); floats kept."""
     if np.issubdtype(array.dtype, np.integer):
         return array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-    if array.dtype == bool:
-        return array.astype(np.float32)
-    return array.astype(np.float32)
-
-
-def normalize(array: np.ndarray, mode: str, mean=None, std=None) -> np.ndarray:
-    """`scale` keeps [0, 1]; `minmax` / `zscore` per image; `dataset` uses training mean/std per channel."""
-    if mode == "scale":
-        return array
-    if mode == "minmax":
-        low, high = array.min(), array.max()
-        return (array - low) / max(high - low, _EPSILON)
-    if mode == "zscore":
-        return (array - array.mean()) / max(array.std(), _EPSILON)
-    if mode == "dataset":
-        if mean is None or std is None:
-            raise DataError("normalize='dataset' needs the training statistics (mean and std)")
-        return (array - np.asarray(mean, np.float32)) / np.maximum(np.asarray(std, np.float32), _EPSILON)
-    raise DataError(f"data.normalize must be one of {', '.join(NORMALIZE)}. Received: normalize={mode!r}")
+    return array.astype(np.float32)  # bool: 0/1

@@ -1,4 +1,4 @@
-"""Data sources: folder and synthetic Splits and their file lists."""
+"""Data sources: folder and synthetic Splits, their file lists, and the preprocessing they hand to prediction."""
 
 from pathlib import Path
 
@@ -9,6 +9,7 @@ from helpers import SHARED_DATA
 from unetlab.data import SOURCES, make_batches, make_folder_splits, make_synthetic_splits
 from unetlab.data.folder import find_pairs, split_folds
 from unetlab.errors import ConfigError
+from unetlab.preprocessing import Preprocessing
 from unetlab_samples import as_arrays, make_folder, save
 
 
@@ -47,11 +48,10 @@ def test_folder_patches_train_on_random_crops_and_validate_on_tiles(tmp_path):
     patches = dict(patch_size=16, foreground_oversample=0.5, ignore_index=255)
     splits = make_folder_splits(images=str(images), masks=str(masks), image_size=8, channels=1, num_classes=1,
                                 seed=0, folds=2, fold=0, **patches)
-    assert (splits.patch_size, splits.foreground_oversample, splits.ignore_index) == (16, 0.5, 255)
+    assert "16x16 patches (foreground_oversample=0.5; val tiled)" in splits.description
     assert as_arrays(splits.train)[0].shape == (2, 20, 20, 1)  # full resolution, not resized
     assert as_arrays(splits.val)[0].shape == (2 * 4, 16, 16, 1)  # 2 x 2 tiles per 20 x 20 image
-    batches = make_batches(splits.train, 2, shuffle=True, seed=0, patch_size=splits.patch_size,
-                           foreground_oversample=splits.foreground_oversample, ignore_index=splits.ignore_index)
+    batches = make_batches(splits.train, 2, shuffle=True, seed=0, **patches)  # the caller's own settings
     image, mask = next(iter(batches))
     assert image.shape == (2, 16, 16, 1) and set(np.unique(mask)) <= {0, 1, 255}
 
@@ -106,14 +106,54 @@ def test_dataset_normalisation_uses_training_statistics_or_the_given_ones(tmp_pa
     common = dict(images=str(images), masks=str(masks), image_size=4, channels=2, num_classes=1, seed=0,
                   val_images=str(images), val_masks=str(masks), normalize="dataset")
     splits = make_folder_splits(**common)
-    np.testing.assert_allclose(splits.mean, pixels.mean(0), rtol=1e-6)
-    np.testing.assert_allclose(splits.std, pixels.std(0), rtol=1e-5)
+    np.testing.assert_allclose(splits.preprocessing.mean, pixels.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(splits.preprocessing.std, pixels.std(0), rtol=1e-5)
     given = make_folder_splits(**common, mean=0.5, std=[0.1, 0.2])
-    assert (given.mean, given.std) == ([0.5, 0.5], [0.1, 0.2])
+    assert (given.preprocessing.mean, given.preprocessing.std) == ([0.5, 0.5], [0.1, 0.2])
     scaled = make_folder_splits(**{**common, "normalize": "scale"})
-    assert (scaled.mean, scaled.std) == (None, None)
+    assert (scaled.preprocessing.mean, scaled.preprocessing.std) == (None, None)
     with pytest.raises(ConfigError, match=r"^mean and std go together.*Received: mean=0\.5, std=None$"):
         make_folder_splits(**common, mean=0.5)
+
+
+# --- Splits.preprocessing ------------------------------------------------------------------------
+
+def test_folder_splits_of_whole_images_predict_resized_to_image_size(tmp_path):
+    images, masks = make_folder(tmp_path, count=4, size=20)
+    splits = make_folder_splits(images=str(images), masks=str(masks), image_size=16, channels=1, num_classes=2,
+                                seed=0, normalize="zscore")
+    assert splits.preprocessing == Preprocessing(channels=1, num_classes=2, normalize="zscore", mean=None, std=None,
+                                                 tile_size=16, resize=16)
+
+
+def test_folder_splits_of_patches_predict_at_full_resolution_in_patch_size_tiles(tmp_path):
+    images, masks = make_folder(tmp_path, count=4, size=20, mask_values=(0, 1, 2))
+    splits = make_folder_splits(images=str(images), masks=str(masks), image_size=64, channels=1, num_classes=3,
+                                seed=0, patch_size=16)
+    assert splits.preprocessing == Preprocessing(channels=1, num_classes=3, normalize="scale", mean=None, std=None,
+                                                 tile_size=16, resize=None)
+
+
+def test_folder_splits_with_dataset_normalisation_carry_the_training_statistics(tmp_path):
+    images, masks, _ = two_tiffs(tmp_path)
+    splits = make_folder_splits(images=str(images), masks=str(masks), image_size=4, channels=2, num_classes=1,
+                                seed=0, val_fraction=0.5, normalize="dataset", patch_size=8)
+    train_pixels = np.concatenate([image.numpy().reshape(-1, 2) for image, _ in splits.train])
+    preprocessing = splits.preprocessing
+    assert (preprocessing.normalize, preprocessing.channels, preprocessing.tile_size) == ("dataset", 2, 8)
+    assert preprocessing.resize is None
+    # train holds the normalised training images: (x - mean) / std has mean 0 and std 1 per channel
+    np.testing.assert_allclose(train_pixels.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(train_pixels.std(0), 1.0, rtol=1e-4)
+    assert len(preprocessing.mean) == len(preprocessing.std) == 2
+
+
+def test_synthetic_splits_predict_whole_images_unnormalised(tmp_path):
+    splits = make_synthetic_splits(image_size=32, channels=2, num_classes=3, seed=0, num_train=2, num_val=1)
+    assert splits.preprocessing == Preprocessing(channels=2, num_classes=3, normalize="scale", mean=None, std=None,
+                                                 tile_size=32, resize=None)
+    loaded = Preprocessing.load(splits.preprocessing.save(tmp_path / "preprocessing.json"))
+    assert loaded == splits.preprocessing
 
 
 def test_sources_are_selected_by_name():

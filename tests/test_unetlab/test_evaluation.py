@@ -5,8 +5,6 @@ import pytest
 from sklearn.metrics import f1_score, jaccard_score, precision_score, recall_score
 
 from unetlab.evaluation import confusion_matrix, scores
-from unetlab.preprocessing import Preprocessing, normalize, to_unit_range
-from unetlab.errors import DataError
 
 RNG = np.random.default_rng(1)
 
@@ -33,15 +31,3 @@ def test_ignored_pixels_do_not_count():
     truth = np.array([[0, 1], [255, 255]])
     prediction = np.array([[0, 1], [1, 0]])
     assert scores(confusion_matrix(truth, prediction, 1, ignore_index=255))["pixel_error"] == 0.0
-
-
-def test_preprocessing_scales_like_the_training_decoder_and_checks_channels(tmp_path):
-    assert to_unit_range(np.array([0, 255], np.uint8)).tolist() == [0.0, 1.0]
-    assert to_unit_range(np.array([0, 65535], np.uint16)).tolist() == [0.0, 1.0]
-    zscored = normalize(np.arange(6, dtype=np.float32), "zscore")
-    assert abs(zscored.mean()) < 1e-6 and zscored.std() == pytest.approx(1.0, rel=1e-5)
-    preprocessing = Preprocessing(channels=1, num_classes=1, tile_size=32)
-    assert preprocessing.apply(np.zeros((5, 7), np.uint8)).shape == (5, 7, 1)
-    with pytest.raises(DataError, match="image has 3 channels but the model expects 1"):
-        preprocessing.apply(np.zeros((5, 7, 3), np.uint8))
-    assert Preprocessing.load(preprocessing.save(tmp_path / "p.json")) == preprocessing

@@ -1,13 +1,16 @@
 """Datasets: sources selected by name from `SOURCES`, and the tf.data pipeline they feed.
 
-A source returns `Splits`: unbatched (image, mask) datasets for training and
-validation; `make_batches` turns either into the batched pipeline `fit` reads:
+A source returns `Splits`: unbatched (image, mask) datasets for training and validation,
+and the `Preprocessing` that prediction applies to an image to feed it as training did.
+`make_batches` turns either dataset into the batched pipeline `fit` reads; patches, their
+foreground oversampling and `ignore_index` are settings of the caller, passed to both:
 
     splits = make_folder_splits(images="data/img", masks="data/masks", image_size=256, channels=1,
-                                num_classes=1, seed=0, patch_size=128)
-    train = make_batches(splits.train, 8, shuffle=True, seed=0, patch_size=splits.patch_size,
-                         foreground_oversample=splits.foreground_oversample, ignore_index=splits.ignore_index)
+                                num_classes=1, seed=0, patch_size=128, ignore_index=255)
+    train = make_batches(splits.train, 8, shuffle=True, seed=0, patch_size=128, foreground_oversample=0.33,
+                         ignore_index=255)
     val = make_batches(splits.val, 8, shuffle=False, seed=0)
+    splits.preprocessing.save("model/preprocessing.json")  # what `unetlab.inference.predict_image` needs
 
 Modules: `image_files` (suffixes, reading one file), `folder` (pairing, splits, folds),
 `checks` (integrity check of two folders), `fingerprint`, `decode` (tf.data decoders,
@@ -25,6 +28,8 @@ import tensorflow as tf
 from ..errors import ConfigError
 from ..labels import check_ignore_index, palette_colours
 from ..names import NORMALIZE, check_choice
+from ..preprocessing import Preprocessing
+from .augment import AugmentConfig, make_augmenter
 from .checks import DataReport, check_folders, raise_if_broken
 from .decode import decode_image, decode_mask
 from .fingerprint import fingerprint
@@ -38,14 +43,15 @@ from .synthetic import VAL_OFFSET, make_synthetic_dataset
 
 @dataclass
 class Splits:
-    """Training and validation data of a source, and what the runner logs and passes on.
+    """Training and validation data of a source, and what prediction must know of it.
 
     `train_files` / `val_files`: image file names of each side (empty for synthetic data).
-    `mean` / `std`: per-channel training statistics when `normalize="dataset"` (log them;
-    prediction needs them). `patch_size`, `foreground_oversample`, `ignore_index`: pass them
-    to `make_batches` for the training data; with `patch_size` set, `train` holds whole
-    full-resolution images (`make_batches` crops the patches), `val` holds patch_size tiles,
-    and the model's input size is `patch_size`.
+    `preprocessing`: what prediction must do to an image to feed it as this source's training
+    data was fed: channels, num_classes, normalize (with the training mean/std when
+    normalize="dataset"), `tile_size` (the model's input size) and `resize` (the image_size
+    that whole images were resized to, None for patches and synthetic data); save it beside
+    the model. Folder data with a patch_size: `train` holds whole full-resolution images
+    (`make_batches` crops the patches), `val` holds patch_size tiles.
     """
 
     train: tf.data.Dataset
@@ -53,13 +59,9 @@ class Splits:
     num_train: int
     num_val: int
     description: str
+    preprocessing: Preprocessing
     train_files: list[str] = field(default_factory=list)
     val_files: list[str] = field(default_factory=list)
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    patch_size: int | None = None
-    foreground_oversample: float = 0.0
-    ignore_index: int | None = None
 
 
 def make_synthetic_splits(*, image_size: int, channels: int, num_classes: int, seed: int, num_train: int,
@@ -73,6 +75,7 @@ def make_synthetic_splits(*, image_size: int, channels: int, num_classes: int, s
         num_train=num_train,
         num_val=num_val,
         description=f"synthetic shapes {image_size}x{image_size}x{channels}, {num_classes} class(es)",
+        preprocessing=Preprocessing(channels=channels, num_classes=num_classes, tile_size=image_size),
     )
 
 
@@ -90,7 +93,7 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
     `ignore_index`/`palette`, and `normalize` ("scale", "minmax", "zscore", "dataset"):
     see `unetlab.data.decode` and `unetlab.data.normalize`. With normalize="dataset",
     `mean`/`std` default to the statistics of the training images (`dataset_statistics`),
-    returned on the Splits.
+    returned in `Splits.preprocessing`.
     `patch_size=None` resizes every image to image_size; with a patch_size, images keep
     their resolution: training samples one random patch per image and pass (through
     `make_batches`, `foreground_oversample` of them centred on foreground), validation is
@@ -143,18 +146,16 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
                     f"normalize={normalize})",
         train_files=[Path(image).name for image, _ in train],
         val_files=[Path(image).name for image, _ in val],
-        mean=mean,
-        std=std,
-        patch_size=patch_size,
-        foreground_oversample=foreground_oversample,
-        ignore_index=ignore_index,
+        preprocessing=Preprocessing(channels=channels, num_classes=num_classes, normalize=normalize, mean=mean,
+                                    std=std, tile_size=patch_size or image_size,
+                                    resize=None if patch_size else image_size),
     )
 
 
 SOURCES = {"synthetic": make_synthetic_splits, "folder": make_folder_splits}
 
-__all__ = ["SOURCES", "SUPPORTED_SUFFIXES", "DataReport", "Splits", "check_folders",
-           "dataset_statistics", "decode_image", "decode_mask", "find_pairs", "fingerprint",
+__all__ = ["SOURCES", "SUPPORTED_SUFFIXES", "AugmentConfig", "DataReport", "Splits", "check_folders",
+           "dataset_statistics", "decode_image", "decode_mask", "find_pairs", "fingerprint", "make_augmenter",
            "make_batches", "make_folder_dataset", "make_folder_splits", "make_patch_sampler",
            "make_synthetic_dataset", "make_synthetic_splits", "make_tiles", "normalize_image", "raise_if_broken",
            "read_array", "split_folds", "split_pairs"]

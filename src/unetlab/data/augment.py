@@ -62,7 +62,7 @@ class AugmentConfig:
 
 
 def validate(config: AugmentConfig) -> None:
-    """Raise ConfigError, naming `augment.<field>` and the value, for a value that cannot work."""
+    """Raise ConfigError, naming the field and its value, for a value that cannot work."""
     for name in ("flip", "rotate90"):
         _check(config, name, isinstance(getattr(config, name), bool), "must be true or false")
     for name in ("rotation", "shift", "elastic_sigma", "brightness", "contrast", "gamma", "noise", "blur"):
@@ -86,18 +86,7 @@ def _is_number(value):
 
 def _check(config, name, ok, expected):
     if not ok:
-        raise ConfigError(f"augment.{name} {expected}. Received: {name}={getattr(config, name)!r}")
-
-
-PRESETS = {
-    "none": AugmentConfig(),
-    "basic": AugmentConfig(flip=True, rotate90=True),
-    # Ronneberger et al. 2015 (U-Net), section 3.1: shifts, rotations, elastic deformation
-    # from a 3x3 grid of displacements with 10 px std, bicubic interpolation, gray value
-    # variations. The paper gives no ranges for shift, rotation or intensity: these are mild.
-    "paper": AugmentConfig(rotation=15.0, shift=0.1, elastic_grid=3, elastic_sigma=10.0,
-                           brightness=0.05, contrast=0.1, gamma=0.1),
-}
+        raise ConfigError(f"{name} {expected}. Received: {name}={getattr(config, name)!r}")
 
 
 def augment_pair(image, mask, seed, config: AugmentConfig):
