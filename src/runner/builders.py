@@ -46,7 +46,8 @@ def checked_fingerprint(config: Config) -> str | None:
 
     if not isinstance(config.data, FolderDataConfig):
         return None
-    digests = [raise_if_broken(report).summary["fingerprint"] for report in folder_reports(config)]
+    digests = [raise_if_broken(report, more_help="run task=check_data for the full list").summary["fingerprint"]
+               for report in folder_reports(config)]
     if len(digests) == 1:
         return digests[0]
     return hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16]  # training + validation folders

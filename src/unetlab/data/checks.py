@@ -168,15 +168,17 @@ def check_folders(images: str | Path, masks: str | Path, *, channels: int, num_c
     return DataReport(pairs=pairs, problems=problems, summary=summary, images_key=images_key, masks_key=masks_key)
 
 
-def raise_if_broken(report: DataReport, *, show: int = 3) -> DataReport:
-    """Raise `DataError` (one line: the count and the first `show` problems) unless the report is ok."""
+def raise_if_broken(report: DataReport, *, show: int = 3,
+                    more_help: str = "DataReport.format_report() lists them all") -> DataReport:
+    """Raise `DataError` (one line: the count, the first `show` problems and where to see them all)
+    unless the report is ok."""
     if report.ok:
         return report
     problems = report.problems
     shown = "; ".join(str(problem) for problem in problems[:show])
     more = f"; (+{len(problems) - show} more)" if len(problems) > show else ""
     raise DataError(f"{_plural(len(problems), 'problem')} in {report.images_key}/{report.masks_key}: "
-                    f"{shown}{more} - DataReport.format_report() lists them all")
+                    f"{shown}{more} - {more_help}")
 
 
 # --- checking one pair -----------------------------------------------------------------------------------------
