@@ -116,6 +116,13 @@ def test_a_sweep_without_scored_children_has_no_best_child(client):
     assert "best_child_run_id" not in client.get_run(parent_id).data.tags
 
 
+def test_a_sweep_without_child_runs_logs_no_table(client, caplog):
+    parent_id = make_sweep(client, "best_val_dice", "max", [])
+    caplog.set_level("INFO")
+    summarise_children(client, parent_id)
+    assert client.list_artifacts(parent_id) == [] and "(no runs)" in caplog.text
+
+
 def sweep_config(tmp_path, *overrides):
     """The composed config a Hydra multirun hands its callbacks (with its `hydra` node)."""
     return hydra_compose("config", overrides=[f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", *overrides],
