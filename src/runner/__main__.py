@@ -30,10 +30,9 @@ def main() -> None:
 
 def end_open_sweep(status: str) -> None:
     """A sweep that stops early still closes its parent run (with its summary so far)."""
-    from .sweep import PARENT_RUN_ENV, finish_sweep
+    from .sweeps.parent import finish_sweep
 
-    if os.environ.get(PARENT_RUN_ENV):
-        finish_sweep(status)
+    finish_sweep(status)
 
 
 def report(error: BaseException) -> None:

@@ -10,7 +10,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from unetlab.errors import UnetlabError
+from unetlab.errors import ConfigError, UnetlabError
 
 from .schema import register_configs
 from .settings import to_config
@@ -27,7 +27,7 @@ def register_experiments() -> None:
 
 def register() -> None:
     """Everything Hydra must know before composing: schemas, experiment presets, our sweeper."""
-    from .sweeps.sweeper import register_sweeper
+    from .sweeps.plugin import register_sweeper
 
     register_configs()
     register_experiments()
@@ -43,11 +43,15 @@ def run(cfg: DictConfig) -> Any:
 
     from .tasks import task_function
 
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         config = to_config(cfg)
+        if config.hparams_search is not None and not multirun:
+            raise ConfigError("hparams_search=optuna is a search over many runs: add -m "
+                              "(python -m runner -m hparams_search=optuna)")
         return task_function(config.task)(config)
     except UnetlabError as error:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if multirun:
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from unetlab.errors import ConfigError
+from unetlab.errors import ConfigError, UnetlabError
 
 from .schema import Config
 
@@ -43,10 +43,11 @@ def config_group(group: str) -> Iterator[None]:
     (`rotation must be in [0, 180]. Received: rotation=200`), the user set `augment.rotation`."""
     try:
         yield
-    except ConfigError as error:
+    except UnetlabError as error:  # ConfigError or DataError, re-raised as the same kind
         message = str(error)
-        argument = re.match(r"[a-z_]+(\[\d+\])? (must|and)\b", message)  # "palette[2] must be ...", "mean and std ..."
-        raise ConfigError(f"{group}.{message}" if argument else f"{group}: {message}") from None
+        # "rotation must ...", "palette[2] must ...", "mean and std ...", "images='x' is not a directory"
+        argument = re.match(r"[a-z_]+(\[\d+\])?( must\b| and\b|=)", message)
+        raise type(error)(f"{group}.{message}" if argument else f"{group}: {message}") from None
 
 
 def one_line(error: BaseException) -> str:

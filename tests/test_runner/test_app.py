@@ -18,7 +18,6 @@ pytestmark = pytest.mark.slow
     ("loss=dcie", "Could not find 'loss/dcie' (options: bce, bce_dice, ce, ce_dice, dice, focal, tversky)"),
     ("data.image_size=100", "data.image_size=100"),
     ("data=folder", "data.images is required"),
-    ("augment.scale=[1.2,0.8]", "augment.scale must be (low, high) with 0 < low <= high"),
     ("hparams_search=optuna", "hparams_search=optuna is a search over many runs: add -m"),
     ("-m hparams_search=optuna hparams_search.n_trials=0", "hparams_search.n_trials must be >= 1"),
     ("-m hparams_search=optuna model.filters=choice(1,", "model.filters=choice(1,: no viable alternative"),

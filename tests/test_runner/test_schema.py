@@ -5,7 +5,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from runner.schema import SCHEMAS, Config
-from runner.schema.groups import Normalize, Padding, Pooling, Schedule, TestTimeAugmentation, Upsampling
+from runner.schema import groups
 from unetlab import names
 from unetlab.errors import ConfigError
 
@@ -17,9 +17,9 @@ def test_every_schema_option_has_a_yaml_file():
         (group, option) for group, options in SCHEMAS.items() for option in options}
 
 
-@pytest.mark.parametrize("enum, choices", [(Pooling, names.POOLING), (Upsampling, names.UPSAMPLING),
-                                           (Padding, names.PADDING), (Normalize, names.NORMALIZE),
-                                           (Schedule, names.SCHEDULES), (TestTimeAugmentation, names.TTA)])
+@pytest.mark.parametrize("enum, choices", [
+    (groups.Pooling, names.POOLING), (groups.Upsampling, names.UPSAMPLING), (groups.Padding, names.PADDING),
+    (groups.Normalize, names.NORMALIZE), (groups.Schedule, names.SCHEDULES), (groups.TestTimeAugmentation, names.TTA)])
 def test_config_choices_are_the_library_choices(enum, choices):
     assert [member.value for member in enum] == list(choices)
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping, NamedTuple
 
-from unetlab.errors import ConfigError
-
 log = logging.getLogger(__name__)
 
 _MLFLOW_RUN_ID = "mlflow_run_id"  # trial user attr: the job's MLflow run
@@ -99,14 +97,9 @@ class OptunaJobTrial(JobTrial):
 
 def job_trial(config) -> JobTrial:
     """The trial this job runs (`config` is the job's `runner.schema.Config`): a no-op outside
-    an Optuna sweep. `hparams_search` in a single run is a mistake: a search needs `-m`."""
+    an Optuna sweep (`app` refuses `hparams_search` in a single run before any task starts)."""
     search = config.hparams_search
-    if search is None:
-        return JobTrial()
-    if search.trial_id is None:
-        if _single_run():
-            raise ConfigError("hparams_search=optuna is a search over many runs: add -m "
-                              "(python -m runner -m hparams_search=optuna)")
+    if search is None or search.trial_id is None:
         return JobTrial()
     import optuna
 
@@ -118,10 +111,3 @@ def job_trial(config) -> JobTrial:
                     "(set hparams_search.storage)", search.trial_id, search.study_name)
         return JobTrial()
     return OptunaJobTrial(optuna.trial.Trial(study, search.trial_id))
-
-
-def _single_run() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode != RunMode.MULTIRUN

@@ -3,14 +3,11 @@
 import mlflow
 import optuna
 import pytest
-from hydra import compose as hydra_compose
-from hydra.core.hydra_config import HydraConfig
 from optuna.distributions import CategoricalDistribution
 
 from runner.settings import to_config
 from runner.sweeps.study import open_study
 from runner.sweeps.trial import JobTrial, TrialRecord, job_override, job_trial, recorded
-from unetlab.errors import ConfigError
 
 SPACE = {"model.filters": CategoricalDistribution([2, 4])}
 
@@ -40,16 +37,6 @@ def test_outside_a_search_the_trial_does_nothing(compose, tmp_path):
     assert trial.tags() == {} and trial.callbacks("val_dice") == []
     trial.started("run")
     trial.finished(0.5)
-
-
-def test_a_search_in_a_single_run_asks_for_multirun(compose, tmp_path):
-    hydra = hydra_compose("config", overrides=["hparams_search=optuna", "hydra.mode=RUN"], return_hydra_config=True)
-    HydraConfig.instance().set_config(hydra)
-    try:
-        with pytest.raises(ConfigError, match="hparams_search=optuna is a search over many runs: add -m"):
-            job_trial(config(compose, tmp_path))
-    finally:
-        HydraConfig.instance().cfg = None
 
 
 def test_a_job_records_its_run_and_objective_and_the_sweeper_reads_them_back(compose, tmp_path):
