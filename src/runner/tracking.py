@@ -192,7 +192,11 @@ def runs_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
 
 
 class MlflowMetrics(keras.callbacks.Callback):
-    """Log every Keras metric and the learning rate once per epoch, with step=epoch."""
+    """Log every Keras metric and the learning rate once per epoch, with step=epoch.
+
+    What `mlflow.keras.MlflowCallback` does per epoch, plus the learning rate and the retry on a
+    locked SQLite store that parallel trials need; MLflow's also logs the optimizer's settings
+    as params, which the config params already hold."""
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         from unetlab.callbacks import current_learning_rate
