@@ -27,7 +27,7 @@ def register_experiments() -> None:
 
 def register() -> None:
     """Everything Hydra must know before composing: schemas, experiment presets, our sweeper."""
-    from .sweeps.plugin import register_sweeper
+    from hydra_plugins.unetlab_sweeper import register_sweeper
 
     register_configs()
     register_experiments()

@@ -86,7 +86,8 @@ class Config:
         try:
             unet_output_size(self.input_size(), self.model.depth, self.model.padding.value)
         except ConfigError as error:
-            raise ConfigError(f"{key}={self.input_size()}: {error}") from None
+            raise ConfigError(f"{key}={self.input_size()}: {error} (model.depth={self.model.depth}, "
+                              f"model.padding={self.model.padding.value})") from None
         normalize = getattr(self.data, "normalize", Normalize.scale)
         intensity = [k for k in ("brightness", "contrast", "gamma", "noise", "blur") if getattr(self.augment, k)]
         if normalize in (Normalize.zscore, Normalize.dataset) and intensity:

@@ -13,11 +13,11 @@ Modules, each importing only those listed before it (and `runner.schema`, `runne
   child), closed; `MlflowSweep` is the Hydra callback that does it for grid sweeps.
 - `report`: the study's plots, trials.csv and search_space.json.
 - `sweeper`: `OptunaSweeper`, on Hydra's public Sweeper API; Hydra instantiates it as
-  `hydra_plugins.unetlab_sweeper.OptunaSweeper` (Hydra's plugins must live there).
-- `plugin`: `register_sweeper()`, the one call the app makes before composing.
+  `hydra_plugins.unetlab_sweeper.OptunaSweeper` (Hydra's plugins must live there), which
+  `hydra_plugins.unetlab_sweeper.register_sweeper()` registers before the app composes.
 
 Call flow of `python -m runner -m hparams_search=optuna`: `runner.app.register` calls
-`plugin.register_sweeper`; Hydra composes, runs `MlflowSweep.on_multirun_start` (nothing to
+`hydra_plugins.unetlab_sweeper.register_sweeper`; Hydra composes, runs `MlflowSweep.on_multirun_start` (nothing to
 do: the config has an `hparams_search`) and `OptunaSweeper.sweep`, which reads the space
 (`space`), checks every choice composes, opens or resumes the study (`study`), opens the
 parent run (`parent`), then asks the study for trials and launches one Hydra job each. A job

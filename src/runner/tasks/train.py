@@ -59,8 +59,6 @@ def train(config: Config) -> float:
             raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
         tracking.retry_locked(mlflow.log_metrics, {f"best_{trainer.monitor}": checkpoints.best,
                                                    "best_epoch": checkpoints.best_epoch})
-        trial.finished(checkpoints.best)
-
         if config.tracking.log_checkpoints:
             for path in (checkpoints.best_path, checkpoints.last_path, preprocessing_path):
                 mlflow.log_artifact(str(path), "checkpoints")
@@ -75,6 +73,7 @@ def train(config: Config) -> float:
             mlflow.log_artifact(str(pictures.save_prediction_grid(
                 keras.saving.load_model(checkpoints.best_path), val_batches, config.tracking.num_predictions,
                 output_dir)))
+        trial.finished(checkpoints.best)  # last: a trial is complete once everything is logged
         log.info("best %s=%.4f at epoch %d; run %s", trainer.monitor, checkpoints.best, checkpoints.best_epoch + 1,
                  run.info.run_id)
         log.info("view: %s", tracking.runs_link(mlflow.get_tracking_uri(), run.info.experiment_id, run.info.run_id))

@@ -11,7 +11,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from runner.sweeps import sweeper
-from runner.sweeps.plugin import register_sweeper
+from hydra_plugins.unetlab_sweeper import register_sweeper
 from runner.sweeps.sweeper import settle
 from runner.sweeps.trial import OptunaJobTrial, TrialRecord, recorded
 
