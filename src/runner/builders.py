@@ -5,21 +5,19 @@ from here; the library (`unetlab`) does the work, and its errors get the config 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-from enum import Enum
 from typing import Any
 
 from unetlab.errors import ConfigError
 
 from .schema import Config, FolderDataConfig
-from .settings import config_group
+from .settings import config_group, plain
 
 
 def arguments(settings: Any, *leave_out: str) -> dict[str, Any]:
-    """A config group as keyword arguments of the library function it feeds (enums as values)."""
-    return {key: value.value if isinstance(value, Enum) else value
-            for key, value in dataclasses.asdict(settings).items() if key not in ("name", *leave_out)}
+    """A config group as keyword arguments of the library function it feeds (config keys are
+    the argument names), less its `name` and `leave_out`."""
+    return {key: value for key, value in plain(settings).items() if key not in ("name", *leave_out)}
 
 
 # ---------------------------------------------------------------- data

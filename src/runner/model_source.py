@@ -6,18 +6,25 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from unetlab.callbacks import Checkpoints
 from unetlab.errors import ConfigError, DataError
+from unetlab.preprocessing import Preprocessing
 
 from .schema import Config
+from .tracking import CHECKPOINTS
 
-BEST_MODEL = "checkpoints/best.keras"
-PREPROCESSING = "checkpoints/preprocessing.json"
+BEST_MODEL = f"{CHECKPOINTS}/{Checkpoints.BEST}"
+PREPROCESSING = f"{CHECKPOINTS}/{Preprocessing.FILENAME}"
 
 
 @dataclass
 class LoadedModel:
     model: object  # keras.Model
-    preprocessing: object  # unetlab.preprocessing.Preprocessing
+    preprocessing: Preprocessing
     source_run_id: str | None
     description: str
 
@@ -32,9 +39,6 @@ def load_model_source(config: Config) -> LoadedModel:
 
 
 def _from_run(run_id: str, tracking_uri: str) -> LoadedModel:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     client = mlflow.MlflowClient(tracking_uri)
     try:
         client.get_run(run_id)
@@ -52,9 +56,6 @@ def _from_run(run_id: str, tracking_uri: str) -> LoadedModel:
 
 
 def _from_registry(model_uri: str, tracking_uri: str) -> LoadedModel:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     mlflow.set_tracking_uri(tracking_uri)
     try:
         pyfunc = mlflow.pyfunc.load_model(model_uri)
@@ -66,14 +67,10 @@ def _from_registry(model_uri: str, tracking_uri: str) -> LoadedModel:
 
 
 def _from_checkpoint(path: Path, preprocessing_path: Path | None = None) -> LoadedModel:
-    import keras
-
-    from unetlab.preprocessing import Preprocessing
-
     if path.suffix != ".keras" or not path.is_file():
         raise ConfigError(f"checkpoint={str(path)!r} is not a .keras file")
     model = keras.saving.load_model(path, compile=False)
-    preprocessing_path = preprocessing_path or path.with_name("preprocessing.json")
+    preprocessing_path = preprocessing_path or path.with_name(Preprocessing.FILENAME)
     if preprocessing_path.is_file():
         preprocessing = Preprocessing.load(preprocessing_path)
     else:  # a bare model file: read what we can from its shapes

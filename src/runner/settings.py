@@ -4,7 +4,9 @@ errors as one line that names the key, also for errors the library raises in its
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
+from enum import Enum
 from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
@@ -35,6 +37,13 @@ def checked(convert: Callable[[], Any]) -> Any:
         if isinstance(cause, ConfigError):
             raise cause from None
         raise ConfigError(one_line(error)) from None
+
+
+def plain(settings: Any) -> dict[str, Any]:
+    """A config dataclass (the whole Config or one group) as plain data, enums as their values:
+    what the user wrote in YAML, and what the library's functions take as arguments."""
+    return dataclasses.asdict(settings, dict_factory=lambda items: {
+        key: value.value if isinstance(value, Enum) else value for key, value in items})
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ Everything a task writes to MLflow goes through here or through `mlflow.log_*` i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import subprocess
@@ -21,10 +20,12 @@ import mlflow
 import yaml
 
 from .schema import Config, TrackingConfig
+from .settings import plain
 
 log = logging.getLogger(__name__)
 
 _RETRIES = 8
+CHECKPOINTS = "checkpoints"  # a training run's checkpoints: the local folder and the artifact folder
 PARENT_RUN_ENV = "UNETLAB_PARENT_RUN_ID"  # a sweep's parent run id, handed to its jobs (any launcher, any process)
 
 
@@ -37,12 +38,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
         return flat
     value = tree.value if isinstance(tree, Enum) else tree
     return {prefix[:-1]: str(value)}
-
-
-def plain(config: Config) -> dict[str, Any]:
-    """The typed config as plain data (enums as their values), as the user wrote it in YAML."""
-    return dataclasses.asdict(config, dict_factory=lambda items: {
-        key: value.value if isinstance(value, Enum) else value for key, value in items})
 
 
 def config_params(config: Config) -> dict[str, str]:

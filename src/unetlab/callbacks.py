@@ -39,6 +39,9 @@ class Checkpoints(keras.callbacks.Callback):
     resumed run keeps its record.
     """
 
+    BEST = "best.keras"
+    LAST = "last.keras"
+
     def __init__(self, directory: str | Path, monitor: str, mode: str, best: float | None = None):
         super().__init__()
         self.directory = Path(directory)
@@ -47,11 +50,11 @@ class Checkpoints(keras.callbacks.Callback):
 
     @property
     def best_path(self) -> Path:
-        return self.directory / "best.keras"
+        return self.directory / self.BEST
 
     @property
     def last_path(self) -> Path:
-        return self.directory / "last.keras"
+        return self.directory / self.LAST
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         # An uncompiled twin sharing the trained layers: saving it writes the current weights.

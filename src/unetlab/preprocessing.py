@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -24,6 +25,8 @@ class Preprocessing:
     """How to feed an image to the model: `channels`, `num_classes` and `normalize` (with the training
     `mean`/`std` for "dataset") as in training; `tile_size`, the model's input size in training;
     `resize`, the size whole images were resized to in training (None: predict at full resolution)."""
+
+    FILENAME: ClassVar[str] = "preprocessing.json"  # its name beside a model's checkpoints
 
     channels: int
     num_classes: int

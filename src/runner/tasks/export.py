@@ -6,6 +6,9 @@ import logging
 import tempfile
 from pathlib import Path
 
+from unetlab.callbacks import Checkpoints
+from unetlab.preprocessing import Preprocessing
+
 from .. import tracking
 from ..model_source import load_model_source
 from ..schema import Config, ExportFormat
@@ -28,7 +31,7 @@ def export(config: Config) -> dict:
     if loaded.source_run_id:
         tags["source_run_id"] = loaded.source_run_id
     with tempfile.TemporaryDirectory(prefix="unetlab-export-") as staging, tracking.tracked_run(config.tracking, tags):
-        model_path, preprocessing_path = Path(staging) / "best.keras", Path(staging) / "preprocessing.json"
+        model_path, preprocessing_path = Path(staging) / Checkpoints.BEST, Path(staging) / Preprocessing.FILENAME
         loaded.model.save(model_path)
         loaded.preprocessing.save(preprocessing_path)
         info = log_segmentation_model(model_path, preprocessing_path, config.export.name)

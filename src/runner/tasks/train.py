@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from unetlab.callbacks import Checkpoints
 from unetlab.models import describe
+from unetlab.preprocessing import Preprocessing
 
 from .. import builders, pictures, tracking
 from ..schema import Config
@@ -40,9 +41,9 @@ def train(config: Config) -> float:
     steps_per_epoch = builders.steps_per_epoch(config, splits)
     builders.compile_model(model, config, total_steps=trainer.epochs * steps_per_epoch)
 
-    checkpoints = Checkpoints(output_dir / "checkpoints", trainer.monitor, config.monitor_direction())
+    checkpoints = Checkpoints(output_dir / tracking.CHECKPOINTS, trainer.monitor, config.monitor_direction())
     # Beside the checkpoints from the start, so even an interrupted run's best.keras is usable.
-    preprocessing_path = splits.preprocessing.save(checkpoints.directory / "preprocessing.json")
+    preprocessing_path = splits.preprocessing.save(checkpoints.directory / Preprocessing.FILENAME)
     callbacks = builders.training_callbacks(config, checkpoints) + trial.callbacks(trainer.monitor)
     tags = {"task": "train", **trial.tags(), **({"data_fingerprint": fingerprint} if fingerprint else {})}
 
@@ -61,7 +62,7 @@ def train(config: Config) -> float:
                                                    "best_epoch": checkpoints.best_epoch})
         if config.tracking.log_checkpoints:
             for path in (checkpoints.best_path, checkpoints.last_path, preprocessing_path):
-                mlflow.log_artifact(str(path), "checkpoints")
+                mlflow.log_artifact(str(path), tracking.CHECKPOINTS)
         if config.tracking.register_model:
             from ..serving import log_segmentation_model
 
