@@ -3,7 +3,7 @@
 Prints images/s at 256x256 (batch 8) for
   (a) the runner's pipeline, no augmentation      (decode -> resize -> cache -> shuffle -> batch -> prefetch)
   (b) the runner's pipeline with augment=paper     (+ elastic deformation, rotation, shift, gray values;
-      the values of conf/augment/paper.yaml, spelled out in `augment_settings`)
+      conf/augment/paper.yaml, composed as a run composes it)
   (c) Keras ImageDataGenerator.flow_from_directory (rescale only), the classic U-Net tutorial's loader,
 and the targets: (a) >= 5x (c); (b) >= 20x the training img/s of the default model
 (pass that figure with --train-images-per-second, from train_throughput.py).
@@ -33,15 +33,17 @@ def images_per_second(batches, count: int) -> float:
 
 
 def augment_settings(name: str):
-    """The AugmentConfig measured: `none` (everything off) or `paper` (conf/augment/paper.yaml)."""
-    from unetlab.data.augment import AugmentConfig
+    """The AugmentConfig of `augment=NAME`, composed from the real conf/ as a run would get it."""
+    from hydra import compose, initialize_config_module
 
-    if name == "none":
-        return AugmentConfig()
-    # Ronneberger et al. 2015, sec. 3.1: shifts, rotations, elastic deformation on a 3x3 grid with
-    # 10 px std, gray-value variations (mild ranges: the paper gives none).
-    return AugmentConfig(rotation=15.0, shift=0.1, elastic_grid=3, elastic_sigma=10.0, brightness=0.05,
-                         contrast=0.1, gamma=0.1)
+    from runner import builders
+    from runner.app import register
+    from runner.settings import to_config
+
+    register()
+    with initialize_config_module(config_module="runner.conf", version_base="1.3"):
+        return builders.augment_settings(to_config(compose("config", overrides=[f"augment={name}",
+                                                                                 "output_dir=/tmp/bench"])))
 
 
 def runner_pipeline(root: str, size: int, batch: int, augment: str, seed: int = 0):
