@@ -23,17 +23,17 @@ def arguments(settings: Any, *leave_out: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- data
 def folder_reports(config: Config) -> list:
     """Integrity reports of data.images/data.masks and, when given, data.val_images/data.val_masks."""
-    from unetlab.data.checks import check_folders
+    from unetlab.data.checks import check_folders, message_names
 
     data = config.data
     common = dict(channels=data.channels, num_classes=data.num_classes, ignore_index=data.ignore_index,
                   palette=data.palette)
+    keys = {name: f"data.{name}" for name in message_names(None)}  # the data group's keys are the argument names
     with config_group("data"):
-        reports = [check_folders(data.images, data.masks, images_key="data.images", masks_key="data.masks",
-                                 **common)]
+        reports = [check_folders(data.images, data.masks, names=keys, **common)]
         if data.val_images is not None:
-            reports.append(check_folders(data.val_images, data.val_masks, images_key="data.val_images",
-                                         masks_key="data.val_masks", **common))
+            reports.append(check_folders(data.val_images, data.val_masks, **common, names={
+                **keys, "images": "data.val_images", "masks": "data.val_masks"}))
     return reports
 
 

@@ -57,10 +57,24 @@ def test_folder_without_images_is_an_empty_folder(tmp_path):
     for path in (tmp_path / "masks").iterdir():
         path.unlink()
     (tmp_path / "masks" / "notes.txt").write_text("not an image")
-    report = check(tmp_path, masks_key="val_masks")
+    report = check(tmp_path, names={"masks": "val_masks"})
     problem = only_problem(report, "empty_folder")
     assert problem.message.startswith("val_masks=") and "holds no images" in problem.message
     assert report.pairs == []
+
+
+def test_messages_name_the_settings_as_the_caller_calls_them(tmp_path):
+    make_dataset(tmp_path, {"a": three_class_mask()})
+    save(tmp_path / "masks" / "a.png", np.full((8, 6), 7, np.uint8))
+    save(tmp_path / "images" / "a.png", np.zeros((8, 6, 3), np.uint8))
+    names = {"images": "data.images", "masks": "data.masks", "channels": "data.channels",
+             "num_classes": "data.num_classes"}
+    report = check(tmp_path, names=names)
+    messages = " | ".join(problem.message for problem in report.problems)
+    assert "data.channels=1" in messages and "(data.num_classes=3)" in messages, messages
+    assert report.format_report().startswith(f"data.images={tmp_path / 'images'}")
+    plain = " | ".join(problem.message for problem in check(tmp_path).problems)
+    assert "channels=1" in plain and "data." not in plain  # the library's own names by default
 
 
 def test_nonexistent_folder_is_a_missing_folder(tmp_path):

@@ -27,7 +27,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from .image_files import READ_WORKERS, SUPPORTED_SUFFIXES, Undecodable, decode_a
 
 PROBLEM_KINDS = ("missing_folder", "empty_folder", "duplicate_stem", "missing_mask", "missing_image",
                  "undecodable", "size_mismatch", "channel_mismatch", "label_values", "non_finite")
+_NAMED = ("images", "masks", "channels", "num_classes", "ignore_index", "palette")  # what messages name
 
 
 @dataclass
@@ -62,14 +63,13 @@ class DataReport:
     `summary` keys: `num_pairs`, `image_sizes` ({"HxW": count}), `channels` ({channels: count}),
     `image_dtypes` ({dtype: count}), `class_frequencies` ({class id: pixel fraction}, ignored
     pixels left out), `ignored_fraction`, `fingerprint` (of the pairs, see `fingerprint`),
-    `images`, `masks` (the folders). `images_key` / `masks_key` name the folders in messages.
+    `images`, `masks` (the folders). `names`: how messages name the arguments (see `check_folders`).
     """
 
     pairs: list[tuple[str, str]]
     problems: list[Problem]
     summary: dict
-    images_key: str = "images"
-    masks_key: str = "masks"
+    names: dict[str, str] = field(default_factory=lambda: message_names(None))
 
     @property
     def ok(self) -> bool:
@@ -78,8 +78,8 @@ class DataReport:
     def format_report(self) -> str:
         """A readable multi-line summary, then every problem on its own line."""
         s = self.summary
-        lines = [f"{self.images_key}={s.get('images', '?')}",
-                 f"{self.masks_key}={s.get('masks', '?')}",
+        lines = [f"{self.names['images']}={s.get('images', '?')}",
+                 f"{self.names['masks']}={s.get('masks', '?')}",
                  f"  pairs:             {s.get('num_pairs', len(self.pairs))}",
                  f"  image sizes (HxW): {_counts(s.get('image_sizes', {}))}",
                  f"  channels:          {_counts(s.get('channels', {}))}",
@@ -99,14 +99,20 @@ class DataReport:
         return "\n".join(lines)
 
 
+def message_names(names: Mapping[str, str] | None) -> dict[str, str]:
+    """Every argument a message may name, as the caller calls it (default: its own name)."""
+    return {**{key: key for key in _NAMED}, **(names or {})}
+
+
 def check_folders(images: str | Path, masks: str | Path, *, channels: int, num_classes: int,
                   ignore_index: int | None = None, palette: Sequence[Sequence[int]] | None = None,
-                  images_key: str = "images", masks_key: str = "masks") -> DataReport:
+                  names: Mapping[str, str] | None = None) -> DataReport:
     """Check an image folder against its mask folder; files are paired by stem (`a.png` <-> `a.png`).
 
     Never raises for broken data: every problem goes into the report (`raise_if_broken`
     turns it into a `DataError`). Raises `ConfigError` for impossible arguments.
-    `images_key` / `masks_key` name the two folders in messages (a caller passes its own names).
+    `names` maps argument names to the names messages use instead (a caller's own keys, e.g.
+    {"images": "data.val_images", "num_classes": "data.num_classes"}); unnamed ones keep their own.
     """
     if channels < 1:
         raise ConfigError(f"channels must be at least 1. Received: channels={channels}")
@@ -116,12 +122,13 @@ def check_folders(images: str | Path, masks: str | Path, *, channels: int, num_c
     codes = None  # colour code -> class id
     if palette is not None:
         codes = {colour_code(*rgb): i for i, rgb in enumerate(palette_colours(palette, num_classes, ignore_index))}
-    rules = _MaskRules(num_classes=num_classes, ignore_index=ignore_index, palette=codes)
+    names = message_names(names)
+    rules = _MaskRules(num_classes=num_classes, ignore_index=ignore_index, palette=codes, names=names)
 
     display = _Display(images, masks)
     problems: list[Problem] = []
-    image_files = _list_folder(images, images_key, display, problems)
-    mask_files = _list_folder(masks, masks_key, display, problems)
+    image_files = _list_folder(images, names["images"], display, problems)
+    mask_files = _list_folder(masks, names["masks"], display, problems)
     image_files, mask_files = image_files or {}, mask_files or {}
     if image_files and mask_files:  # a missing or empty folder is one problem, not one per file
         for stem in sorted(set(image_files) - set(mask_files)):
@@ -165,7 +172,7 @@ def check_folders(images: str | Path, masks: str | Path, *, channels: int, num_c
         "images": str(images),
         "masks": str(masks),
     }
-    return DataReport(pairs=pairs, problems=problems, summary=summary, images_key=images_key, masks_key=masks_key)
+    return DataReport(pairs=pairs, problems=problems, summary=summary, names=names)
 
 
 def raise_if_broken(report: DataReport, *, show: int = 3,
@@ -177,7 +184,7 @@ def raise_if_broken(report: DataReport, *, show: int = 3,
     problems = report.problems
     shown = "; ".join(str(problem) for problem in problems[:show])
     more = f"; (+{len(problems) - show} more)" if len(problems) > show else ""
-    raise DataError(f"{_plural(len(problems), 'problem')} in {report.images_key}/{report.masks_key}: "
+    raise DataError(f"{_plural(len(problems), 'problem')} in {report.names['images']}/{report.names['masks']}: "
                     f"{shown}{more} - {more_help}")
 
 
@@ -188,6 +195,7 @@ class _MaskRules:
     num_classes: int
     ignore_index: int | None
     palette: dict[int, int] | None  # colour code (`colour_code`) -> palette index
+    names: dict[str, str]  # how messages name the arguments
 
 
 @dataclass
@@ -210,7 +218,7 @@ def _check_pair(pair: tuple[str, str], channels: int, rules: _MaskRules, display
         if image.shape[2] != channels:
             result.problems.append(Problem("channel_mismatch", image_path,
                                            f"{display(image_path)} has {_plural(image.shape[2], 'channel')}, "
-                                           f"channels={channels}"))
+                                           f"{rules.names['channels']}={channels}"))
         _check_finite(image, image_path, result, display)
     if image is not None and mask is not None and image.shape[:2] != mask.shape[:2]:
         result.problems.append(Problem("size_mismatch", image_path,
@@ -260,7 +268,7 @@ def _check_labels(mask: np.ndarray, path: str, rules: _MaskRules, result: _PairR
         if not all(np.array_equal(mask[:, :, 0], mask[:, :, c]) for c in range(1, colour_channels)):
             result.problems.append(Problem(
                 "channel_mismatch", path, f"{shown} has {mask.shape[2]} channels with different values; a mask "
-                                          f"holds one class id per pixel (or set palette for colour masks)"))
+                                          f"holds one class id per pixel (or set {rules.names['palette']} for colour masks)"))
             return
     values, counts = _value_counts(mask[:, :, 0])
     if np.issubdtype(values.dtype, np.floating):
@@ -274,8 +282,8 @@ def _check_labels(mask: np.ndarray, path: str, rules: _MaskRules, result: _PairR
     ignore = rules.ignore_index
     is_ignored = values == ignore if ignore is not None else np.zeros(values.shape, bool)
     labels, label_counts = values[~is_ignored].astype(np.int64), counts[~is_ignored]
-    classes = f"num_classes={rules.num_classes}"
-    allowed = f" and ignore_index={ignore}" if ignore is not None else ""
+    classes = f"{rules.names['num_classes']}={rules.num_classes}"
+    allowed = f" and {rules.names['ignore_index']}={ignore}" if ignore is not None else ""
     binary = rules.num_classes <= 2
     if binary:
         outside, expected = ~np.isin(labels, (0, 1, 255)), f"0/1 and 0/255{allowed} (binary masks, {classes})"
@@ -302,7 +310,7 @@ def _check_palette_mask(mask: np.ndarray, path: str, rules: _MaskRules, result: 
                         jpeg_hint: str) -> None:
     if mask.shape[2] not in (3, 4):
         result.problems.append(Problem("channel_mismatch", path, f"{shown} has {_plural(mask.shape[2], 'channel')}"
-                                                                 f", but palette needs RGB masks"))
+                                                                 f", but {rules.names['palette']} needs RGB masks"))
         return
     rgb = mask[:, :, :3].astype(np.int64)
     codes, counts = np.unique(colour_code(rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]), return_counts=True)
@@ -316,7 +324,7 @@ def _check_palette_mask(mask: np.ndarray, path: str, rules: _MaskRules, result: 
         more = f" (+{int(unknown.sum()) - 3} more)" if unknown.sum() > 3 else ""
         colours = _plural(int(unknown.sum()), "colour")
         result.problems.append(Problem(
-            "label_values", path, f"{shown} has {colours} not in palette ({len(rules.palette)} colours), "
+            "label_values", path, f"{shown} has {colours} not in {rules.names['palette']} ({len(rules.palette)} colours), "
                                   f"e.g. {examples}{more}, in {int(counts[unknown].sum())} pixels{jpeg_hint}"))
         return
     is_ignored = index == rules.ignore_index if rules.ignore_index is not None else np.zeros(index.shape, bool)
