@@ -143,18 +143,19 @@ def steps_per_epoch(config: Config, splits) -> int:
 
 
 def training_callbacks(config: Config, checkpoints) -> list:
-    """Checkpoints, a summary line and MLflow metrics per epoch, NaN guard, and the configured
-    schedule on plateau and early stopping, all watching `trainer.monitor`."""
+    """Checkpoints, a summary line and MLflow metrics per epoch, NaN guard, Ctrl-C that always
+    stops between steps, and the configured schedule on plateau and early stopping, all watching
+    `trainer.monitor`."""
     import keras
 
-    from unetlab.callbacks import EpochSummary
+    from unetlab.callbacks import EpochSummary, InterruptBetweenSteps
 
     from .tracking import MlflowMetrics
 
     trainer = config.trainer
     mode = config.monitor_direction()
     callbacks = [checkpoints, EpochSummary(trainer.epochs, trainer.monitor, mode), MlflowMetrics(),
-                 keras.callbacks.TerminateOnNaN()]
+                 keras.callbacks.TerminateOnNaN(), InterruptBetweenSteps()]
     if trainer.schedule.value == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(trainer.monitor, factor=trainer.plateau_factor,
                                                            patience=trainer.plateau_patience, mode=mode,

@@ -1,10 +1,12 @@
-"""Training callbacks: atomic best/last checkpoints and a summary line per epoch."""
+"""Training callbacks: atomic best/last checkpoints, a summary line per epoch, Ctrl-C between steps."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -93,3 +95,40 @@ class EpochSummary(keras.callbacks.Callback):
 def current_learning_rate(model: keras.Model) -> float:
     """The optimizer's learning rate now (schedules evaluated at the current step)."""
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class InterruptBetweenSteps(keras.callbacks.Callback):
+    """Ctrl-C stops `fit` with KeyboardInterrupt at the next batch end, every time.
+
+    Python raises KeyboardInterrupt wherever the main thread is when SIGINT lands; raised inside
+    a finalizer (TensorFlow and database drivers run many) it is printed and lost, and training
+    goes on. This callback only notes the request and raises it from the callback; a second
+    Ctrl-C raises at once. The previous handler is back when training ends. Only in the main
+    thread (where Python allows signal handlers); elsewhere it does nothing.
+    """
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.requested, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._request)
+
+    def _request(self, signum, frame) -> None:
+        if self.requested:
+            self._restore()
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def _stop_if_requested(self, *args, **kwargs) -> None:
+        if self.requested:
+            self._restore()
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _stop_if_requested
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None

@@ -1,12 +1,15 @@
 """Checkpoints and the epoch summary, driven epoch by epoch on a tiny real Keras model."""
 
 import logging
+import os
+import signal
 
 import keras
 import numpy as np
 import pytest
 
-from unetlab.callbacks import Checkpoints, EpochSummary, current_learning_rate, improved, save_atomically
+from unetlab.callbacks import (Checkpoints, EpochSummary, InterruptBetweenSteps, current_learning_rate, improved,
+                               save_atomically)
 
 
 def tiny_model():
@@ -85,3 +88,27 @@ def test_epoch_summary_logs_one_line_with_metrics_lr_and_improvement(caplog):
     assert first.startswith("epoch 1/3 ") and "lr=1.00e-02" in first and "val_dice=0.6000" in first
     assert "(val_dice improved)" in first and "improved" not in second
     assert current_learning_rate(summary.model) == pytest.approx(0.01)
+
+
+def test_ctrl_c_is_raised_at_the_next_batch_end_and_the_old_handler_comes_back():
+    before = signal.getsignal(signal.SIGINT)
+    callback = started(InterruptBetweenSteps(), tiny_model())
+    os.kill(os.getpid(), signal.SIGINT)  # noted, not raised where it lands
+    assert callback.requested
+    with pytest.raises(KeyboardInterrupt):
+        callback.on_train_batch_end(0, logs={})
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_second_ctrl_c_raises_at_once_and_a_quiet_run_restores_the_handler():
+    before = signal.getsignal(signal.SIGINT)
+    callback = started(InterruptBetweenSteps(), tiny_model())
+    callback.on_train_batch_end(0, logs={})  # nothing requested: training goes on
+    os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.getsignal(signal.SIGINT)  # a bytecode boundary after the signal
+    assert signal.getsignal(signal.SIGINT) is before
+    quiet = started(InterruptBetweenSteps(), tiny_model())
+    quiet.on_train_end()
+    assert signal.getsignal(signal.SIGINT) is before
