@@ -1,12 +1,14 @@
 """`python -m runner [overrides]`: compose the config and run its task.
 
 User mistakes (bad keys, values or data) print one `error:` line and exit 2;
-Ctrl-C exits 130 after marking the MLflow run KILLED.
+Ctrl-C exits 130 and SIGTERM (docker stop, a preemption) 143, after marking the MLflow run
+KILLED (training first saves its last completed epoch: `resume=RUN_ID` goes on from there).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 
@@ -18,8 +20,11 @@ def main() -> None:
     if wants_help(sys.argv[1:]):  # ours: fast, lists tasks and groups (--hydra-help stays Hydra's)
         print(help_text(sys.argv[1:]))
         return
+    from unetlab.callbacks import raise_interrupted
+
     from .app import register, run
 
+    signal.signal(signal.SIGTERM, raise_interrupted)  # unwind like Ctrl-C: runs end KILLED, not RUNNING
     register()
     try:
         run()
@@ -47,9 +52,10 @@ def report(error: BaseException) -> None:
 
     try:
         raise error
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        sys.exit(128 + signum)
     except UnetlabError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -41,11 +41,12 @@ def run(cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from .logged_run import logged_config
     from .tasks import task_function
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        config = to_config(cfg)
+        config = to_config(logged_config(cfg))
         if config.hparams_search is not None and not multirun:
             raise ConfigError("hparams_search=optuna is a search over many runs: add -m "
                               "(python -m runner -m hparams_search=optuna)")

@@ -68,17 +68,20 @@ def augment_settings(config: Config):
 
 
 def make_training_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None,
-                          repeat: bool = False):
-    """What the model trains on: cached pairs, shuffled, patched and augmented as configured, batched."""
+                          first_epoch: int = 0):
+    """What the model trains on: an endless stream of epochs of cached pairs, shuffled, patched and
+    augmented as configured, batched; from `first_epoch` on (a resumed run sees what it would have)."""
     from unetlab.data import make_batches
     from unetlab.data.augment import make_augmenter
 
     data = config.data
     patches = dict(patch_size=data.patch_size, foreground_oversample=data.foreground_oversample,
                    ignore_index=data.ignore_index) if isinstance(data, FolderDataConfig) else {}
+    repeat = config.trainer.steps_per_epoch is not None
+    pairs_per_epoch = steps_per_epoch(config, splits) * batch_size if repeat else splits.num_train
     return make_batches(splits.train, batch_size, shuffle=True, seed=config.seed, cache=data.cache,
-                        label_size=label_size, repeat=repeat,
-                        augment=make_augmenter(augment_settings(config), config.seed), **patches)
+                        label_size=label_size, repeat=repeat, skip=first_epoch * pairs_per_epoch,
+                        augment=make_augmenter(augment_settings(config), config.seed, keyed=True), **patches)
 
 
 def make_validation_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None):
@@ -142,10 +145,12 @@ def steps_per_epoch(config: Config, splits) -> int:
     return config.trainer.steps_per_epoch or -(-splits.num_train // config.trainer.batch_size)
 
 
-def training_callbacks(config: Config, checkpoints) -> list:
-    """Checkpoints, a summary line and MLflow metrics per epoch, NaN guard, Ctrl-C that always
-    stops between steps, and the configured schedule on plateau and early stopping, all watching
-    `trainer.monitor`."""
+def training_callbacks(config: Config, checkpoints, logged_epochs: frozenset = frozenset(),
+                       extra: list = ()) -> list:
+    """A summary line and MLflow metrics per epoch (but for `logged_epochs`), NaN guard, Ctrl-C
+    and SIGTERM that stop between steps, the configured schedule on plateau and early stopping,
+    all watching `trainer.monitor`, then `extra` (a trial's pruning), and last the checkpoints,
+    which carry the others' counters."""
     import keras
 
     from unetlab.callbacks import EpochSummary, InterruptBetweenSteps
@@ -154,7 +159,7 @@ def training_callbacks(config: Config, checkpoints) -> list:
 
     trainer = config.trainer
     mode = config.monitor_direction()
-    callbacks = [checkpoints, EpochSummary(trainer.epochs, trainer.monitor, mode), MlflowMetrics(),
+    callbacks = [EpochSummary(trainer.epochs, trainer.monitor, mode), MlflowMetrics(logged_epochs),
                  keras.callbacks.TerminateOnNaN(), InterruptBetweenSteps()]
     if trainer.schedule.value == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(trainer.monitor, factor=trainer.plateau_factor,
@@ -163,7 +168,8 @@ def training_callbacks(config: Config, checkpoints) -> list:
     if trainer.early_stopping_patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(trainer.monitor, patience=trainer.early_stopping_patience,
                                                        mode=mode))
-    return callbacks
+    checkpoints.watch(callbacks + [checkpoints])
+    return callbacks + list(extra) + [checkpoints]
 
 
 # ---------------------------------------------------------------- prediction

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _RETRIES = 8
 CHECKPOINTS = "checkpoints"  # a training run's checkpoints: the local folder and the artifact folder
+CHECKPOINTS_DIR_TAG = "checkpoints_dir"  # where a training run writes them on its machine
 PARENT_RUN_ENV = "UNETLAB_PARENT_RUN_ID"  # a sweep's parent run id, handed to its jobs (any launcher, any process)
 
 
@@ -47,9 +48,11 @@ def config_params(config: Config) -> dict[str, str]:
     return {key: value for key, value in params.items() if not key.startswith("hparams_search.params")}
 
 
-def log_config(config: Config) -> None:
-    """The config as params (for comparing runs) and as `config.yaml` (for reading and rerunning one)."""
-    retry_locked(mlflow.log_params, config_params(config))
+def log_config(config: Config, params: bool = True) -> None:
+    """The config as params (for comparing runs; MLflow keeps a run's first values) and as
+    `config.yaml` (for reading, resuming and reproducing a run)."""
+    if params:
+        retry_locked(mlflow.log_params, config_params(config))
     mlflow.log_text(yaml.safe_dump(plain(config), sort_keys=False), "config.yaml")
 
 
@@ -135,23 +138,29 @@ def use_experiment(tracking) -> str:
 
 
 @contextlib.contextmanager
-def tracked_run(tracking: TrackingConfig, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run that ends FINISHED, FAILED on an exception, or KILLED on Ctrl-C; tagged with
-    `tags`, the command line and the source commit, and nested under the sweep's parent run if any."""
+def tracked_run(tracking: TrackingConfig, tags: dict[str, str], resume: str | None = None
+                ) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run that ends FINISHED, FAILED on an exception (its error as tag `error`), or
+    KILLED on Ctrl-C or SIGTERM; tagged with `tags`, the command line and the source commit, and
+    nested under the sweep's parent run if any. `resume` continues that run instead of a new one."""
     use_experiment(tracking)
-    parent_run_id = sweep_parent_run_id()
-    tags = {**source_tags(), **tags}
-    if parent_run_id:
-        tags["sweep_job"] = str(sweep_job_number())
-    run = retry_locked(mlflow.start_run, run_name=tracking.run_name, tags={**tags, **tracking.tags},
-                       parent_run_id=parent_run_id, log_system_metrics=tracking.log_system_metrics or None)
+    tags = {**source_tags(), **tags, **tracking.tags}
+    if resume:
+        run = retry_locked(mlflow.start_run, run_id=resume, tags=tags,
+                           log_system_metrics=tracking.log_system_metrics or None)
+    else:
+        parent_run_id = sweep_parent_run_id()
+        if parent_run_id:
+            tags["sweep_job"] = str(sweep_job_number())
+        run = retry_locked(mlflow.start_run, run_name=tracking.run_name, tags=tags, parent_run_id=parent_run_id,
+                           log_system_metrics=tracking.log_system_metrics or None)
     try:
         yield run
-    except KeyboardInterrupt:
-        end_run(run, "KILLED")
+    except KeyboardInterrupt as error:
+        end_run(run, "KILLED", {"interrupted": str(error) or "SIGINT"})
         raise
-    except BaseException:
-        end_run(run, "FAILED")
+    except BaseException as error:
+        end_run(run, "FAILED", {"error": f"{type(error).__name__}: {error}"[:4000]})
         raise
     else:
         end_run(run, "FINISHED")
@@ -162,11 +171,16 @@ def sweep_parent_run_id() -> str | None:
     return os.environ.get(PARENT_RUN_ENV) or None
 
 
-def end_run(run: mlflow.ActiveRun, status: str) -> None:
-    """End the active run. `mlflow.end_run` forgets the run before it writes its status, so the
-    status goes first, retried while SQLite is locked; a run is never left RUNNING by a lock."""
+def end_run(run: mlflow.ActiveRun, status: str, tags: dict[str, str] | None = None) -> None:
+    """End the active run (with `tags`, e.g. its error). `mlflow.end_run` forgets the run before it
+    writes its status, so the status goes first, retried while SQLite is locked; a run is never
+    left RUNNING by a lock, nor by a tag that cannot be written."""
+    client = mlflow.MlflowClient()
     try:
-        retry_locked(mlflow.MlflowClient().set_terminated, run.info.run_id, status)
+        for key, value in (tags or {}).items():
+            with contextlib.suppress(Exception):
+                retry_locked(client.set_tag, run.info.run_id, key, value)
+        retry_locked(client.set_terminated, run.info.run_id, status)
     finally:  # the next run of this process must not find this one still active
         retry_locked(mlflow.end_run, status)
 
@@ -191,11 +205,40 @@ class MlflowMetrics(keras.callbacks.Callback):
 
     What `mlflow.keras.MlflowCallback` does per epoch, plus the learning rate and the retry on a
     locked SQLite store that parallel trials need; MLflow's also logs the optimizer's settings
-    as params, which the config params already hold."""
+    as params, which the config params already hold. Epochs in `logged_epochs` (logged before
+    a resumed run's last checkpoint was written) are not logged twice."""
+
+    def __init__(self, logged_epochs: frozenset = frozenset()):
+        super().__init__()
+        self.logged_epochs = logged_epochs
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         from unetlab.callbacks import current_learning_rate
 
+        if epoch in self.logged_epochs:
+            return
         metrics = {key: float(value) for key, value in (logs or {}).items()}
         metrics.setdefault("learning_rate", current_learning_rate(self.model))
         retry_locked(mlflow.log_metrics, metrics, step=epoch)
+
+
+def run_status(run_id: str) -> str:
+    """FINISHED, RUNNING, FAILED or KILLED."""
+    return retry_locked(mlflow.MlflowClient().get_run, run_id).info.status
+
+
+def logged_epochs(run_id: str, metric: str) -> frozenset:
+    """The epochs (steps) a run has already logged `metric` for."""
+    history = retry_locked(mlflow.MlflowClient().get_metric_history, run_id, metric)
+    return frozenset(entry.step for entry in history)
+
+
+def artifact_uploader(run_id: str, artifact_path: str):
+    """`upload(paths)` logging files to `artifact_path` of run `run_id`, from any thread."""
+    client = mlflow.MlflowClient()
+
+    def upload(paths) -> None:
+        for path in paths:
+            retry_locked(client.log_artifact, run_id, str(path), artifact_path)
+
+    return upload

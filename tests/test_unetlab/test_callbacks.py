@@ -1,4 +1,4 @@
-"""Checkpoints and the epoch summary, driven epoch by epoch on a tiny real Keras model."""
+"""The epoch summary and the signal handling, driven on a tiny real Keras model."""
 
 import logging
 import os
@@ -8,8 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from unetlab.callbacks import (Checkpoints, EpochSummary, InterruptBetweenSteps, current_learning_rate, improved,
-                               save_atomically)
+from unetlab.callbacks import EpochSummary, Interrupted, InterruptBetweenSteps, current_learning_rate, improved
 
 
 def tiny_model():
@@ -29,52 +28,6 @@ def started(callback, model):
     (0.5, 0.5, "max", False), (float("nan"), None, "max", False), (None, 0.5, "min", False)])
 def test_improved_compares_in_the_monitor_direction(value, best, mode, expected):
     assert improved(value, best, mode) is expected
-
-
-def test_best_is_saved_only_when_the_monitor_improves_and_last_every_epoch(tmp_path):
-    model = tiny_model()
-    checkpoints = started(Checkpoints(tmp_path / "ckpt", "val_dice", "max"), model)
-    checkpoints.on_epoch_end(0, {"val_dice": 0.5})
-    first_best = checkpoints.best_path.stat().st_mtime_ns
-    checkpoints.on_epoch_end(1, {"val_dice": 0.4})  # worse: best.keras untouched
-    assert checkpoints.best_path.stat().st_mtime_ns == first_best
-    assert (checkpoints.best, checkpoints.best_epoch) == (0.5, 0)
-    checkpoints.on_epoch_end(2, {"val_dice": 0.7})
-    assert (checkpoints.best, checkpoints.best_epoch) == (0.7, 2)
-    assert checkpoints.last_path.is_file()
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["best.keras", "last.keras"]  # no partial files
-
-
-def test_best_model_loads_without_a_compile_config_and_last_keeps_the_optimizer(tmp_path):
-    model = tiny_model()
-    model.fit(np.ones((2, 4, 4, 1), "float32"), np.ones((2, 4, 4, 1), "float32"), epochs=1, verbose=0)
-    checkpoints = started(Checkpoints(tmp_path, "val_dice", "max"), model)
-    checkpoints.on_epoch_end(0, {"val_dice": 0.5})
-    best = keras.saving.load_model(checkpoints.best_path)
-    last = keras.saving.load_model(checkpoints.last_path)
-    assert getattr(best, "optimizer", None) is None and last.optimizer is not None
-    x = np.random.default_rng(0).random((1, 4, 4, 1)).astype("float32")
-    np.testing.assert_allclose(best.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
-
-
-def test_a_restored_best_value_is_kept_by_a_resumed_run(tmp_path):
-    checkpoints = started(Checkpoints(tmp_path, "val_loss", "min", best=0.2), tiny_model())
-    checkpoints.on_epoch_end(0, {"val_loss": 0.3})
-    assert checkpoints.best == 0.2 and not checkpoints.best_path.exists()
-
-
-def test_a_failed_save_leaves_the_previous_file_and_no_partial_file(tmp_path):
-    path = tmp_path / "best.keras"
-    path.write_text("previous")
-
-    class Broken:
-        def save(self, target):
-            open(target, "w").write("half")
-            raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        save_atomically(Broken(), path)
-    assert path.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]
 
 
 def test_epoch_summary_logs_one_line_with_metrics_lr_and_improvement(caplog):
@@ -112,3 +65,14 @@ def test_a_second_ctrl_c_raises_at_once_and_a_quiet_run_restores_the_handler():
     quiet = started(InterruptBetweenSteps(), tiny_model())
     quiet.on_train_end()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_sigterm_stops_at_the_next_batch_end_as_interrupted_and_both_handlers_come_back():
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    callback = started(InterruptBetweenSteps(), tiny_model())
+    os.kill(os.getpid(), signal.SIGTERM)  # noted: the process is not killed
+    assert callback.requested == signal.SIGTERM
+    with pytest.raises(Interrupted) as stopped:
+        callback.on_train_batch_end(0, logs={})
+    assert stopped.value.signum == signal.SIGTERM and isinstance(stopped.value, KeyboardInterrupt)
+    assert {s: signal.getsignal(s) for s in before} == before

@@ -43,6 +43,7 @@ class Config:
     model_uri: Optional[str] = None
     checkpoint: Optional[str] = None
     hparams_search: Optional[SearchConfig] = None
+    resume: Optional[str] = None  # a task=train run id: continue that run (its own config, see runner.resume)
 
     def __post_init__(self) -> None:
         if self.task in (Task.train, Task.preview):

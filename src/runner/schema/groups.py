@@ -236,12 +236,14 @@ class TrainerConfig:
     run_eagerly: bool = MISSING
     deterministic: bool = MISSING
     verbose: str = MISSING
+    checkpoint_every: int = MISSING
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, ">= 1")
         _require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, ">= 1")
         _require(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "trainer.steps_per_epoch",
                  self.steps_per_epoch, ">= 1 or null")
+        _require(self.checkpoint_every >= 1, "trainer.checkpoint_every", self.checkpoint_every, ">= 1")
         _require(0.0 < self.plateau_factor < 1.0, "trainer.plateau_factor", self.plateau_factor, "in (0, 1)")
         _require(self.verbose in ("auto", "0", "1", "2"), "trainer.verbose", self.verbose, "auto, 0, 1 or 2")
 

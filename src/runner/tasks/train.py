@@ -1,4 +1,5 @@
-"""`task=train`: build data, model and optimizer from the config, fit, track in MLflow."""
+"""`task=train`: build data, model and optimizer from the config, fit, track in MLflow;
+`resume=RUN_ID` continues a run from its training state."""
 
 from __future__ import annotations
 
@@ -9,18 +10,19 @@ import keras
 import mlflow
 import tensorflow as tf
 
-from unetlab.callbacks import Checkpoints
+from unetlab.checkpoints import Checkpoints
 from unetlab.models import describe
 from unetlab.preprocessing import Preprocessing
 
 from .. import builders, pictures, tracking
+from ..logged_run import fetch_training_state
 from ..schema import Config
 from ..sweeps.trial import job_trial
 
 log = logging.getLogger(__name__)
 
 
-def train(config: Config) -> float:
+def train(config: Config) -> float | None:
     """Train one model and return the best value of `trainer.monitor` (the sweep objective)."""
     trial = job_trial(config)  # the Optuna trial this job runs (a no-op outside a search)
     trainer, output_dir = config.trainer, Path(config.output_dir)
@@ -34,48 +36,83 @@ def train(config: Config) -> float:
     log.info("data: %s", splits.description)
     model = builders.build_model(config)
     log.info("%s", describe(model, config.model.depth, config.model.filters))
-    label_size = builders.label_size(model, config)
-    train_batches = builders.make_training_batches(config, splits, trainer.batch_size, label_size=label_size,
-                                                   repeat=trainer.steps_per_epoch is not None)
-    val_batches = builders.make_validation_batches(config, splits, trainer.batch_size, label_size=label_size)
     steps_per_epoch = builders.steps_per_epoch(config, splits)
     builders.compile_model(model, config, total_steps=trainer.epochs * steps_per_epoch)
 
-    checkpoints = Checkpoints(output_dir / tracking.CHECKPOINTS, trainer.monitor, config.monitor_direction())
+    checkpoints = Checkpoints(output_dir / tracking.CHECKPOINTS, trainer.monitor, config.monitor_direction(),
+                              every=trainer.checkpoint_every)
+    first_epoch, logged_epochs = 0, frozenset()
+    if config.resume:
+        tracking.use_experiment(config.tracking)
+        state = fetch_training_state(config.resume, checkpoints.directory)
+        if state is not None:
+            checkpoints.resume_from(model, state)
+            first_epoch = state.epoch + 1
+        if first_epoch >= trainer.epochs and tracking.run_status(config.resume) == "FINISHED":
+            log.info("run %s is FINISHED after %d epochs: nothing to do (trainer.epochs=N with N > %d trains "
+                     "it longer)", config.resume, first_epoch, first_epoch)
+            return checkpoints.best
+        logged_epochs = tracking.logged_epochs(config.resume, "loss")
+        log.info("resuming run %s at epoch %d of %d", config.resume, first_epoch + 1, trainer.epochs)
     # Beside the checkpoints from the start, so even an interrupted run's best.keras is usable.
     preprocessing_path = splits.preprocessing.save(checkpoints.directory / Preprocessing.FILENAME)
-    callbacks = builders.training_callbacks(config, checkpoints) + trial.callbacks(trainer.monitor)
-    tags = {"task": "train", **trial.tags(), **({"data_fingerprint": fingerprint} if fingerprint else {})}
+    label_size = builders.label_size(model, config)
+    train_batches = builders.make_training_batches(config, splits, trainer.batch_size, label_size=label_size,
+                                                   first_epoch=first_epoch)
+    val_batches = builders.make_validation_batches(config, splits, trainer.batch_size, label_size=label_size)
+    callbacks = builders.training_callbacks(config, checkpoints, logged_epochs, extra=trial.callbacks(trainer.monitor))
+    tags = {"task": "train", tracking.CHECKPOINTS_DIR_TAG: str(checkpoints.directory.resolve()), **trial.tags(),
+            **({"data_fingerprint": fingerprint} if fingerprint else {})}
 
-    with tracking.tracked_run(config.tracking, tags) as run:
+    with tracking.tracked_run(config.tracking, tags, resume=config.resume) as run:
         trial.started(run.info.run_id)
-        tracking.log_config(config)
-        tracking.log_data(splits, fingerprint, getattr(config.data, "images", None))
-        tracking.log_model_summary(model)
-        model.fit(train_batches, validation_data=val_batches, epochs=trainer.epochs,
-                  steps_per_epoch=steps_per_epoch if trainer.steps_per_epoch else None,
-                  shuffle=False,  # the pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset
-                  callbacks=callbacks, verbose=trainer.verbose if trainer.verbose == "auto" else int(trainer.verbose))
+        tracking.log_config(config, params=not config.resume)
+        if not config.resume:
+            tracking.log_data(splits, fingerprint, getattr(config.data, "images", None))
+            tracking.log_model_summary(model)
+        if config.tracking.log_checkpoints:
+            mlflow.log_artifact(str(preprocessing_path), tracking.CHECKPOINTS)
+            checkpoints.on_written = tracking.artifact_uploader(run.info.run_id, tracking.CHECKPOINTS)
+        try:
+            model.fit(train_batches, validation_data=val_batches, epochs=trainer.epochs, initial_epoch=first_epoch,
+                      steps_per_epoch=steps_per_epoch, callbacks=callbacks, shuffle=False,  # the pipeline shuffles
+                      verbose=trainer.verbose if trainer.verbose == "auto" else int(trainer.verbose))
+        finally:  # also on Ctrl-C, SIGTERM or an error: the last completed epoch's state is kept
+            checkpoints.close()
         if checkpoints.best is None:
             raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
         tracking.retry_locked(mlflow.log_metrics, {f"best_{trainer.monitor}": checkpoints.best,
                                                    "best_epoch": checkpoints.best_epoch})
-        if config.tracking.log_checkpoints:
-            for path in (checkpoints.best_path, checkpoints.last_path, preprocessing_path):
-                mlflow.log_artifact(str(path), tracking.CHECKPOINTS)
-        if config.tracking.register_model:
-            from ..serving import log_segmentation_model
-
-            log_segmentation_model(checkpoints.best_path, preprocessing_path, config.tracking.register_model)
-        if builders.is_augmented(config):
-            mlflow.log_artifact(str(pictures.save_augmentation_grid(
-                train_batches.unbatch(), config.tracking.num_predictions, output_dir)))
-        if config.tracking.log_predictions:
-            mlflow.log_artifact(str(pictures.save_prediction_grid(
-                keras.saving.load_model(checkpoints.best_path), val_batches, config.tracking.num_predictions,
-                output_dir)))
-        trial.finished(checkpoints.best)  # last: a trial is complete once everything is logged
+        trial.finished(checkpoints.best)  # the objective is recorded before the optional steps below
+        finish_optional(config, checkpoints, preprocessing_path, train_batches, val_batches)
         log.info("best %s=%.4f at epoch %d; run %s", trainer.monitor, checkpoints.best, checkpoints.best_epoch + 1,
                  run.info.run_id)
         log.info("view: %s", tracking.runs_link(mlflow.get_tracking_uri(), run.info.experiment_id, run.info.run_id))
     return checkpoints.best
+
+
+def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path: Path, train_batches,
+                    val_batches) -> None:
+    """Registration and pictures: each that fails is a warning and a tag, not a failed training."""
+    output_dir, count = Path(config.output_dir), config.tracking.num_predictions
+    steps = []
+    if config.tracking.register_model:
+        from ..serving import log_segmentation_model
+
+        steps.append(("register_model", lambda: log_segmentation_model(
+            checkpoints.best_path, preprocessing_path, config.tracking.register_model)))
+    if builders.is_augmented(config):
+        steps.append(("augmentation_grid", lambda: mlflow.log_artifact(str(pictures.save_augmentation_grid(
+            train_batches.unbatch(), count, output_dir)))))
+    if config.tracking.log_predictions:
+        steps.append(("prediction_grid", lambda: mlflow.log_artifact(str(pictures.save_prediction_grid(
+            keras.saving.load_model(checkpoints.best_path), val_batches, count, output_dir)))))
+    failed = []
+    for name, step in steps:
+        try:
+            step()
+        except Exception as error:  # noqa: BLE001 - optional: the training itself is done and recorded
+            log.warning("%s failed (the training is kept): %s: %s", name, type(error).__name__, error)
+            failed.append(name)
+    if failed:
+        tracking.retry_locked(mlflow.set_tag, "failed_end_steps", ",".join(failed))

@@ -21,6 +21,7 @@ from numbers import Real
 import tensorflow as tf
 
 from ..errors import ConfigError
+from .patches import keyed_map
 
 # Each transform draws from its own key, folded in from the pair's key, so
 # switching one transform on or off never changes what the others draw.
@@ -104,32 +105,28 @@ def augment_pair(image, mask, seed, config: AugmentConfig):
     return image, mask
 
 
-def make_augmenter(config: AugmentConfig, seed: int):
+def make_augmenter(config: AugmentConfig, seed: int, keyed: bool = False):
     """Return `augment(dataset)`, to use as `dataset.apply(augment)` on unbatched (image, mask) pairs.
 
     Each pair is zipped with a key from `tf.data.Dataset.random(seed,
     rerandomize_each_iteration=True)`: a new deterministic stream on every
     iteration (epoch, or pass of `repeat`), so epochs differ and a run with the
     same seed (and the same global TF seed, if one is set) repeats exactly.
+    `keyed=True` takes and returns (key, (image, mask)) elements with the caller's
+    int64 keys instead (`make_batches` keys pairs by pass and position).
     Apply it after `cache` (or augmentations get cached) and before the mask is
     cropped and the pairs are batched.
     """
     validate(config)
+    if not (_has_warp(config) or config.flip or config.rotate90 or _has_intensity(config)):
+        return lambda dataset: dataset
 
-    def augment(dataset: tf.data.Dataset) -> tf.data.Dataset:
-        if not (_has_warp(config) or config.flip or config.rotate90 or _has_intensity(config)):
-            return dataset
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    @tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow: skip autograph
+    def apply(key, pair):
+        image, mask = pair
+        return key, augment_pair(image, mask, tf.stack([tf.constant(seed, tf.int64), key]), config)
 
-        @tf.autograph.experimental.do_not_convert  # no tensor-dependent Python control flow: skip autograph
-        def apply(key, pair):
-            image, mask = pair
-            return augment_pair(image, mask, tf.stack([tf.constant(seed, tf.int64), key]), config)
-
-        return tf.data.Dataset.zip((keys, dataset)).map(apply, num_parallel_calls=tf.data.AUTOTUNE,
-                                                        deterministic=True)
-
-    return augment
+    return keyed_map(apply, seed, keyed)
 
 
 # --- geometry ---------------------------------------------------------------------------------

@@ -139,30 +139,39 @@ def random_patch(image, mask, key, patch_size: int, foreground_oversample: float
 
 
 def make_patch_sampler(patch_size: int, seed: int, foreground_oversample: float = 0.0,
-                       ignore_index: int | None = None):
+                       ignore_index: int | None = None, keyed: bool = False):
     """Return `sample(dataset)`, to use as `dataset.apply(sample)`: one `random_patch` per pair.
 
     Each pair is zipped with a key from `tf.data.Dataset.random(seed,
     rerandomize_each_iteration=True)`, as `unetlab.data.augment.make_augmenter` does: new
-    patches every epoch, the same ones in every run with the same seed. Apply it after
-    `cache` (or the first epoch's patches are cached).
+    patches every epoch, the same ones in every run with the same seed. `keyed=True` takes
+    and returns (key, (image, mask)) elements whose int64 keys the caller chose
+    (`make_batches` keys each pair by its pass and position, so a resumed run draws the same).
+    Apply it after `cache` (or the first epoch's patches are cached).
     """
     patch_size = check_patch_size(patch_size)
     foreground_oversample = check_foreground_oversample(foreground_oversample)
 
-    def sample(dataset: tf.data.Dataset) -> tf.data.Dataset:
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    @tf.autograph.experimental.do_not_convert
+    def crop(key, pair):
+        image, mask = pair
+        return key, random_patch(image, mask, tf.stack([tf.constant(seed, tf.int64), key]), patch_size,
+                                 foreground_oversample, ignore_index)
 
-        @tf.autograph.experimental.do_not_convert
-        def crop(key, pair):
-            image, mask = pair
-            return random_patch(image, mask, tf.stack([tf.constant(seed, tf.int64), key]), patch_size,
-                                foreground_oversample, ignore_index)
+    return keyed_map(crop, seed, keyed)
 
-        return tf.data.Dataset.zip((keys, dataset)).map(crop, num_parallel_calls=tf.data.AUTOTUNE,
-                                                        deterministic=True)
 
-    return sample
+def keyed_map(function, seed: int, keyed: bool):
+    """`apply(dataset)` mapping `function(key, pair) -> (key, pair)` over the dataset in parallel
+    (order kept); unless `keyed`, the pairs get keys from a seeded random stream, dropped after."""
+    def apply(dataset: tf.data.Dataset) -> tf.data.Dataset:
+        if not keyed:
+            keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            dataset = tf.data.Dataset.zip((keys, dataset))
+        dataset = dataset.map(function, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return dataset if keyed else dataset.map(lambda key, pair: pair)
+
+    return apply
 
 
 def _fold(key, index: int):

@@ -62,32 +62,58 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
                  label_size: int | None = None, repeat: bool = False,
                  augment: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None,
                  patch_size: int | None = None, foreground_oversample: float = 0.33,
-                 ignore_index: int | None = None) -> tf.data.Dataset:
-    """Cache -> seeded shuffle (reshuffled each epoch) -> patches -> augment -> batch -> prefetch.
+                 ignore_index: int | None = None, skip: int = 0) -> tf.data.Dataset:
+    """Cache -> seeded shuffle per pass -> patches -> augment -> batch -> prefetch.
+
+    `shuffle=True` (training) gives an endless stream of passes over the pairs, each shuffled
+    and augmented as a function of (seed, pass number, position) alone: `fit` reads it with
+    `steps_per_epoch`, and a resumed run that skips the `skip` pairs already trained on sees
+    exactly what an uninterrupted run would. Each pass is batched on its own (its last batch
+    may be smaller) unless `repeat`, where batches run on across passes (for a
+    `steps_per_epoch` shorter or longer than a pass). `shuffle=False` (validation) gives one
+    pass in order.
 
     `patch_size` (training): one random patch_size crop of every pair per pass, drawn after
     the cache so every epoch sees new patches (`make_patch_sampler`, with
     `foreground_oversample` and `ignore_index`); None keeps the pairs whole. Validation data
-    is tiled by its source instead. `augment` is a dataset transform
-    (`unetlab.data.augment.make_augmenter`), applied after the cache so every epoch sees new
-    variants. `label_size` centre-crops masks to the model's output size (valid-padding U-Net).
+    is tiled by its source instead. `augment` is `make_augmenter(config, seed, keyed=True)`,
+    applied after the cache so every epoch sees new variants. `label_size` centre-crops masks
+    to the model's output size (valid-padding U-Net).
     """
     if cache:
         dataset = dataset.cache()
-    if shuffle:
-        size = dataset.cardinality()
-        buffer = int(size) if size > 0 else 1024
-        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    if patch_size is not None:
-        dataset = dataset.apply(make_patch_sampler(patch_size, seed, foreground_oversample, ignore_index))
-    if augment is not None:
-        dataset = dataset.apply(augment)
-    if label_size is not None:
-        dataset = dataset.map(lambda image, mask: (image, _centre_crop(mask, label_size)),
+    size = int(dataset.cardinality())
+    if size < 0:  # e.g. after a filter: count once (this pass fills the cache)
+        size = int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+    def one_pass(number):
+        """Pass `number` as (key, pair): key = number * 2**32 + position, the pairs shuffled by (seed, number)."""
+        keys = tf.data.Dataset.range(size).map(lambda position: number * 2**32 + position)
+        pairs = dataset.shuffle(max(size, 1), seed=seed * 1_000_003 + number) if shuffle else dataset
+        return tf.data.Dataset.zip((keys, pairs))
+
+    def transform(keyed: tf.data.Dataset) -> tf.data.Dataset:
+        if patch_size is not None:
+            keyed = keyed.apply(make_patch_sampler(patch_size, seed, foreground_oversample, ignore_index, keyed=True))
+        if augment is not None:
+            keyed = keyed.apply(augment)
+        pairs = keyed.map(lambda key, pair: pair)
+        if label_size is not None:
+            pairs = pairs.map(lambda image, mask: (image, _centre_crop(mask, label_size)),
                               num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return pairs
+
+    if not shuffle:
+        batches = transform(one_pass(tf.constant(0, tf.int64))).batch(batch_size)
+    elif repeat:  # batches straddle passes; start `skip` pairs in
+        first, offset = divmod(skip, max(size, 1))
+        passes = tf.data.Dataset.range(first, 2**31).flat_map(one_pass).skip(offset)
+        batches = transform(passes).batch(batch_size)
+    else:  # whole passes, each batched on its own
+        first = -(-skip // max(size, 1))
+        batches = tf.data.Dataset.range(first, 2**31).flat_map(
+            lambda number: transform(one_pass(number)).batch(batch_size))
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def _centre_crop(mask, size: int):

@@ -75,7 +75,8 @@ def test_run_logs_tags_config_summary_checkpoints_and_prediction_grid(finished_r
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "model_summary.txt", "checkpoints", "predictions.png", "augmentations.png"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} == {
-        "checkpoints/best.keras", "checkpoints/last.keras", "checkpoints/preprocessing.json"}
+        "checkpoints/best.keras", "checkpoints/state-a.npz", "checkpoints/state-b.npz",
+        "checkpoints/preprocessing.json"}  # 2 epochs: one state in each slot
     summary = Path(client.download_artifacts(run.info.run_id, "model_summary.txt")).read_text()
     assert "enc0_conv1" in summary and "head" in summary
     config = Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
@@ -109,26 +110,50 @@ def test_error_during_training_marks_the_run_failed(make_config, tiny_overrides,
         train(make_config(tiny_overrides))
     _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
     assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith(("IsADirectoryError", "OSError"))
     assert not list((tmp_path / "out" / "checkpoints").glob(".*partial*"))  # no temporary file left behind
 
 
-def test_ctrl_c_marks_the_run_killed_and_exits_130(tmp_path):
+def test_a_failing_prediction_grid_is_a_warning_and_the_run_still_finishes(make_config, tiny_overrides, tmp_path,
+                                                                          monkeypatch, caplog):
+    from runner import pictures
+
+    def broken(*args, **kwargs):
+        raise MemoryError("no room for a picture")
+
+    monkeypatch.setattr(pictures, "save_prediction_grid", broken)
+    objective = train(make_config(tiny_overrides))
+    _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
+    assert run.info.status == "FINISHED" and run.data.tags["failed_end_steps"] == "prediction_grid"
+    assert run.data.metrics["best_val_dice"] == pytest.approx(objective)  # recorded before the optional steps
+    assert "prediction_grid failed (the training is kept): MemoryError: no room for a picture" in caplog.text
+
+
+def start_training(cwd, *args):
+    """`python -m runner` training the tiny model for 200 epochs; returns once epoch 2 has ended."""
     import os
 
-    args = [*TINY, "trainer.epochs=200", "trainer.verbose=2"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "runner", *TINY, "trainer.epochs=200", "trainer.verbose=2",
+                                *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
     for line in process.stdout:
-        if "epoch 1/200" in line or time.monotonic() > deadline:
+        if "epoch 2/200" in line or time.monotonic() > deadline:
             break
-    process.send_signal(signal.SIGINT)
+    return process
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_save_a_checkpoint_and_end_the_run_killed(tmp_path, signum, status):
+    process = start_training(tmp_path)
+    process.send_signal(signum)
     output, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, output[-2000:]
-    assert "Traceback" not in output
-    _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
-    assert run.info.status == "KILLED"
+    assert process.returncode == status, output[-2000:]
+    assert "Traceback" not in output and f"interrupted ({signal.Signals(signum).name})" in output
+    client, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
+    assert run.info.status == "KILLED" and run.data.tags["interrupted"] == signal.Signals(signum).name
+    states = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")}
+    assert {"checkpoints/best.keras", "checkpoints/state-a.npz"} <= states
 
 
 def test_patch_kfold_dataset_normalisation_run_logs_split_statistics_and_fingerprint(make_config, tmp_path,
