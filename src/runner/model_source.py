@@ -1,4 +1,9 @@
-"""Where a trained model comes from: `run_id=`, `model_uri=models:/NAME/VERSION` or `checkpoint=PATH.keras`."""
+"""Where a trained model comes from: `run_id=`, `model_uri=models:/NAME/VERSION` or `checkpoint=PATH.keras`.
+
+Every source ends in `keras.saving.load_model(..., safe_mode=True)` on a `.keras` file and a
+`preprocessing.json`: loading a model runs no code from the model store. A registered model's
+pickled python model (`runner.serving`) is never unpickled here.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,15 @@ from pathlib import Path
 
 import keras
 import mlflow
+import yaml
 from mlflow.exceptions import MlflowException
 
-from unetlab.callbacks import Checkpoints
+from unetlab.checkpoints import Checkpoints
 from unetlab.errors import ConfigError, DataError
 from unetlab.preprocessing import Preprocessing
 
 from .schema import Config
+from .serving import logged_files
 from .tracking import CHECKPOINTS
 
 BEST_MODEL = f"{CHECKPOINTS}/{Checkpoints.BEST}"
@@ -56,20 +63,63 @@ def _from_run(run_id: str, tracking_uri: str) -> LoadedModel:
 
 
 def _from_registry(model_uri: str, tracking_uri: str) -> LoadedModel:
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        pyfunc = mlflow.pyfunc.load_model(model_uri)
-    except MlflowException as error:
-        raise DataError(f"model_uri={model_uri} cannot be loaded from tracking.uri={tracking_uri}: "
-                        f"{str(error).splitlines()[0]}") from None
-    wrapped = pyfunc.unwrap_python_model()
-    return LoadedModel(wrapped.model, wrapped.preprocessing, pyfunc.metadata.run_id, model_uri)
+    """The registered version's `.keras` file and preprocessing, downloaded from its logged model
+    (where its MLmodel file says they are); the pickled python model beside them is left alone."""
+    def cannot(reason: str) -> DataError:
+        return DataError(f"model_uri={model_uri} cannot be loaded from tracking.uri={tracking_uri}: {reason}")
+
+    client = mlflow.MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="unetlab-registry-") as target:  # the model is loaded into memory
+        try:
+            version = _registered_version(client, model_uri)
+            location = client.get_model_version_download_uri(version.name, version.version)
+            mlmodel = yaml.safe_load(_download(location, "MLmodel", target, tracking_uri).read_text())
+            files = {name: _download(location, path, target, tracking_uri)
+                     for name, path in logged_files(mlmodel).items()}
+        except MlflowException as error:
+            raise cannot(str(error).splitlines()[0]) from None
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            raise cannot("it is not a unetlab model (no MLmodel listing a model and its preprocessing)") from None
+        if files["model"].suffix != ".keras":
+            raise cannot(f"its model file {files['model'].name} is not a .keras file")
+        loaded = _load(files["model"], files["preprocessing"])
+    loaded.source_run_id, loaded.description = version.run_id, model_uri
+    return loaded
+
+
+def _registered_version(client: mlflow.MlflowClient, model_uri: str):
+    """The ModelVersion that models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest names."""
+    prefix = "models:/"
+    name, at, alias = model_uri[len(prefix):].partition("@")
+    if model_uri.startswith(prefix) and name and at:
+        return client.get_model_version_by_alias(name, alias)
+    name, _, version = name.rpartition("/")
+    if not model_uri.startswith(prefix) or not name or not version:
+        raise ConfigError(f"model_uri={model_uri} must be {prefix}NAME/VERSION, {prefix}NAME@ALIAS or "
+                          f"{prefix}NAME/latest")
+    if version == "latest":
+        versions = client.search_model_versions(f"name='{name}'")
+        if not versions:
+            raise MlflowException(f"registered model {name!r} has no versions")
+        return max(versions, key=lambda found: int(found.version))
+    return client.get_model_version(name, version)
+
+
+def _download(location: str, path: str, target: str, tracking_uri: str) -> Path:
+    """One file of the artifacts at `location` (a path or URI) into the folder `target`."""
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/{path}", dst_path=target,
+                                                    tracking_uri=tracking_uri))
 
 
 def _from_checkpoint(path: Path, preprocessing_path: Path | None = None) -> LoadedModel:
     if path.suffix != ".keras" or not path.is_file():
         raise ConfigError(f"checkpoint={str(path)!r} is not a .keras file")
-    model = keras.saving.load_model(path, compile=False)
+    return _load(path, preprocessing_path)
+
+
+def _load(path: Path, preprocessing_path: Path | None = None) -> LoadedModel:
+    """A `.keras` file in Keras safe mode, with the preprocessing beside it (or read from its shapes)."""
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
     preprocessing_path = preprocessing_path or path.with_name(Preprocessing.FILENAME)
     if preprocessing_path.is_file():
         preprocessing = Preprocessing.load(preprocessing_path)

@@ -5,6 +5,10 @@
 decoder gives them (uint8 / 255, uint16 / 65535), and returns its class-id mask
 (H, W) uint8, applying the rest of the preprocessing the run was trained with. Params `tta`
 (none | flips | d4) and `overlap` may be passed at predict time.
+
+That call unpickles the python model (cloudpickle) and so runs code from the model store: only
+for stores you trust. unetlab itself never does: `model_uri=` reads the `.keras` file and
+`preprocessing.json` that the MLmodel file lists (`logged_files`) and loads them in Keras safe mode.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import mlflow
 import numpy as np
 
 ARTIFACT_PATH = "model"
+ARTIFACTS = ("model", "preprocessing")  # the pyfunc artifacts: the .keras file and its preprocessing.json
 
 
 class SegmentationModel(mlflow.pyfunc.PythonModel):
@@ -25,7 +30,7 @@ class SegmentationModel(mlflow.pyfunc.PythonModel):
 
         from unetlab.preprocessing import Preprocessing
 
-        self.model = keras.saving.load_model(context.artifacts["model"], compile=False)
+        self.model = keras.saving.load_model(context.artifacts["model"], compile=False, safe_mode=True)
         self.preprocessing = Preprocessing.load(context.artifacts["preprocessing"])
 
     def predict(self, context, model_input, params=None):
@@ -36,6 +41,12 @@ class SegmentationModel(mlflow.pyfunc.PythonModel):
         probabilities = predict_image(self.model, np.asarray(model_input), self.preprocessing,
                                       overlap=float(params.get("overlap", 0.5)), tta=str(params.get("tta", "none")))
         return predicted_class_map(probabilities).astype(np.uint8)
+
+
+def logged_files(mlmodel: dict) -> dict[str, str]:
+    """{artifact: its path inside the logged model} for `ARTIFACTS`, from the model's parsed MLmodel file."""
+    listed = mlmodel["flavors"]["python_function"]["artifacts"]
+    return {name: listed[name]["path"] for name in ARTIFACTS}
 
 
 def log_segmentation_model(model_path: Path, preprocessing_path: Path, registered_name: str | None = None):
