@@ -1,10 +1,12 @@
 """The integrity check of an image folder against its mask folder: every problem listed, one line each."""
 
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from unetlab.data.checks import DataReport, Problem, check_folders, raise_if_broken
 from unetlab.data.image_files import read_array
@@ -222,6 +224,28 @@ def test_two_files_with_the_same_stem_are_a_duplicate_stem(tmp_path):
     save(tmp_path / "images" / "a.jpg", np.zeros((8, 6), np.uint8))
     problem = only_problem(check(tmp_path), "duplicate_stem")
     assert "images/a.jpg" in problem.message and "'a'" in problem.message
+
+
+def test_file_names_that_are_not_utf8_are_file_name_problems_shown_escaped(tmp_path):
+    make_dataset(tmp_path, {"a": three_class_mask()})
+    for folder in ("images", "masks"):
+        source = (tmp_path / folder / "a.png").read_bytes()
+        with open(os.path.join(os.fsencode(tmp_path / folder), b"bad\xff.png"), "wb") as file:
+            file.write(source)
+    report = check(tmp_path)
+    assert [(p.kind, p.message) for p in report.problems] == [
+        ("file_name", "images/bad\\xff.png: file name not UTF-8, rename it"),
+        ("file_name", "masks/bad\\xff.png: file name not UTF-8, rename it")]
+    assert report.pairs == [(str(tmp_path / "images" / "a.png"), str(tmp_path / "masks" / "a.png"))]
+    report.format_report().encode("utf-8")  # printable and loggable as it is
+    assert report.summary["fingerprint"]
+
+
+def test_a_decompression_bomb_is_undecodable(tmp_path):
+    make_dataset(tmp_path, {"a": three_class_mask()})
+    Image.new("1", (17000, 17000)).save(tmp_path / "images" / "a.png")  # 35 kB that decode to 289 megapixels
+    problem = only_problem(check(tmp_path), "undecodable")
+    assert problem.message.startswith("images/a.png cannot be decoded (more than MAX_PIXELS=268435456 pixels")
 
 
 def test_16_bit_png_images_pass_the_check(tmp_path):

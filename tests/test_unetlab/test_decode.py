@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from unetlab.data.decode import decode_image, decode_mask
+from unetlab.data import image_files
+from unetlab.data.decode import decode_image, decode_mask, decode_values
 from unetlab_samples import save
 
 pytest.importorskip("tifffile")
@@ -74,6 +75,24 @@ def test_channel_count_different_from_the_argument_names_the_file(tmp_path, name
     path = save(tmp_path / "images" / name, array)
     with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{name} has \d channel\(s\) but channels={channels}"):
         image_values(path, channels)
+
+
+def test_a_decompression_bomb_fails_from_its_header_naming_the_file(tmp_path):
+    Image.new("1", (17000, 17000)).save(tmp_path / "bomb.png")  # 35 kB that decode to 289 megapixels
+    (tmp_path / "bomb.png").write_bytes((tmp_path / "bomb.png").read_bytes()[:64])  # decoding would fail otherwise
+    in_graph = tf.data.Dataset.from_tensors(str(tmp_path / "bomb.png")).map(decode_values)  # as the pipeline reads
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"bomb.png is 17000x17000, more than MAX_PIXELS="):
+        next(iter(in_graph))
+
+
+@pytest.mark.parametrize("name", ["header.png", "header.jpg", "decoded.bmp", "decoded.gif"])
+def test_images_over_max_pixels_fail_naming_the_file(tmp_path, monkeypatch, name):
+    monkeypatch.setattr(image_files, "MAX_PIXELS", 100)
+    path = save(tmp_path / name, np.zeros((12, 10, 3), np.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{name} is 12x10, more than MAX_PIXELS=100 pixels"):
+        image_values(path, channels=3)
+    fits = save(tmp_path / f"fits_{name}", np.zeros((10, 10, 3), np.uint8))
+    assert image_values(fits, channels=3).shape == (10, 10, 3)
 
 
 # --- masks ---------------------------------------------------------------------------------------

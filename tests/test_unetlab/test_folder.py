@@ -1,5 +1,6 @@
 """Pairing image and mask files by stem, and seeded train/validation and k-fold splits."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,14 @@ def test_find_pairs_reads_tiff_and_rejects_two_files_with_one_stem(tmp_path):
     assert [Path(i).name for i, _ in find_pairs(images, masks)] == ["s0.png", "s1.tif"]
     save(images / "s1.png", np.zeros((4, 4, 1), np.uint8))
     with pytest.raises(DataError, match="s1.png and s1.tif .* share the stem 's1'"):
+        find_pairs(images, masks)
+
+
+def test_find_pairs_rejects_file_names_that_are_not_utf8_showing_them_escaped(tmp_path):
+    images, masks = make_folder(tmp_path, count=2)
+    with open(os.path.join(os.fsencode(images), b"caf\xe9.png"), "wb") as file:  # latin-1, not UTF-8
+        file.write((images / "s0.png").read_bytes())
+    with pytest.raises(DataError, match=r"^caf\\xe9\.png in images='.*images': file name not UTF-8, rename it$"):
         find_pairs(images, masks)
 
 

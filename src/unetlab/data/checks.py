@@ -1,10 +1,11 @@
 """Dataset integrity check for image/mask folders, to run before training.
 
 Reads every file once (`unetlab.data.image_files`) into NumPy, and lists every problem
-it finds instead of stopping at the first: files without a partner, files that do not
-decode, image/mask size mismatches, images whose channel count differs from `channels`,
-mask values that are not class ids, and NaN/Inf pixels. No TensorFlow here, so it stays
-fast and can run on a machine without an accelerator.
+it finds instead of stopping at the first: file names that are not UTF-8, files without a
+partner, files that do not decode (or have more than `image_files.MAX_PIXELS` pixels),
+image/mask size mismatches, images whose channel count differs from `channels`, mask values
+that are not class ids, and NaN/Inf pixels. No TensorFlow here, so it stays fast and can run
+on a machine without an accelerator.
 
 Mask conventions accepted as valid:
 
@@ -34,9 +35,9 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..labels import check_ignore_index, colour_code, palette_colours
 from .fingerprint import Digest, bytes_digest, combine_digests
-from .image_files import READ_WORKERS, SUPPORTED_SUFFIXES, Undecodable, decode_array, scan_images
+from .image_files import READ_WORKERS, SUPPORTED_SUFFIXES, Undecodable, decode_array, printable, scan_images
 
-PROBLEM_KINDS = ("missing_folder", "empty_folder", "duplicate_stem", "missing_mask", "missing_image",
+PROBLEM_KINDS = ("missing_folder", "empty_folder", "file_name", "duplicate_stem", "missing_mask", "missing_image",
                  "undecodable", "size_mismatch", "channel_mismatch", "label_values", "non_finite")
 _NAMED = ("images", "masks", "channels", "num_classes", "ignore_index", "palette")  # what messages name
 
@@ -351,7 +352,10 @@ def _list_folder(directory: str | Path, key: str, display: "_Display",
     if not folder.is_dir():
         problems.append(Problem("missing_folder", str(directory), f"{key}={str(directory)!r} is not a directory"))
         return None
-    files, clashes = scan_images(folder)
+    files, clashes, badly_named = scan_images(folder)
+    for path in badly_named:
+        problems.append(Problem("file_name", printable(path), f"{printable(display(path))}: file name not UTF-8, "
+                                                              f"rename it"))
     for kept, other in clashes:
         problems.append(Problem("duplicate_stem", str(other), f"{display(kept)} and {display(other)} share the stem "
                                                               f"{kept.stem!r}; pairing needs one file per stem"))

@@ -17,6 +17,9 @@ Masks become (H, W, 1) float32 class ids; pixels to ignore carry the value `igno
 - `num_classes=K` > 2: class ids 0..K-1 (and `ignore_index`); another value is an error.
 
 Masks with several channels hold the class id in every colour channel (alpha is dropped).
+
+An image of more than `unetlab.data.image_files.MAX_PIXELS` pixels is an error naming the file:
+PNG and JPEG sizes are read from the header, before decoding; other formats are checked once decoded.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ import tensorflow as tf
 
 from ..errors import DataError
 from ..labels import check_ignore_index, colour_code, palette_colours
+from . import image_files
 from .image_files import read_array
 
 _TIFF_PATTERN = r"(?i).*\.tiff?"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
 def decode_values(path):
@@ -44,6 +49,8 @@ def decode_values(path):
     path = tf.convert_to_tensor(path, tf.string)
     values, value_range = tf.cond(tf.strings.regex_full_match(path, _TIFF_PATTERN),
                                   lambda: _decode_tiff(path), lambda: _decode_with_tensorflow(path))
+    with tf.control_dependencies([_check_size(path, tf.shape(values)[:2])]):  # BMP and GIF: once decoded
+        values = tf.identity(values)
     values.set_shape([None, None, None])
     value_range.set_shape([])
     return values, value_range
@@ -52,8 +59,8 @@ def decode_values(path):
 def _decode_with_tensorflow(path):
     raw = tf.io.read_file(path)
     header = tf.strings.join([tf.strings.substr(raw, 0, 25), b"\0" * 25])  # short files: no out-of-range read
-    is_png16 = (tf.equal(tf.strings.substr(header, 0, 8), _PNG_SIGNATURE)
-                & tf.equal(tf.strings.substr(header, 24, 1), b"\x10"))  # IHDR bit depth
+    is_png = tf.equal(tf.strings.substr(header, 0, 8), _PNG_SIGNATURE)
+    is_png16 = is_png & tf.equal(tf.strings.substr(header, 24, 1), b"\x10")  # IHDR bit depth
 
     def png16():
         return tf.cast(tf.io.decode_png(raw, channels=0, dtype=tf.uint16), tf.float32), tf.constant(65535.0)
@@ -62,7 +69,28 @@ def _decode_with_tensorflow(path):
         image = tf.io.decode_image(raw, channels=0, dtype=tf.uint8, expand_animations=False)
         return tf.cast(image, tf.float32), tf.constant(255.0)
 
-    return tf.cond(is_png16, png16, eight_bit)
+    with tf.control_dependencies([_check_size(path, _header_size(raw, header, is_png))]):  # before decoding
+        return tf.cond(is_png16, png16, eight_bit)
+
+
+def _header_size(raw, header, is_png):
+    """(height, width) int64 of a PNG (IHDR) or JPEG from its header; (0, 0) for other formats."""
+    def png():
+        halves = tf.cast(tf.io.decode_raw(tf.strings.substr(header, 16, 8), tf.uint16, little_endian=False), tf.int64)
+        return tf.stack([halves[2] * 65536 + halves[3], halves[0] * 65536 + halves[1]])  # stored: width, height
+
+    is_jpeg = tf.equal(tf.strings.substr(header, 0, 3), _JPEG_SIGNATURE)
+    return tf.case([(is_png, png), (is_jpeg, lambda: tf.cast(tf.io.extract_jpeg_shape(raw)[:2], tf.int64))],
+                   default=lambda: tf.zeros([2], tf.int64))
+
+
+def _check_size(path, size):
+    """An assertion that an image of `size` (height, width) has at most MAX_PIXELS pixels, naming the file."""
+    size = tf.cast(size, tf.int64)
+    height, width = size[0], size[1]
+    return tf.debugging.Assert(height * width <= image_files.MAX_PIXELS, [tf.strings.join([
+        "image ", path, " is ", tf.strings.as_string(height), "x", tf.strings.as_string(width),
+        f", more than MAX_PIXELS={image_files.MAX_PIXELS} pixels (unetlab.data.image_files.MAX_PIXELS)"])])
 
 
 def _decode_tiff(path):

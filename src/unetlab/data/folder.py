@@ -7,19 +7,26 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .image_files import SUPPORTED_SUFFIXES, scan_images
+from .image_files import SUPPORTED_SUFFIXES, printable, scan_images
 
 
 def list_images(directory: str | Path, key: str) -> dict[str, Path]:
-    """Image files of `directory` by stem; `key` names the folder in errors (`key='path' is not a directory`)."""
+    """Image files of `directory` by stem; `key` names the folder in errors (`key='path' is not a directory`).
+
+    Refuses two files with one stem (masks are matched, and predicted masks named, by stem) and
+    file names that are not UTF-8.
+    """
     folder = Path(directory)
     if not folder.is_dir():
         raise DataError(f"{key}={str(directory)!r} is not a directory")
-    files, clashes = scan_images(folder)
+    files, clashes, badly_named = scan_images(folder)
+    if badly_named:
+        raise DataError(f"{_preview([printable(p.name) for p in badly_named])} in {key}={str(directory)!r}: "
+                        f"file name not UTF-8, rename it")
     if clashes:
         kept, other = clashes[0]
         raise DataError(f"{kept.name} and {other.name} in {key}={str(directory)!r} share the stem "
-                        f"{kept.stem!r}; pairing needs one file per stem")
+                        f"{kept.stem!r}; one file per stem, as masks are matched and named by stem")
     if not files:
         raise DataError(f"{key}={str(directory)!r} holds no images ({', '.join(SUPPORTED_SUFFIXES)})")
     return files
@@ -38,9 +45,11 @@ def find_pairs(images: str | Path, masks: str | Path, *, images_key: str = "imag
     if without_mask or without_image:
         problems = []
         if without_mask:
-            problems.append(f"{len(without_mask)} image(s) without mask in {masks}: {_preview(without_mask, image_files)}")
+            problems.append(f"{len(without_mask)} image(s) without mask in {masks}: "
+                            f"{_preview([image_files[stem].name for stem in without_mask])}")
         if without_image:
-            problems.append(f"{len(without_image)} mask(s) without image in {images}: {_preview(without_image, mask_files)}")
+            problems.append(f"{len(without_image)} mask(s) without image in {images}: "
+                            f"{_preview([mask_files[stem].name for stem in without_image])}")
         raise DataError("; ".join(problems))
     return [(str(image_files[stem]), str(mask_files[stem])) for stem in sorted(image_files)]
 
@@ -79,6 +88,5 @@ def split_folds(pairs: list, folds: int, fold: int, seed: int) -> tuple[list, li
     return train, val
 
 
-def _preview(stems: list[str], files: dict[str, Path], limit: int = 3) -> str:
-    names = [files[s].name for s in stems[:limit]]
-    return ", ".join(names) + (f" (+{len(stems) - limit} more)" if len(stems) > limit else "")
+def _preview(names: list[str], limit: int = 3) -> str:
+    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
