@@ -11,8 +11,8 @@ import keras
 import mlflow
 import numpy as np
 
+from unetlab.data.checks import check_folders, message_names, raise_if_broken
 from unetlab.data.decode import decode_mask
-from unetlab.data.folder import find_pairs
 from unetlab.data.image_files import read_array
 from unetlab.errors import DataError
 from unetlab.evaluation import confusion_matrix, scores
@@ -23,6 +23,7 @@ from unetlab.visualize import colorize, grid, overlay, predicted_class_map, save
 from .. import builders, tracking
 from ..model_source import load_model_source
 from ..schema import Config
+from ..settings import config_group
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ SUMMARY = ("dice", "iou", "precision", "recall", "pixel_error")
 def evaluate(config: Config) -> dict:
     """Write metrics.json, per_image.csv and worst.png (image | truth | prediction | overlay of the
     lowest-Dice images), print a table, and log an evaluation run linked to its source run."""
-    pairs = find_pairs(config.data.images, config.data.masks, images_key="data.images", masks_key="data.masks")
     loaded = load_model_source(config)
+    pairs = checked_pairs(config, loaded.preprocessing)
     num_classes = loaded.preprocessing.num_classes
     ignore_index = config.data.ignore_index
     output = Path(config.evaluate.output)
@@ -77,6 +78,21 @@ def evaluate(config: Config) -> dict:
         tracking.retry_locked(mlflow.log_metrics, dict(summary))
         mlflow.log_artifacts(str(output), "evaluation")
     return summary
+
+
+def checked_pairs(config: Config, preprocessing) -> list[tuple[str, str]]:
+    """The image/mask pairs of data.images/data.masks once they pass the integrity check that training
+    runs, against the model's channels and classes (a one-line DataError naming the files otherwise):
+    a binary model would count any non-zero mask pixel as foreground, so wrong masks give wrong scores."""
+    data = config.data
+    names = {**{name: f"data.{name}" for name in message_names(None)},
+             "channels": "the model's channels", "num_classes": "the model's num_classes"}
+    with config_group("data"):  # data.palette / data.ignore_index that do not fit the model's classes
+        report = check_folders(data.images, data.masks, channels=preprocessing.channels,
+                               num_classes=preprocessing.num_classes, ignore_index=data.ignore_index,
+                               palette=data.palette, names=names)
+    return raise_if_broken(report, more_help=f"task=check_data data.channels={preprocessing.channels} "
+                                             f"data.num_classes={preprocessing.num_classes} lists them all").pairs
 
 
 def read_classes(path: str, num_classes: int, data) -> np.ndarray:

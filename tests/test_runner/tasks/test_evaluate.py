@@ -1,11 +1,13 @@
 """task=evaluate from a real tiny training run: scores against a NumPy reference, linked to its source run."""
 
 import json
+import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from helpers import run_runner, shapes_dataset
+from helpers import run_runner, shapes_dataset, write_png
 
 pytestmark = pytest.mark.slow
 
@@ -38,3 +40,38 @@ def test_evaluate_matches_a_numpy_reference_and_links_its_source_run(trained):
     assert runs[0].data.metrics["dice"] == pytest.approx(metrics["dice"])
     logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "evaluation")}
     assert {"evaluation/metrics.json", "evaluation/per_image.csv", "evaluation/worst.png"} <= logged
+
+
+def _grey_mask(images, masks):
+    write_png(masks / "s1.png", np.full((32, 32), 128, np.uint8))
+
+
+def _latin1_name(images, masks):
+    for folder in (images, masks):
+        with open(os.path.join(os.fsencode(folder), b"caf\xe9.png"), "wb") as file:
+            file.write((folder / "s0.png").read_bytes())
+
+
+def _bomb(images, masks):
+    Image.new("1", (17000, 17000)).save(images / "s1.png")  # 35 kB that decode to 289 megapixels
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (_grey_mask, "label_values: masks/s1.png has values [128] outside 0/1 and 0/255 (binary masks, "
+                 "the model's num_classes=1) in 1024 pixels"),
+    (_latin1_name, "file_name: images/caf\\xe9.png: file name not UTF-8, rename it"),
+    (_bomb, "undecodable: images/s1.png cannot be decoded (more than MAX_PIXELS=268435456 pixels"),
+], ids=["mask_values", "non_utf8_name", "decompression_bomb"])
+def test_evaluate_checks_the_data_first_and_fails_as_one_line_naming_the_file(trained, tmp_path, spoil, message):
+    root, run_id, client = trained
+    images, masks = shapes_dataset(tmp_path, 2, (32, 32))
+    spoil(images, masks)
+    result = run_runner("task=evaluate", f"run_id={run_id}", "data=folder", f"data.images={images}",
+                        f"data.masks={masks}", f"tracking.uri=sqlite:///{root}/mlflow.db", "evaluate.output=eval",
+                        cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "eval").exists()
+    experiment = client.get_experiment_by_name("unetlab").experiment_id
+    assert not client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'")
