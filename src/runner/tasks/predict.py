@@ -8,7 +8,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from unetlab.data.image_files import SUPPORTED_SUFFIXES, read_array
+from unetlab.data.folder import list_images
+from unetlab.data.image_files import read_array
 from unetlab.errors import DataError
 from unetlab.inference import predict_image
 from unetlab.visualize import overlay, predicted_class_map, save_png
@@ -24,8 +25,9 @@ def predict(config: Config) -> dict:
     """Write a mask PNG (and optionally probabilities and an overlay) per input image."""
     settings = config.predict
     files = list_inputs(settings.input)
-    loaded = load_model_source(config)
     output = Path(settings.output)
+    check_output(output, settings.input)
+    loaded = load_model_source(config)
     output.mkdir(parents=True, exist_ok=True)
     scale = (f"resized to {loaded.preprocessing.resize}" if loaded.preprocessing.resize
              else f"tiles of {settings.tile_size or loaded.preprocessing.tile_size}")
@@ -55,13 +57,22 @@ def mask_png(classes: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def list_inputs(location: str) -> list[Path]:
-    """The image files at `predict.input` (one file, or a directory's images)."""
+    """The image files at `predict.input`: one file, or a directory's images (one per stem, as each
+    gives its mask's name; names must be UTF-8)."""
     path = Path(location)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise DataError(f"predict.input={location!r} is neither an image file nor a directory")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
-    if not files:
-        raise DataError(f"predict.input={location!r} holds no images ({', '.join(SUPPORTED_SUFFIXES)})")
-    return files
+    return sorted(list_images(path, "predict.input").values())
+
+
+def check_output(output: Path, location: str) -> None:
+    """Refuse a `predict.output` that is (or is inside) the `predict.input` folder, or that would
+    overwrite the input file: masks must not land among, or on, the images they come from."""
+    source, target = Path(location).resolve(), output.resolve()
+    if source.is_dir() and (target == source or source in target.parents):
+        raise DataError(f"predict.output={str(output)!r} is inside predict.input={location!r}: "
+                        f"write masks to a folder outside the images")
+    if source.is_file() and target / f"{source.stem}.png" == source:
+        raise DataError(f"predict.output={str(output)!r} would overwrite predict.input={location!r} with its mask")

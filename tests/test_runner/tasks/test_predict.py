@@ -1,7 +1,10 @@
 """task=predict from a real tiny training run, as a user runs it; bad requests as one line."""
 
+import os
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import run_runner, shapes_dataset, write_png
 
@@ -30,11 +33,25 @@ def test_predict_writes_same_size_masks_overlays_and_probabilities(trained):
     (["checkpoint=missing.keras"], "checkpoint='missing.keras' is not a .keras file"),
     (["RUN", "predict.input=empty"], "predict.input='empty' holds no images"),
     (["RUN", "predict.input=rgb"], "image has 3 channels but the model expects 1"),
+    (["RUN", "predict.input=rgb", "predict.output=rgb"], "predict.output='rgb' is inside predict.input='rgb'"),
+    (["RUN", "predict.input=rgb", "predict.output=rgb/masks"], "predict.output='rgb/masks' is inside predict.input="),
+    (["RUN", "predict.input=rgb/colour.png", "predict.output=rgb"],
+     "predict.output='rgb' would overwrite predict.input='rgb/colour.png' with its mask"),
+    (["RUN", "predict.input=clash"], "a.png and a.tif in predict.input='clash' share the stem 'a'"),
+    (["RUN", "predict.input=latin1"], "caf\\xe9.png in predict.input='latin1': file name not UTF-8, rename it"),
+    (["RUN", "predict.input=bomb"], "bomb/a.png cannot be decoded (more than MAX_PIXELS=268435456 pixels"),
 ])
 def test_bad_requests_fail_with_their_own_one_line_error(trained, args, message):
     root, run_id, _ = trained
     (root / "empty").mkdir(exist_ok=True)
     write_png(root / "rgb" / "colour.png", np.zeros((32, 32, 3), np.uint8))
+    for name in ("a.png", "a.tif"):
+        write_png(root / "clash" / name, np.zeros((32, 32), np.uint8))
+    (root / "latin1").mkdir(exist_ok=True)
+    with open(os.path.join(os.fsencode(root / "latin1"), b"caf\xe9.png"), "wb") as file:
+        file.write((root / "clash" / "a.png").read_bytes())
+    (root / "bomb").mkdir(exist_ok=True)
+    Image.new("1", (17000, 17000)).save(root / "bomb" / "a.png")  # 35 kB that decode to 289 megapixels
     args = [f"run_id={run_id}" if a == "RUN" else a for a in args]
     if not any(a.startswith("predict.input") for a in args):
         args.append("predict.input=rgb")
@@ -43,3 +60,5 @@ def test_bad_requests_fail_with_their_own_one_line_error(trained, args, message)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    assert np.asarray(Image.open(root / "rgb" / "colour.png")).shape == (32, 32, 3)  # no mask written over it
+    assert not (root / "rgb" / "masks").exists()
