@@ -27,3 +27,11 @@ def test_wheel_install_finds_configs_and_presets_from_any_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith(str(target))  # the wheel's copy, not the source tree
     assert "padding: valid" in result.stdout and "filters: 64" in result.stdout
+
+
+def test_docker_image_runs_the_trainer_under_tini_as_a_non_root_user():
+    lines = (ROOT / "docker" / "Dockerfile").read_text().splitlines()
+    assert lines[-1] == 'ENTRYPOINT ["tini", "--", "python", "-m", "runner"]'  # SIGTERM reaches python
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert any("apt-get install" in line and " tini" in line for line in lines)
