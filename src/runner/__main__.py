@@ -15,6 +15,7 @@ import sys
 def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per checkpoint download
     from .help import help_text, wants_help
 
     if wants_help(sys.argv[1:]):  # ours: fast, lists tasks and groups (--hydra-help stays Hydra's)
