@@ -1,8 +1,8 @@
 """Sweeps: a grid or an Optuna search over many training runs, tracked as one MLflow parent
 run with a nested child run per job.
 
-Modules, each importing only those listed before it (and `runner.schema`, `runner.settings`,
-`runner.tracking`, never the other way round):
+Modules, each importing only those listed before it (and `runner.redact`, `runner.schema`,
+`runner.settings`, `runner.tracking`, never the other way round):
 
 - `space`: the search space, read from Hydra's sweep syntax; a trial's values as overrides.
 - `study`: the Optuna study: storage, sampler, pruner, resume, the study's own records.
@@ -25,4 +25,8 @@ runs the train task, which calls `trial.job_trial(config)` for its tags, its pru
 and its records. The sweeper settles each trial from the job's return (or what it recorded),
 writes the report (`report`), and `MlflowSweep.on_multirun_end` summarises and closes the
 parent (`parent.finish_sweep`, also called by `runner.__main__` when a sweep stops early).
+
+Passwords and environment secrets reach
+no run name, tag, study attr or log line (`runner.redact`: `MlflowSweep` and the sweeper
+install its log filter and note the config's `${oc.env:...}` keys).
 """

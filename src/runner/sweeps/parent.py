@@ -5,6 +5,7 @@ The parent's id reaches the jobs through the environment (`runner.tracking.PAREN
 so jobs run by any launcher (in this process or in worker processes) nest under it. When the
 sweep ends, `finish_sweep` logs `sweep_summary.csv` (job, status, the params that vary, the
 objective), tags the best child, prints the table sorted by objective and closes the parent.
+The parent's name and tags hold the command line with its passwords masked (`runner.redact`).
 
 For grid sweeps the Hydra callback `MlflowSweep` (registered in conf/config.yaml) opens the
 parent when the multirun starts; an Optuna search opens it itself once its search space and
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ..redact import install_log_filter, mask_secrets, masked, remember_env_secrets
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ class MlflowSweep(Callback):
     """Parent/child MLflow runs for Hydra multiruns."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        install_log_filter()
+        remember_env_secrets(config)
         if config.get("hparams_search") is None:  # a search opens the parent after its own checks
             open_parent(config)
 
@@ -63,11 +68,11 @@ def open_parent(config: DictConfig, resume: str | None = None) -> str:
         except MlflowException as error:
             log.info("the study's parent run %s is not in this tracking store (%s): starting a new one",
                      resume, error)
-    overrides = " ".join(config.hydra.overrides.task)
+    overrides = mask_secrets(" ".join(OmegaConf.to_container(config.hydra.overrides.task)))  # as typed: unresolved
     monitor = config.trainer.monitor
     tags = {"sweep": "parent", "overrides": overrides, "sweep_objective": f"best_{monitor}",
             "sweep_direction": monitor_mode(monitor, MonitorMode(config.trainer.monitor_mode)),
-            **config.tracking.tags}
+            **masked(dict(config.tracking.tags), at="tracking.tags")}
     parent = retry_locked(client.create_run, experiment_id, tags=tags, run_name=f"sweep {overrides}"[:250])
     os.environ[PARENT_RUN_ENV] = _open_parent = parent.info.run_id
     log.info("sweep parent run %s", parent.info.run_id)
@@ -84,7 +89,7 @@ def log_to_parent(paths: list[Path], artifact_path: str, tags: dict[str, str]) -
 
     client = mlflow.MlflowClient()
     for key, value in tags.items():
-        retry_locked(client.set_tag, _open_parent, key, value)
+        retry_locked(client.set_tag, _open_parent, key, mask_secrets(value))
     for path in paths:
         retry_locked(client.log_artifact, _open_parent, str(path), artifact_path)
 

@@ -1,5 +1,5 @@
 """What a search leaves in its sweep directory (and on its parent run): plots of the study,
-trials.csv, search_space.json, and a line on the best trial."""
+trials.csv, search_space.json (passwords masked), and a line on the best trial."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from ..redact import mask_secrets
 from .space import trial_overrides
 from .study import recorded_space
 
@@ -21,11 +22,11 @@ def write_report(study: optuna.Study, directory: Path) -> list[Path]:
     """The plots, the search space and the trial table of `study`, written to `directory`."""
     paths = save_plots(study, directory)
     space = directory / "search_space.json"
-    space.write_text(json.dumps(recorded_space(study), indent=2))
+    space.write_text(mask_secrets(json.dumps(recorded_space(study), indent=2)))
     paths.append(space)
     trials = study.trials_dataframe()
     if len(trials):
-        trials.to_csv(directory / "trials.csv", index=False)
+        (directory / "trials.csv").write_text(mask_secrets(trials.to_csv(index=False)))
         paths.append(directory / "trials.csv")
     return paths
 

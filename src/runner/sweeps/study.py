@@ -1,5 +1,6 @@
 """The Optuna study of a sweep: storage, sampler and pruner; resuming it; what it records of
-itself (its search space, fixed settings, parent run, interrupted trials) as study user attrs."""
+itself (its search space, fixed settings, parent run, interrupted trials) as study user attrs,
+never a password."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.trial import TrialState
 
 from unetlab.errors import ConfigError
+
+from ..redact import mask_secrets
 
 if TYPE_CHECKING:
     from ..schema import SearchConfig
@@ -35,7 +38,8 @@ def storage(url: str | None) -> optuna.storages.BaseStorage | None:
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except Exception as error:  # bad URL, unreachable server, missing driver
-        raise ConfigError(f"hparams_search.storage={url!r}: {' '.join(str(error).split())[:300]}") from None
+        message = f"hparams_search.storage={url!r}: {' '.join(str(error).split())[:300]}"
+        raise ConfigError(mask_secrets(message)) from None
 
 
 def build_pruner(pruner) -> optuna.pruners.BasePruner:
@@ -109,9 +113,10 @@ def recorded_space(study: optuna.Study) -> dict[str, Any]:
 
 
 def check_same_settings(study: optuna.Study, fixed: list[str]) -> None:
-    """Record the command line's fixed overrides on a new study; warn when a resume changes them
-    (hparams_search.* settings aside), since its trials then compare runs of other settings."""
-    current = sorted(o for o in fixed if not o.lstrip("+~").startswith("hparams_search"))
+    """Record the command line's fixed overrides (passwords masked) on a new study; warn when a
+    resume changes them (hparams_search.* settings aside), since its trials then compare runs of
+    other settings."""
+    current = sorted(mask_secrets(o) for o in fixed if not o.lstrip("+~").startswith("hparams_search"))
     recorded = study.user_attrs.get(FIXED_OVERRIDES)
     if recorded is None:
         study.set_user_attr(FIXED_OVERRIDES, current)

@@ -44,11 +44,14 @@ class OptunaSweeper(Sweeper):
 
         from unetlab.errors import UnetlabError
 
+        from ..redact import install_log_filter, mask_secrets, remember_env_secrets
         from .parent import open_parent
         from .space import sample_overrides, search_space
         from .study import (check_same_settings, check_same_space, failed_trials, open_study, parent_run_id,
                             set_parent_run_id, trials_to_run)
 
+        install_log_filter()
+        remember_env_secrets(self.config)
         # Mistakes surface before anything is recorded: settings, space syntax, keys and group options.
         settings, direction = self._settings()
         space, fixed = search_space(settings.params, arguments)
@@ -62,7 +65,7 @@ class OptunaSweeper(Sweeper):
         remaining = trials_to_run(study, settings.n_trials)
         n_jobs = settings.n_jobs or self._launcher_jobs()
         log.info("study %r (%s): %d of %d trials finished, running %d (%d at a time); search space: %s",
-                 settings.study_name, settings.storage or "in memory", settings.n_trials - remaining,
+                 settings.study_name, mask_secrets(settings.storage or "in memory"), settings.n_trials - remaining,
                  settings.n_trials, remaining, n_jobs, ", ".join(space) or "(empty)")
         try:
             while remaining > 0:
@@ -210,20 +213,22 @@ def record_in_mlflow(trial, state: str, run_id: Optional[str], error: Optional[B
         return
     import mlflow
 
+    from ..redact import mask_secrets
     from ..tracking import retry_locked
     from .space import trial_overrides
 
     client = mlflow.MlflowClient()
+    message = mask_secrets(str(error))[:5000]
     if run_id:
         retry_locked(client.set_tag, run_id, "optuna.state", state)
         if error is not None:
-            retry_locked(client.set_tag, run_id, "error", str(error)[:5000])
+            retry_locked(client.set_tag, run_id, "error", message)
         return
     experiment_id = retry_locked(client.get_run, parent_run_id).info.experiment_id
-    overrides = " ".join(trial_overrides(trial))
+    overrides = mask_secrets(" ".join(trial_overrides(trial)))
     run = retry_locked(client.create_run, experiment_id, run_name=f"trial {trial.number} (failed)", tags={
         "mlflow.parentRunId": parent_run_id, "sweep_job": str(trial.number), "overrides": overrides,
-        "optuna.trial": str(trial.number), "optuna.state": state, "error": str(error)[:5000]})
+        "optuna.trial": str(trial.number), "optuna.state": state, "error": message})
     for key, value in trial.params.items():
         retry_locked(client.log_param, run.info.run_id, key, value)
     retry_locked(client.set_terminated, run.info.run_id, "FAILED")

@@ -11,8 +11,10 @@ import mlflow
 import pytest
 from hydra import compose as hydra_compose
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 
-from runner.sweeps.parent import MlflowSweep, finish_sweep, summarise_children, summary_table
+from runner.redact import remember_env_secrets
+from runner.sweeps.parent import MlflowSweep, finish_sweep, log_to_parent, summarise_children, summary_table
 from runner.tracking import PARENT_RUN_ENV, retry_locked, sweep_parent_run_id
 
 
@@ -168,3 +170,26 @@ def test_retry_locked_outlasts_a_locked_sqlite_store(tmp_path):
         client.log_metric(run_id, "dice", 0.5)  # MLflow's own wait (20 s) runs out
     retry_locked(client.log_metric, run_id, "dice", 0.7)
     assert [m.value for m in client.get_metric_history(run_id, "dice")] == [0.7]
+
+
+@pytest.fixture
+def env_secrets_forgotten():
+    yield
+    remember_env_secrets(OmegaConf.create({}))  # the next tests' texts are not masked by this one's secrets
+
+
+def test_the_parent_run_shows_no_password_nor_environment_secret(compose, client, tmp_path, monkeypatch,
+                                                                  env_secrets_forgotten):
+    monkeypatch.setenv("UNETLAB_TEST_TOKEN", "hunter2-token")
+    config = sweep_config(tmp_path, "+tracking.tags.db=postgresql://u:hunter2@h/db",
+                          "+tracking.tags.token=${oc.env:UNETLAB_TEST_TOKEN}")
+    MlflowSweep().on_multirun_start(config)
+    parent_id = sweep_parent_run_id()
+    log_to_parent([], "optuna", {"note": "storage mysql://u:hunter2@h/optuna"})
+    parent = client.get_run(parent_id)
+    assert "hunter2" not in parent.info.run_name and "postgresql://u:***@h/db" in parent.info.run_name
+    assert not [key for key, value in parent.data.tags.items() if "hunter2" in value]
+    assert parent.data.tags["db"] == "postgresql://u:***@h/db"
+    assert parent.data.tags["token"] == "${oc.env:UNETLAB_TEST_TOKEN}"  # as written: not its value
+    assert parent.data.tags["note"] == "storage mysql://u:***@h/optuna"
+    finish_sweep()

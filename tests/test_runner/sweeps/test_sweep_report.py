@@ -42,3 +42,15 @@ def test_describe_best_names_the_best_complete_trial_as_overrides():
     assert describe_best(study) == (f"best trial 1: 0.7000 with model.filters={best.params['model.filters']} "
                                     f"optimizer.lr={best.params['optimizer.lr']}")
     assert describe_best(optuna.create_study()) == "no trial completed"
+
+
+def test_the_trial_table_and_space_show_no_password(tmp_path):
+    study = optuna.create_study(direction="maximize")
+    space = {"hparams_search.storage": CategoricalDistribution(["sqlite:///a.db", "postgresql://u:hunter2@h/db"])}
+    check_same_space(study, space)
+    study.enqueue_trial({"hparams_search.storage": "postgresql://u:hunter2@h/db"})
+    study.tell(study.ask(space), 0.5)
+    write_report(study, tmp_path / "optuna")
+    for name in ("trials.csv", "search_space.json"):
+        text = (tmp_path / "optuna" / name).read_text()
+        assert "postgresql://u:***@h/db" in text and "hunter2" not in text, name

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from runner.settings import to_config
 from runner.sweeps.study import (build_pruner, check_same_settings, check_same_space, open_study, recorded_space,
-                                 trials_to_run)
+                                 storage, trials_to_run)
 from runner.tracking import retry_locked
 from unetlab.errors import ConfigError
 
@@ -99,3 +99,18 @@ def test_retry_locked_outlasts_a_locked_optuna_store(tmp_path):
     assert "database is locked" not in str(raised.value)  # Optuna's own message hides the cause...
     retry_locked(study.set_user_attr, "note", "second")  # ...which retry_locked finds and waits out
     assert study.user_attrs["note"] == "second"
+
+
+def test_a_storage_that_cannot_open_is_named_without_its_password():
+    with pytest.raises(ConfigError) as raised:
+        storage("postgresql+psycopg2://optuna:hunter2@127.0.0.1:9/optuna")
+    assert str(raised.value).startswith(
+        "hparams_search.storage='postgresql+psycopg2://optuna:***@127.0.0.1:9/optuna': ")
+
+
+def test_the_study_records_its_fixed_overrides_without_passwords(compose, tmp_path, caplog):
+    study = open_study(search_settings(compose, tmp_path), "maximize")
+    check_same_settings(study, ["tracking.uri=http://u:hunter2@mlflow:5000", "trainer.epochs=2"])
+    assert study.user_attrs["fixed_overrides"] == ["tracking.uri=http://u:***@mlflow:5000", "trainer.epochs=2"]
+    check_same_settings(study, ["tracking.uri=http://u:hunter2@mlflow:5000", "trainer.epochs=2"])
+    assert "compared with trials of other settings" not in caplog.text  # the same command resumes quietly
