@@ -10,7 +10,8 @@ Modules, each importing only those listed before it (and `runner.redact`, `runne
 - `trial`: the trial protocol between a job and the sweeper: `job_trial(config)` in the
   train task, `recorded(user_attrs)` in the sweeper; the only module that knows its names.
 - `parent`: the sweep's MLflow parent run: opened, summarised (sweep_summary.csv, best
-  child), closed; `MlflowSweep` is the Hydra callback that does it for grid sweeps.
+  child), closed, with any child its lost job left RUNNING ended; `MlflowSweep` is the Hydra
+  callback that does it for grid sweeps.
 - `report`: the study's plots, trials.csv and search_space.json.
 - `sweeper`: `OptunaSweeper`, on Hydra's public Sweeper API; Hydra instantiates it as
   `hydra_plugins.unetlab_sweeper.OptunaSweeper` (Hydra's plugins must live there), which
@@ -26,7 +27,9 @@ and its records. The sweeper settles each trial from the job's return (or what i
 writes the report (`report`), and `MlflowSweep.on_multirun_end` summarises and closes the
 parent (`parent.finish_sweep`, also called by `runner.__main__` when a sweep stops early).
 
-Passwords and environment secrets reach
+No run is left RUNNING: the sweeper ends the run of a trial it sets aside (Ctrl-C, or a dead
+sweep's trial queued again) KILLED and that of a job the launcher lost FAILED, and
+`finish_sweep` ends whatever child is still RUNNING. Passwords and environment secrets reach
 no run name, tag, study attr or log line (`runner.redact`: `MlflowSweep` and the sweeper
 install its log filter and note the config's `${oc.env:...}` keys).
 """

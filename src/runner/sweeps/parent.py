@@ -3,9 +3,10 @@ per job.
 
 The parent's id reaches the jobs through the environment (`runner.tracking.PARENT_RUN_ENV`),
 so jobs run by any launcher (in this process or in worker processes) nest under it. When the
-sweep ends, `finish_sweep` logs `sweep_summary.csv` (job, status, the params that vary, the
-objective), tags the best child, prints the table sorted by objective and closes the parent.
-The parent's name and tags hold the command line with its passwords masked (`runner.redact`).
+sweep ends, `finish_sweep` ends the children their lost jobs left RUNNING, logs
+`sweep_summary.csv` (job, status, the params that vary, the objective), tags the best child,
+prints the table sorted by objective and closes the parent. The parent's name and tags hold
+the command line with its passwords masked (`runner.redact`).
 
 For grid sweeps the Hydra callback `MlflowSweep` (registered in conf/config.yaml) opens the
 parent when the multirun starts; an Optuna search opens it itself once its search space and
@@ -95,8 +96,9 @@ def log_to_parent(paths: list[Path], artifact_path: str, tags: dict[str, str]) -
 
 
 def finish_sweep(status: str = "FINISHED") -> None:
-    """Summarise the children into the parent run this process opened and close it with
-    `status`; nothing without one (outside a sweep, or once it is closed)."""
+    """End the children left RUNNING (`end_running_children`), summarise them into the parent
+    run this process opened and close it with `status`; nothing without one (outside a sweep,
+    or once it is closed)."""
     global _open_parent
     parent_id, _open_parent = _open_parent, None
     if parent_id is None:
@@ -109,9 +111,44 @@ def finish_sweep(status: str = "FINISHED") -> None:
 
     client = mlflow.MlflowClient()
     try:
+        end_running_children(client, parent_id, interrupted=status == "KILLED")
         summarise_children(client, parent_id)
     finally:
         retry_locked(client.set_terminated, parent_id, status)
+
+
+def end_running_children(client, parent_id: str, interrupted: bool) -> None:
+    """Once a sweep's jobs are over, a child run still RUNNING lost its job (a killed worker, a
+    launcher that gave up, Ctrl-C): end it as `ended_status` says."""
+    from ..tracking import retry_locked
+
+    experiment_id = retry_locked(client.get_run, parent_id).info.experiment_id
+    running = retry_locked(client.search_runs, [experiment_id],
+                           f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'")
+    for run in running:
+        end_if_running(client, run.info.run_id, ended_status(interrupted, run.data.tags.get("optuna.state")),
+                       "when its sweep ended")
+
+
+def ended_status(interrupted: bool, optuna_state: str | None) -> str:
+    """How a run its job left RUNNING ends: KILLED when it was stopped on purpose (the sweep
+    interrupted, its trial set aside to run again, or pruned), FAILED when its job was lost."""
+    return "KILLED" if interrupted or optuna_state == "PRUNED" else "FAILED"
+
+
+def end_if_running(client, run_id: str, status: str, when: str) -> bool:
+    """End `run_id` with `status` and tag it ended_by=sweep if it is still RUNNING, with one
+    warning line; return whether it was."""
+    from ..tracking import retry_locked
+
+    run = retry_locked(client.get_run, run_id)
+    if run.info.status != "RUNNING":
+        return False
+    retry_locked(client.set_tag, run_id, "ended_by", "sweep")
+    retry_locked(client.set_terminated, run_id, status)
+    log.warning("run %s (job %s) was still RUNNING %s: ended %s", run_id, run.data.tags.get("sweep_job", "?"),
+                when, status)
+    return True
 
 
 def summarise_children(client, parent_id: str) -> None:

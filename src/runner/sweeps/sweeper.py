@@ -41,6 +41,7 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
+        from optuna.trial import TrialState
 
         from unetlab.errors import UnetlabError
 
@@ -62,7 +63,9 @@ class OptunaSweeper(Sweeper):
         check_same_settings(study, fixed)
         self.parent_run_id = open_parent(self.config, resume=parent_run_id(study))
         set_parent_run_id(study, self.parent_run_id)
+        left_running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))  # by a dead sweep
         remaining = trials_to_run(study, settings.n_trials)
+        self._record_set_aside(study, left_running)
         n_jobs = settings.n_jobs or self._launcher_jobs()
         log.info("study %r (%s): %d of %d trials finished, running %d (%d at a time); search space: %s",
                  settings.study_name, mask_secrets(settings.storage or "in memory"), settings.n_trials - remaining,
@@ -130,16 +133,22 @@ class OptunaSweeper(Sweeper):
             settle(study, trial, result, recorded(frozen[trial.number].user_attrs), self.parent_run_id)
 
     def _set_aside(self, study, trials, *, again: bool) -> None:
-        """`study.set_aside`, and each trial's run (KILLED by Ctrl-C) says what the study recorded."""
+        """`study.set_aside`, then `_record_set_aside`."""
         from .study import set_aside
-        from .trial import recorded
 
         set_aside(study, trials, again=again)
+        self._record_set_aside(study, trials)
+
+    def _record_set_aside(self, study, trials) -> None:
+        """Each set-aside trial's run says what the study recorded (FAIL), and ends KILLED if its
+        job (interrupted, or run by a sweep that died) left it RUNNING."""
+        from .trial import recorded
+
         frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
         for trial in trials:
             try:
                 record_in_mlflow(trial, "FAIL", recorded(frozen[trial.number].user_attrs).run_id, None,
-                                 self.parent_run_id)
+                                 self.parent_run_id, interrupted=True)
             except Exception as error:
                 log.warning("trial %d: could not tag its run: %s", trial.number, error)
 
@@ -206,15 +215,18 @@ def objective_value(value: Any) -> Optional[float]:
 
 
 def record_in_mlflow(trial, state: str, run_id: Optional[str], error: Optional[BaseException],
-                     parent_run_id: Optional[str]) -> None:
-    """Tag the trial's run with its Optuna state; a trial that failed before its run started
-    gets a FAILED child run of `parent_run_id` of its own, so the sweep's runs show every trial."""
+                     parent_run_id: Optional[str], interrupted: bool = False) -> None:
+    """Tag the trial's run with its Optuna state, and end it if its job left it RUNNING (KILLED
+    when `interrupted` or pruned, FAILED when the job was lost); a trial that failed before its
+    run started gets a FAILED child run of `parent_run_id` of its own, so the sweep's runs show
+    every trial."""
     if not run_id and (not parent_run_id or error is None):
         return
     import mlflow
 
     from ..redact import mask_secrets
     from ..tracking import retry_locked
+    from .parent import end_if_running, ended_status
     from .space import trial_overrides
 
     client = mlflow.MlflowClient()
@@ -223,6 +235,7 @@ def record_in_mlflow(trial, state: str, run_id: Optional[str], error: Optional[B
         retry_locked(client.set_tag, run_id, "optuna.state", state)
         if error is not None:
             retry_locked(client.set_tag, run_id, "error", message)
+        end_if_running(client, run_id, ended_status(interrupted, state), f"after trial {trial.number} ({state})")
         return
     experiment_id = retry_locked(client.get_run, parent_run_id).info.experiment_id
     overrides = mask_secrets(" ".join(trial_overrides(trial)))

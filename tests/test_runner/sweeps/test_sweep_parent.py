@@ -172,6 +172,43 @@ def test_retry_locked_outlasts_a_locked_sqlite_store(tmp_path):
     assert [m.value for m in client.get_metric_history(run_id, "dice")] == [0.7]
 
 
+def open_sweep_with_children(tmp_path, client, *children: dict) -> tuple[str, list[str]]:
+    """A grid sweep's parent opened by MlflowSweep, and a child run per entry {status, tags}:
+    status RUNNING leaves it running, as a job lost with its worker does."""
+    MlflowSweep().on_multirun_start(sweep_config(tmp_path))
+    parent_id = sweep_parent_run_id()
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    run_ids = []
+    for job, child in enumerate(children):
+        run_id = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent_id, "sweep_job": str(job),
+                                                        **child.get("tags", {})}).info.run_id
+        if child["status"] != "RUNNING":
+            client.set_terminated(run_id, child["status"])
+        run_ids.append(run_id)
+    return parent_id, run_ids
+
+
+def test_finish_sweep_ends_the_children_their_lost_jobs_left_running(compose, client, tmp_path, caplog):
+    parent_id, (lost, pruned, finished) = open_sweep_with_children(
+        tmp_path, client, {"status": "RUNNING"}, {"status": "RUNNING", "tags": {"optuna.state": "PRUNED"}},
+        {"status": "FINISHED"})
+    finish_sweep("FAILED")
+    runs = {run_id: client.get_run(run_id) for run_id in (lost, pruned, finished)}
+    assert [runs[r].info.status for r in (lost, pruned, finished)] == ["FAILED", "KILLED", "FINISHED"]
+    assert [runs[r].data.tags.get("ended_by") for r in (lost, pruned, finished)] == ["sweep", "sweep", None]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and f"run {lost} (job 0) was still RUNNING when its sweep ended: ended FAILED" in warnings
+    assert {row["job"]: row["status"] for row in logged_summary(client, parent_id)} == {
+        "0": "FAILED", "1": "KILLED", "2": "FINISHED"}  # the summary shows how they ended
+    assert client.get_run(parent_id).info.status == "FAILED"
+
+
+def test_an_interrupted_sweep_ends_its_running_children_killed(compose, client, tmp_path):
+    parent_id, run_ids = open_sweep_with_children(tmp_path, client, {"status": "RUNNING"}, {"status": "RUNNING"})
+    finish_sweep("KILLED")
+    assert [client.get_run(r).info.status for r in [parent_id, *run_ids]] == ["KILLED"] * 3
+
+
 @pytest.fixture
 def env_secrets_forgotten():
     yield

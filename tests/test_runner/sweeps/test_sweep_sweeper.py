@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import mlflow
 import optuna
 import pytest
 from hydra.core.config_store import ConfigStore
@@ -68,3 +69,37 @@ def test_the_plugin_module_hydra_scans_at_every_start_imports_nothing_heavy():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.fixture
+def mlflow_client(tmp_path):
+    """A real MLflow SQLite store as the tracking URI, and the id of a sweep parent run in it."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    client = mlflow.MlflowClient()
+    client.parent_id = client.create_run(client.create_experiment("unetlab")).info.run_id
+    yield client
+    mlflow.set_tracking_uri(previous)
+
+
+def job_run(client) -> str:
+    """A job's child run, left RUNNING (as when its worker dies)."""
+    experiment_id = client.get_run(client.parent_id).info.experiment_id
+    return client.create_run(experiment_id, tags={"mlflow.parentRunId": client.parent_id}).info.run_id
+
+
+def test_the_runs_of_jobs_the_launcher_lost_end_failed_or_killed_if_pruned(mlflow_client, caplog):
+    study = optuna.create_study(direction="maximize")
+    trials = [study.ask(SPACE) for _ in range(3)]
+    runs = [job_run(mlflow_client) for _ in trials]
+    mlflow_client.set_terminated(runs[2], "FINISHED")  # its job ended its run before the launcher failed
+    records = [TrialRecord(runs[0], None, None), TrialRecord(runs[1], 0.4, 1), TrialRecord(runs[2], None, None)]
+    crash = RuntimeError("worker killed; storage postgresql://u:hunter2@h/db")
+    for trial, record in zip(trials, records):
+        settle(study, trial, crash, record, mlflow_client.parent_id)
+    ended = [mlflow_client.get_run(run_id) for run_id in runs]
+    assert [r.data.tags["optuna.state"] for r in ended] == ["FAIL", "PRUNED", "FAIL"]
+    assert [r.info.status for r in ended] == ["FAILED", "KILLED", "FINISHED"]
+    assert [r.data.tags.get("ended_by") for r in ended] == ["sweep", "sweep", None]
+    assert ended[0].data.tags["error"] == "worker killed; storage postgresql://u:***@h/db"
+    assert f"run {runs[0]} (job ?) was still RUNNING after trial 0 (FAIL): ended FAILED" in caplog.text

@@ -1,12 +1,19 @@
-"""Sweeps end to end, for safety: no password reaches MLflow, Optuna or the logs. Real Hydra
-multiruns of tiny models into real SQLite stores."""
+"""Sweeps end to end, for safety: no password reaches MLflow, Optuna or the logs, and a sweep
+killed mid-trial leaves no run RUNNING once the same command resumes it. Real Hydra multiruns
+of tiny models into real SQLite stores."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 from mlflow import MlflowClient
+from optuna.trial import TrialState
 
 from helpers import TINY, run_runner
 
@@ -67,3 +74,44 @@ def test_a_sweep_records_no_secret_on_its_child_runs(secret_sweep):
     _, (child,) = runs_of(client)
     assert SECRET not in shown(child)
     assert SECRET not in Path(client.download_artifacts(child.info.run_id, "config.yaml")).read_text()
+
+
+def wait_for_epoch(client_uri: str, process: subprocess.Popen, timeout: float = 240) -> None:
+    """Until the sweep's child run has logged an epoch (the sweep must still be running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, "the sweep ended before its first epoch"
+        try:
+            client = MlflowClient(client_uri)
+            _, children = runs_of(client)
+            if children and "loss" in children[0].data.metrics:
+                return
+        except Exception:  # the store or the experiment is not there yet
+            pass
+        time.sleep(1)
+
+
+def test_resuming_a_killed_sweep_ends_the_run_of_its_interrupted_trial_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    killed = subprocess.Popen([sys.executable, "-m", "runner", "-m", *SEARCH, "trainer.epochs=500"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        wait_for_epoch(uri, killed)
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)  # no handler runs: the trial and its run stay RUNNING
+        killed.wait(timeout=60)
+    client = MlflowClient(uri)
+    (parent,), (left,) = runs_of(client)
+    assert parent.info.status == left.info.status == "RUNNING"
+
+    resumed = run_runner("-m", *SEARCH, "trainer.epochs=1", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"run {left.info.run_id} (job 0) was still RUNNING after trial 0 (FAIL): ended KILLED" in resumed.stdout
+    study = optuna.load_study(study_name="unetlab", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert study.trials[1].params == study.trials[0].params  # the killed trial ran again
+    (parent,), children = runs_of(client)
+    statuses = {run.info.run_id: (run.info.status, run.data.tags.get("ended_by")) for run in children}
+    assert statuses.pop(left.info.run_id) == ("KILLED", "sweep")
+    assert list(statuses.values()) == [("FINISHED", None)] and parent.info.status == "FINISHED"
