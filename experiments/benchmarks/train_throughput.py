@@ -4,10 +4,10 @@ Measures steady-state training images/s of the default U-Net (depth 4, filters 3
 256x256, batch 4, 1 channel, 1 class) in one process, two ways:
 
   (a) runner    - `make_batches(splits.train, ...)` exactly as `task=train` builds it
-                  (cache -> shuffle -> repeat -> batch -> prefetch of synthetic data);
+                  (cache -> an endless stream of shuffled passes -> batch -> prefetch of synthetic data);
   (b) in-memory - the same images/masks materialised once as NumPy arrays, `fit(x, y)`.
 
-Both models come from the real Hydra config through `runner.tasks.train.build_model`
+Both models come from the real Hydra config through `runner.builders.build_model`
 and `compile_model` (the runner's loss, metrics, optimizer and jit setting). Each is
 warmed up by one short fit (tracing, and filling the pipeline cache), then timed for
 `--steps` steps, `--repeats` times, alternating a/b. A step's time is taken between
@@ -101,8 +101,7 @@ def main() -> None:
         models[name] = builders.build_model(config)
         builders.compile_model(models[name], config, total_steps=warmup + args.repeats * args.steps)
     label_size = builders.label_size(models["runner"], config)
-    batches = builders.make_training_batches(config, splits, trainer.batch_size, label_size=label_size,
-                                             repeat=trainer.steps_per_epoch is not None)
+    batches = builders.make_training_batches(config, splits, trainer.batch_size, label_size=label_size)
 
     # The same samples as arrays, repeated to cover the longest fit (arrays are not repeated by Keras).
     images, masks = (np.stack(a) for a in zip(*((i.numpy(), m.numpy()) for i, m in splits.train)))

@@ -21,7 +21,7 @@ def main() -> None:
     if wants_help(sys.argv[1:]):  # ours: fast, lists tasks and groups (--hydra-help stays Hydra's)
         print(help_text(sys.argv[1:]))
         return
-    from unetlab.callbacks import raise_interrupted
+    from unetlab.errors import raise_interrupted
 
     from .app import register, run
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import uuid
 from importlib import resources
 from typing import Any
 
@@ -25,10 +27,18 @@ def register_experiments() -> None:
             store.store(group="experiment", name=preset.name[: -len(".yaml")], node=node, package="_global_")
 
 
+def unique_suffix() -> str:
+    """`${unique_suffix:}`: this process's id and a random tag (the same on every use)."""
+    return f"{os.getpid()}{uuid.uuid4().hex[:4]}"
+
+
 def register() -> None:
-    """Everything Hydra must know before composing: schemas, experiment presets, our sweeper."""
+    """Everything Hydra must know before composing: schemas, experiment presets, our sweeper,
+    the `unique_suffix` resolver of the output folders."""
     from hydra_plugins.unetlab_sweeper import register_sweeper
 
+    if not OmegaConf.has_resolver("unique_suffix"):
+        OmegaConf.register_new_resolver("unique_suffix", unique_suffix, use_cache=True)
     register_configs()
     register_experiments()
     register_sweeper()
@@ -42,10 +52,13 @@ def run(cfg: DictConfig) -> Any:
     from hydra.types import RunMode
 
     from .logged_run import logged_config
+    from .redact import install_log_filter, remember_env_secrets
     from .tasks import task_function
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
+        install_log_filter()
+        remember_env_secrets(cfg)
         config = to_config(logged_config(cfg))
         if config.hparams_search is not None and not multirun:
             raise ConfigError("hparams_search=optuna is a search over many runs: add -m "

@@ -19,6 +19,9 @@ import keras
 import mlflow
 import yaml
 
+from unetlab.errors import DataError
+
+from .redact import mask_secrets, masked
 from .schema import Config, TrackingConfig
 from .settings import plain
 
@@ -44,7 +47,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 def config_params(config: Config) -> dict[str, str]:
     """The config as MLflow params with dotted keys. A search's space is left out: a trial's
     own values are its params, and the parent run holds the space (optuna/search_space.json)."""
-    params = flatten(plain(config))
+    params = flatten(masked(plain(config)))
     return {key: value for key, value in params.items() if not key.startswith("hparams_search.params")}
 
 
@@ -53,7 +56,7 @@ def log_config(config: Config, params: bool = True) -> None:
     `config.yaml` (for reading, resuming and reproducing a run)."""
     if params:
         retry_locked(mlflow.log_params, config_params(config))
-    mlflow.log_text(yaml.safe_dump(plain(config), sort_keys=False), "config.yaml")
+    mlflow.log_text(yaml.safe_dump(masked(plain(config)), sort_keys=False), "config.yaml")
 
 
 def log_data(splits, fingerprint: str | None, images: str | None) -> None:
@@ -85,8 +88,11 @@ def source_tags() -> dict[str, str]:
     """The command-line overrides and the commit of the unetlab source tree (editable installs)."""
     from hydra.core.hydra_config import HydraConfig
 
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    return {"overrides": " ".join(overrides), **git_commit()}
+    from omegaconf import OmegaConf
+
+    # Unresolved: an override's ${oc.env:...} stays a reference, not the secret it reads.
+    overrides = OmegaConf.to_container(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return {"overrides": mask_secrets(" ".join(overrides)), **git_commit()}
 
 
 def git_commit() -> dict[str, str]:
@@ -133,6 +139,10 @@ def use_experiment(tracking) -> str:
         except mlflow.exceptions.MlflowException:
             pass  # created meanwhile by a parallel job
         experiment = retry_locked(mlflow.get_experiment_by_name, tracking.experiment)
+    if experiment.lifecycle_stage == "deleted":
+        raise DataError(f"tracking.experiment={tracking.experiment} is deleted in tracking.uri={tracking.uri}: "
+                        f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) "
+                        "or name another")
     retry_locked(mlflow.set_experiment, experiment_id=experiment.experiment_id)
     return experiment.experiment_id
 
@@ -144,7 +154,7 @@ def tracked_run(tracking: TrackingConfig, tags: dict[str, str], resume: str | No
     KILLED on Ctrl-C or SIGTERM; tagged with `tags`, the command line and the source commit, and
     nested under the sweep's parent run if any. `resume` continues that run instead of a new one."""
     use_experiment(tracking)
-    tags = {**source_tags(), **tags, **tracking.tags}
+    tags = {**source_tags(), **tags, **masked(dict(tracking.tags), at="tracking.tags")}
     if resume:
         run = retry_locked(mlflow.start_run, run_id=resume, tags=tags,
                            log_system_metrics=tracking.log_system_metrics or None)
@@ -160,7 +170,7 @@ def tracked_run(tracking: TrackingConfig, tags: dict[str, str], resume: str | No
         end_run(run, "KILLED", {"interrupted": str(error) or "SIGINT"})
         raise
     except BaseException as error:
-        end_run(run, "FAILED", {"error": f"{type(error).__name__}: {error}"[:4000]})
+        end_run(run, "FAILED", {"error": mask_secrets(f"{type(error).__name__}: {error}")[:4000]})
         raise
     else:
         end_run(run, "FINISHED")

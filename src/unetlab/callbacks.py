@@ -10,6 +10,8 @@ import time
 
 import keras
 
+from .errors import Interrupted
+
 log = logging.getLogger(__name__)
 
 
@@ -44,19 +46,6 @@ class EpochSummary(keras.callbacks.Callback):
 def current_learning_rate(model: keras.Model) -> float:
     """The optimizer's learning rate now (schedules evaluated at the current step)."""
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) or SIGTERM (docker stop, a preemption): a KeyboardInterrupt that knows its signal."""
-
-    def __init__(self, signum: int = signal.SIGINT):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def raise_interrupted(signum, frame) -> None:
-    """A signal handler that stops the main thread with `Interrupted` (SIGTERM as Python does SIGINT)."""
-    raise Interrupted(signum)
 
 
 class InterruptBetweenSteps(keras.callbacks.Callback):

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from unetlab.callbacks import EpochSummary, Interrupted, InterruptBetweenSteps, current_learning_rate, improved
+from unetlab.callbacks import EpochSummary, InterruptBetweenSteps, current_learning_rate, improved
+from unetlab.errors import Interrupted
 
 
 def tiny_model():

@@ -6,7 +6,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from unetlab.callbacks import Checkpoints
+from unetlab.checkpoints import Checkpoints
 from unetlab.preprocessing import Preprocessing
 
 from .. import tracking

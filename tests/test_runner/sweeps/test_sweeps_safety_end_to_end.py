@@ -67,8 +67,6 @@ def test_a_sweep_logs_and_records_no_secret_on_its_parent_and_study(secret_sweep
     assert SECRET not in attrs and "postgresql://u:***@h/db" in attrs
 
 
-@pytest.mark.xfail(strict=True, reason="until runner.tracking masks config_params, config.yaml and tags with "
-                                       "runner.redact (then remove this mark)")
 def test_a_sweep_records_no_secret_on_its_child_runs(secret_sweep):
     _, _, client = secret_sweep
     _, (child,) = runs_of(client)

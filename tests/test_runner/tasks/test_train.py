@@ -178,3 +178,15 @@ def test_patch_kfold_dataset_normalisation_run_logs_split_statistics_and_fingerp
     assert preprocessing["tile_size"] == 16 and preprocessing["resize"] is None
     assert run.inputs.dataset_inputs[0].dataset.digest == run.data.tags["data_fingerprint"]
     assert "augmentations.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_deterministic_runs_with_one_seed_give_equal_val_loss_every_epoch(make_config, tiny_overrides, tmp_path):
+    histories = []
+    for name in ("first", "second"):
+        train(make_config(tiny_overrides + ["trainer.deterministic=true", "augment=paper", "trainer.epochs=3",
+                                            f"tracking.run_name={name}", f"output_dir={tmp_path}/{name}"]))
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    for run in client.search_runs([client.get_experiment_by_name("unetlab").experiment_id]):
+        histories.append([m.value for m in client.get_metric_history(run.info.run_id, "val_loss")])
+    assert len(histories) == 2 and len(histories[0]) == 3
+    assert histories[0] == histories[1]  # equal, not close
