@@ -36,6 +36,7 @@ from ..errors import ConfigError, DataError
 from ..labels import check_ignore_index, colour_code, palette_colours
 from .fingerprint import Digest, bytes_digest, combine_digests
 from .image_files import READ_WORKERS, SUPPORTED_SUFFIXES, Undecodable, decode_array, printable, scan_images
+from .wording import counts, frequencies, plural, preview, size
 
 PROBLEM_KINDS = ("missing_folder", "empty_folder", "file_name", "duplicate_stem", "missing_mask", "missing_image",
                  "undecodable", "size_mismatch", "channel_mismatch", "label_values", "non_finite")
@@ -82,10 +83,10 @@ class DataReport:
         lines = [f"{self.names['images']}={s.get('images', '?')}",
                  f"{self.names['masks']}={s.get('masks', '?')}",
                  f"  pairs:             {s.get('num_pairs', len(self.pairs))}",
-                 f"  image sizes (HxW): {_counts(s.get('image_sizes', {}))}",
-                 f"  channels:          {_counts(s.get('channels', {}))}",
-                 f"  image dtypes:      {_counts(s.get('image_dtypes', {}))}",
-                 f"  class frequencies: {_frequencies(s.get('class_frequencies', {}))}"]
+                 f"  image sizes (HxW): {counts(s.get('image_sizes', {}))}",
+                 f"  channels:          {counts(s.get('channels', {}))}",
+                 f"  image dtypes:      {counts(s.get('image_dtypes', {}))}",
+                 f"  class frequencies: {frequencies(s.get('class_frequencies', {}))}"]
         if s.get("ignored_fraction"):
             lines.append(f"  ignored pixels:    {s['ignored_fraction']:.2%}")
         if s.get("fingerprint"):
@@ -94,7 +95,7 @@ class DataReport:
             lines.append("no problems found")
         else:
             kinds = Counter(problem.kind for problem in self.problems)
-            lines.append(f"{_plural(len(self.problems), 'problem')} "
+            lines.append(f"{plural(len(self.problems), 'problem')} "
                          f"({', '.join(f'{count} {kind}' for kind, count in kinds.most_common())}):")
             lines.extend(f"  {problem}" for problem in self.problems)
         return "\n".join(lines)
@@ -185,7 +186,7 @@ def raise_if_broken(report: DataReport, *, show: int = 3,
     problems = report.problems
     shown = "; ".join(str(problem) for problem in problems[:show])
     more = f"; (+{len(problems) - show} more)" if len(problems) > show else ""
-    raise DataError(f"{_plural(len(problems), 'problem')} in {report.names['images']}/{report.names['masks']}: "
+    raise DataError(f"{plural(len(problems), 'problem')} in {report.names['images']}/{report.names['masks']}: "
                     f"{shown}{more} - {more_help}")
 
 
@@ -218,13 +219,13 @@ def _check_pair(pair: tuple[str, str], channels: int, rules: _MaskRules, display
         result.image_shape, result.image_dtype = image.shape, str(image.dtype)
         if image.shape[2] != channels:
             result.problems.append(Problem("channel_mismatch", image_path,
-                                           f"{display(image_path)} has {_plural(image.shape[2], 'channel')}, "
+                                           f"{display(image_path)} has {plural(image.shape[2], 'channel')}, "
                                            f"{rules.names['channels']}={channels}"))
         _check_finite(image, image_path, result, display)
     if image is not None and mask is not None and image.shape[:2] != mask.shape[:2]:
         result.problems.append(Problem("size_mismatch", image_path,
-                                       f"{display(image_path)} is {_size(image)} but {display(mask_path)} "
-                                       f"is {_size(mask)}"))
+                                       f"{display(image_path)} is {size(image)} but {display(mask_path)} "
+                                       f"is {size(mask)}"))
     if mask is not None and _check_finite(mask, mask_path, result, display):
         _check_labels(mask, mask_path, rules, result, display)
     return result
@@ -276,7 +277,7 @@ def _check_labels(mask: np.ndarray, path: str, rules: _MaskRules, result: _PairR
         fractional = values != np.round(values)
         if fractional.any():
             result.problems.append(Problem(
-                "label_values", path, f"{shown} has non-integer values {_preview(values[fractional])} in "
+                "label_values", path, f"{shown} has non-integer values {preview(values[fractional])} in "
                                       f"{int(counts[fractional].sum())} pixels; masks hold class ids"))
             return
     num_ids = max(rules.num_classes, 2)
@@ -292,13 +293,13 @@ def _check_labels(mask: np.ndarray, path: str, rules: _MaskRules, result: _PairR
         outside, expected = (labels < 0) | (labels >= num_ids), f"the classes 0..{num_ids - 1}{allowed} ({classes})"
     if outside.any():
         result.problems.append(Problem(
-            "label_values", path, f"{shown} has values {_preview(labels[outside])} outside {expected} in "
+            "label_values", path, f"{shown} has values {preview(labels[outside])} outside {expected} in "
                                   f"{int(label_counts[outside].sum())} pixels{jpeg_hint}"))
         return
     if binary:
         if np.isin(1, labels) and np.isin(255, labels):
             result.problems.append(Problem(
-                "label_values", path, f"{shown} mixes 0/1 and 0/255 labels (values {_preview(labels)}); a binary "
+                "label_values", path, f"{shown} mixes 0/1 and 0/255 labels (values {preview(labels)}); a binary "
                                       f"mask ({classes}) uses one of them{jpeg_hint}"))
             return
         labels = np.where(labels == 255, 1, labels)
@@ -310,7 +311,7 @@ def _check_labels(mask: np.ndarray, path: str, rules: _MaskRules, result: _PairR
 def _check_palette_mask(mask: np.ndarray, path: str, rules: _MaskRules, result: _PairResult, shown: str,
                         jpeg_hint: str) -> None:
     if mask.shape[2] not in (3, 4):
-        result.problems.append(Problem("channel_mismatch", path, f"{shown} has {_plural(mask.shape[2], 'channel')}"
+        result.problems.append(Problem("channel_mismatch", path, f"{shown} has {plural(mask.shape[2], 'channel')}"
                                                                  f", but {rules.names['palette']} needs RGB masks"))
         return
     rgb = mask[:, :, :3].astype(np.int64)
@@ -323,7 +324,7 @@ def _check_palette_mask(mask: np.ndarray, path: str, rules: _MaskRules, result: 
     if unknown.any():
         examples = ", ".join(str([(c >> 16) & 255, (c >> 8) & 255, c & 255]) for c in codes[unknown][:3].tolist())
         more = f" (+{int(unknown.sum()) - 3} more)" if unknown.sum() > 3 else ""
-        colours = _plural(int(unknown.sum()), "colour")
+        colours = plural(int(unknown.sum()), "colour")
         result.problems.append(Problem(
             "label_values", path, f"{shown} has {colours} not in {rules.names['palette']} ({len(rules.palette)} colours), "
                                   f"e.g. {examples}{more}, in {int(counts[unknown].sum())} pixels{jpeg_hint}"))
@@ -384,25 +385,3 @@ class _Display:
     def folder(self, directory: str | Path) -> str:
         shown = self(directory)
         return "./" if shown == "." else shown + "/"
-
-
-def _preview(values: np.ndarray, limit: int = 8) -> str:
-    items = [int(v) if float(v).is_integer() else float(v) for v in np.asarray(values).tolist()]
-    text = ", ".join(map(str, items[:limit]))
-    return f"[{text}, ... (+{len(items) - limit} more)]" if len(items) > limit else f"[{text}]"
-
-
-def _size(array: np.ndarray) -> str:
-    return f"{array.shape[0]}x{array.shape[1]}"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _counts(counts: dict) -> str:
-    return ", ".join(f"{key} ({count})" for key, count in counts.items()) or "-"
-
-
-def _frequencies(frequencies: dict) -> str:
-    return ", ".join(f"{label}: {fraction:.2%}" for label, fraction in frequencies.items()) or "-"
