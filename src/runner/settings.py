@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import re
 from enum import Enum
 from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from unetlab.errors import ConfigError, UnetlabError
 
@@ -18,8 +19,25 @@ from .schema import Config
 
 
 def to_config(cfg: DictConfig) -> Config:
-    """Check every value and cross-field rule; raise ConfigError naming the key."""
+    """Check every key, value and cross-field rule; raise ConfigError naming the key."""
+    refuse_undeclared_keys(cfg)
     return checked(lambda: OmegaConf.to_object(cfg))
+
+
+def refuse_undeclared_keys(node: DictConfig, prefix: str = "") -> None:
+    """A key no schema declares (`+model.filtres=64`, as Hydra's own hint suggests for a typo)
+    is a mistake: OmegaConf would set it on the dataclass and nothing would ever read it."""
+    schema = OmegaConf.get_type(node)
+    for key in node.keys():
+        name = f"{prefix}{key}"
+        if declares(schema, str(key)) is False:  # None: a free-form mapping such as tracking.tags
+            owner = prefix[:-1] if prefix else "the config"
+            raise ConfigError(f"{name} is not a key of {owner}{expected_keys(schema, str(key), prefix)}")
+        if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
+            continue
+        child = node[key]
+        if isinstance(child, DictConfig):
+            refuse_undeclared_keys(child, f"{name}.")
 
 
 def checked(convert: Callable[[], Any]) -> Any:
@@ -60,7 +78,28 @@ def config_group(group: str) -> Iterator[None]:
 
 
 def one_line(error: BaseException) -> str:
-    """First line of an OmegaConf/Hydra error, plus the key it concerns."""
+    """First line of an OmegaConf/Hydra error, plus the key it concerns (and, for a key the
+    schema lacks, the key meant or the keys there are)."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     full_key = getattr(error, "full_key", None)
-    return f"{full_key}: {first}" if full_key and full_key not in first else first
+    line = f"{full_key}: {first}" if full_key and full_key not in first else first
+    schema, key = getattr(error, "object_type", None), getattr(error, "key", None)
+    unknown_key = isinstance(error, (ConfigAttributeError, ConfigKeyError)) and isinstance(key, str)
+    if unknown_key and declares(schema, key) is False:
+        prefix = full_key[: -len(key)] if isinstance(full_key, str) and full_key.endswith(key) else ""
+        line += expected_keys(schema, key, prefix)
+    return line
+
+
+def declares(schema: Any, key: str) -> bool | None:
+    """Whether the dataclass `schema` has the field `key` (None: not a dataclass, any key goes)."""
+    if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
+        return None
+    return key in {field.name for field in dataclasses.fields(schema)}
+
+
+def expected_keys(schema: type, key: str, prefix: str) -> str:
+    """` (did you mean model.filters?)` for a near miss, else ` (keys: ...)`: what the schema takes."""
+    names = [field.name for field in dataclasses.fields(schema)]
+    close = difflib.get_close_matches(key, names, n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else f" (keys: {', '.join(names)})"

@@ -1,0 +1,222 @@
+"""`python -m runner` given the mistakes users make: each ends with one `error:` line that names
+the key or file and what was expected, exit status 2, no traceback, no MLflow run left RUNNING
+and no user file touched. Mirrors `runner.__main__` (which turns those mistakes into one line)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from helpers import TINY, run_runner, shapes_dataset, write_pairs, write_png
+
+pytestmark = pytest.mark.slow
+
+UNKNOWN_RUN = "0123456789abcdef0123456789abcdef"
+FOLDER = ["data=folder", "data.images={user}/images", "data.masks={user}/masks",
+          *(override for override in TINY if not override.startswith("data.num_"))]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> dict[str, Path]:
+    """Launch folders with an MLflow store: `run` holds a tiny finished task=train run, `deleted`
+    a copy of that store where the run is deleted (its artifacts stay where they were logged)."""
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("trained")
+    result = run_runner(*TINY, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id])
+    deleted = tmp_path_factory.mktemp("deleted")
+    shutil.copy(root / "mlflow.db", deleted / "mlflow.db")
+    MlflowClient(f"sqlite:///{deleted}/mlflow.db").delete_run(run.info.run_id)
+    return {"run_id": run.info.run_id, "run": root, "deleted": deleted}
+
+
+# ------------------------------------------------------------- user files each case starts from
+def pairs(change: Callable[[Path], None] = lambda user: None) -> Callable[[Path], None]:
+    """Six 40x40 image/mask pairs (0/255 masks) under user/images and user/masks, then `change`."""
+    def setup(user: Path) -> None:
+        write_pairs(user)
+        change(user)
+    return setup
+
+
+def empty_folders(user: Path) -> None:
+    (user / "images").mkdir(parents=True)
+    (user / "masks").mkdir(parents=True)
+
+
+def class_ids_with_a_7(user: Path) -> None:
+    """Masks of class ids 0/1 (for num_classes=3), one with a 7 in its first rows."""
+    for mask in sorted((user / "masks").iterdir()):
+        write_png(mask, (np.asarray(_read(mask)) > 0).astype(np.uint8))
+    seven = np.zeros((40, 40), np.uint8)
+    seven[:5] = 7
+    write_png(user / "masks" / "s3.png", seven)
+
+
+def _read(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def images_to_predict(*names: str) -> Callable[[Path], None]:
+    def setup(user: Path) -> None:
+        from PIL import Image
+
+        (user / "in").mkdir(parents=True)
+        for name in names:
+            Image.fromarray(np.full((32, 32), 80, np.uint8)).save(user / "in" / name)
+        (user / "notes.txt").write_text("the user's notes\n")
+    return setup
+
+
+def and_file(name: str, content: bytes, first: Callable[[Path], None]) -> Callable[[Path], None]:
+    """`first`, then the file user/NAME."""
+    def setup(user: Path) -> None:
+        first(user)
+        (user / name).write_bytes(content)
+    return setup
+
+
+def deleted_experiment(user: Path) -> None:
+    """The launch folder's store (tracking.uri=sqlite:///mlflow.db) has experiment unetlab, deleted."""
+    from mlflow import MlflowClient
+
+    user.mkdir(parents=True)
+    client = MlflowClient(f"sqlite:///{user.parent}/mlflow.db")
+    client.delete_experiment(client.create_experiment("unetlab"))
+
+
+def shapes(user: Path) -> None:
+    shapes_dataset(user, 4, (32, 32))
+
+
+PREDICT = ["task=predict", "predict.input={user}/in"]
+XFAIL_DELETED_RUN = pytest.mark.xfail(strict=True, reason=(
+    "src/runner/model_source.py _from_run loads a deleted run's model; it should refuse it as "
+    "logged_run.run_config does: DataError('run_id=ID is a deleted run (mlflow runs restore ...)')"))
+XFAIL_OUTPUT = pytest.mark.xfail(strict=True, reason=(
+    "src/runner/tasks/predict.py predict: output.mkdir raises NotADirectoryError/FileExistsError (traceback, "
+    "exit 1) after the model loaded; check_output should raise DataError(\"predict.output='PATH' cannot be "
+    "created: 'PARENT' is a file\") before loading the model"))
+XFAIL_NOT_A_ZIP = pytest.mark.xfail(strict=True, reason=(
+    "src/runner/model_source.py _load: keras.saving.load_model raises ValueError ('File not found: filepath=... "
+    "Please ensure the file is an accessible `.keras` zip file', traceback, exit 1); _from_checkpoint should check "
+    "zipfile.is_zipfile(path) and raise ConfigError(\"checkpoint='PATH' is not a .keras file (not a zip archive)\")"))
+
+# (overrides, setup of the user's files under tmp_path/user, substrings of the error line).
+# {user} is that folder; {run} a finished run (launched where its store is); {deleted} the same run deleted.
+CASES = [
+    pytest.param(["model.filtres=64"], None, ["model.filtres", "not in 'ModelConfig'", "did you mean model.filters?"],
+                 id="unknown-key"),
+    pytest.param(["+model.filtres=64", *TINY], None, ["model.filtres is not a key of model",
+                                                       "did you mean model.filters?"], id="appended-unknown-key"),
+    pytest.param(["model.filters=abc"], None, ["model.filters", "'abc'", "could not be converted to Integer"],
+                 id="wrong-type"),
+    pytest.param(["task=trian"], None, ["task", "'trian'", "expected one of [train, evaluate"], id="unknown-task"),
+    pytest.param(["data.image_size=30", "model.depth=4"], None,
+                 ["data.image_size=30", "not divisible by 2**depth=16", "use 16 or 32"], id="size-for-depth"),
+    pytest.param(["model.filters=["], None, ["model.filters=[", "no viable alternative"], id="override-syntax"),
+    pytest.param(["hparams_search=optuna"], None, ["hparams_search=optuna", "add -m"], id="search-without-m"),
+    pytest.param(["data=folder", "data.images={user}/nope", "data.masks={user}/nope"], None,
+                 ["data.images='", "/user/nope' is not a directory"], id="missing-folder"),
+    pytest.param(FOLDER, empty_folders, ["empty_folder", "/user/images' holds no images (.png"], id="empty-folder"),
+    pytest.param(FOLDER, pairs(lambda user: (user / "masks" / "s0.png").unlink()),
+                 ["images/s0.png has no mask", "no file named s0.* in masks/"], id="image-without-mask"),
+    pytest.param(FOLDER, pairs(lambda user: write_png(user / "masks" / "s1.png", np.zeros((20, 20), np.uint8))),
+                 ["images/s1.png is 40x40 but masks/s1.png is 20x20"], id="mask-size"),
+    pytest.param(FOLDER, pairs(lambda user: write_png(user / "masks" / "s1.png",
+                                                      (np.arange(1600) % 6).astype(np.uint8).reshape(40, 40))),
+                 ["masks/s1.png has values [2, 3, 4, 5] outside 0/1 and 0/255", "data.num_classes=1"],
+                 id="binary-labels-0-to-5"),
+    pytest.param([*FOLDER, "data.num_classes=3", "loss=ce_dice"], pairs(class_ids_with_a_7),
+                 ["masks/s3.png has values [7] outside the classes 0..2", "data.num_classes=3"], id="label-7-of-3"),
+    pytest.param(FOLDER, pairs(lambda user: (user / "images" / "s2.png").write_bytes(b"not a png " * 20)),
+                 ["images/s2.png cannot be decoded"], id="undecodable-image"),
+    pytest.param(FOLDER, pairs(lambda user: write_png(user / "images" / "s0.png", np.zeros((40, 40, 3), np.uint8))),
+                 ["images/s0.png has 3 channels, data.channels=1"], id="rgb-for-one-channel"),
+    pytest.param(TINY, deleted_experiment, ["tracking.experiment=unetlab is deleted", "restore it"],
+                 id="deleted-experiment"),
+    pytest.param([*PREDICT, f"run_id={UNKNOWN_RUN}"], images_to_predict("a.png"),
+                 [f"run_id={UNKNOWN_RUN} is not a run in tracking.uri="], id="unknown-run-id"),
+    pytest.param([f"resume={UNKNOWN_RUN}"], None, [f"resume={UNKNOWN_RUN} is not a run in tracking.uri="],
+                 id="unknown-resume-id"),
+    pytest.param(["resume={deleted}"], None, ["resume=", "is a deleted run", "mlflow runs restore"],
+                 id="resume-deleted-run"),
+    pytest.param([*PREDICT, "run_id={deleted}", "predict.output={user}/masks"], images_to_predict("a.png"),
+                 ["run_id=", "is a deleted run"], id="predict-deleted-run", marks=XFAIL_DELETED_RUN),
+    pytest.param(["task=evaluate", "run_id={deleted}", "data=folder", "data.images={user}/images",
+                  "data.masks={user}/masks", "evaluate.output={user}/evaluation"], shapes,
+                 ["run_id=", "is a deleted run"], id="evaluate-deleted-run", marks=XFAIL_DELETED_RUN),
+    pytest.param(["resume={run}", "model.filters=8"], None,
+                 ["resume=", "cannot take model.filters", "allowed: trainer.epochs"], id="resume-unsafe-override"),
+    pytest.param([*PREDICT, "run_id={run}", "predict.output={user}/in/masks"], images_to_predict("a.png", "b.png"),
+                 ["predict.output='", "/in/masks' is inside predict.input="], id="output-inside-input"),
+    pytest.param([*PREDICT, "run_id={run}", "predict.output={user}/masks"], images_to_predict("a.png", "a.tif"),
+                 ["a.png and a.tif in predict.input=", "share the stem 'a'"], id="colliding-stems"),
+    pytest.param(["task=predict", "predict.input={user}/nope.png", "run_id={run}"], None,
+                 ["predict.input='", "/nope.png' is neither an image file nor a directory"], id="missing-input"),
+    # root ignores file modes, so a folder whose parent is a file stands for an unwritable output
+    pytest.param([*PREDICT, "run_id={run}", "predict.output={user}/notes.txt/masks"], images_to_predict("a.png"),
+                 ["predict.output='", "notes.txt"], id="output-under-a-file", marks=XFAIL_OUTPUT),
+    pytest.param([*PREDICT, "run_id={run}", "predict.output={user}/notes.txt"], images_to_predict("a.png"),
+                 ["predict.output='", "notes.txt"], id="output-is-a-file", marks=XFAIL_OUTPUT),
+    pytest.param([*PREDICT, "checkpoint={user}/model.h5"], and_file("model.h5", b"HDF", images_to_predict("a.png")),
+                 ["checkpoint='", "/model.h5' is not a .keras file"], id="checkpoint-not-keras"),
+    pytest.param([*PREDICT, "checkpoint={user}/model.keras"],
+                 and_file("model.keras", b"not a zip", images_to_predict("a.png")),
+                 ["checkpoint='", "/model.keras'"], id="checkpoint-not-a-keras-zip", marks=XFAIL_NOT_A_ZIP),
+]
+
+
+@pytest.mark.parametrize("overrides, setup, expected", CASES)
+def test_a_mistake_is_one_error_line_and_exit_2(overrides, setup, expected, tmp_path, request):
+    user = tmp_path / "user"
+    if setup:
+        setup(user)
+    cwd, values = tmp_path, {"user": user}
+    for key in ("run", "deleted"):
+        if any(f"{{{key}}}" in override for override in overrides):
+            stores = request.getfixturevalue("stores")
+            cwd, values[key] = stores[key], stores["run_id"]
+    before = snapshot(user)
+
+    result = run_runner(*(override.format(**values) for override in overrides), cwd=cwd, timeout=240)
+
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr[-3000:]
+    assert all(part in errors[0] for part in expected), errors[0]
+    assert result.returncode == 2
+    assert snapshot(user) == before  # nothing written, changed or removed among the user's files
+    assert not running_runs(cwd)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int] | None]:
+    """Every file (bytes, mtime) and folder (None) under `folder`."""
+    if not folder.exists():
+        return {}
+    return {str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns) if path.is_file() else None
+            for path in folder.rglob("*")}
+
+
+def running_runs(cwd: Path) -> list[str]:
+    """Ids of runs still RUNNING in the launch folder's store (tracking.uri's default), deleted ones included."""
+    if not (cwd / "mlflow.db").exists():
+        return []
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(f"sqlite:///{cwd}/mlflow.db")
+    experiments = [experiment.experiment_id for experiment in client.search_experiments(view_type=ViewType.ALL)]
+    return [run.info.run_id for run in client.search_runs(experiments, run_view_type=ViewType.ALL)
+            if run.info.status == "RUNNING"]
