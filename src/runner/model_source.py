@@ -8,6 +8,7 @@ pickled python model (`runner.serving`) is never unpickled here.
 from __future__ import annotations
 
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +49,12 @@ def load_model_source(config: Config) -> LoadedModel:
 def _from_run(run_id: str, tracking_uri: str) -> LoadedModel:
     client = mlflow.MlflowClient(tracking_uri)
     try:
-        client.get_run(run_id)
+        run = client.get_run(run_id)
     except MlflowException:
         raise DataError(f"run_id={run_id} is not a run in tracking.uri={tracking_uri}") from None
+    if run.info.lifecycle_stage == "deleted":
+        raise DataError(f"run_id={run_id} is a deleted run (mlflow runs restore --run-id {run_id} "
+                        f"--backend-store-uri {tracking_uri} brings it back)")
     with tempfile.TemporaryDirectory(prefix="unetlab-run-") as target:  # the model is loaded into memory
         try:
             model_path = Path(client.download_artifacts(run_id, BEST_MODEL, target))
@@ -114,6 +118,9 @@ def _download(location: str, path: str, target: str, tracking_uri: str) -> Path:
 def _from_checkpoint(path: Path, preprocessing_path: Path | None = None) -> LoadedModel:
     if path.suffix != ".keras" or not path.is_file():
         raise ConfigError(f"checkpoint={str(path)!r} is not a .keras file")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"checkpoint={str(path)!r} is not a .keras file (not a zip archive: cut short or "
+                          "another format)")
     return _load(path, preprocessing_path)
 
 

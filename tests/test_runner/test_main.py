@@ -100,18 +100,6 @@ def shapes(user: Path) -> None:
 
 
 PREDICT = ["task=predict", "predict.input={user}/in"]
-XFAIL_DELETED_RUN = pytest.mark.xfail(strict=True, reason=(
-    "src/runner/model_source.py _from_run loads a deleted run's model; it should refuse it as "
-    "logged_run.run_config does: DataError('run_id=ID is a deleted run (mlflow runs restore ...)')"))
-XFAIL_OUTPUT = pytest.mark.xfail(strict=True, reason=(
-    "src/runner/tasks/predict.py predict: output.mkdir raises NotADirectoryError/FileExistsError (traceback, "
-    "exit 1) after the model loaded; check_output should raise DataError(\"predict.output='PATH' cannot be "
-    "created: 'PARENT' is a file\") before loading the model"))
-XFAIL_NOT_A_ZIP = pytest.mark.xfail(strict=True, reason=(
-    "src/runner/model_source.py _load: keras.saving.load_model raises ValueError ('File not found: filepath=... "
-    "Please ensure the file is an accessible `.keras` zip file', traceback, exit 1); _from_checkpoint should check "
-    "zipfile.is_zipfile(path) and raise ConfigError(\"checkpoint='PATH' is not a .keras file (not a zip archive)\")"))
-
 # (overrides, setup of the user's files under tmp_path/user, substrings of the error line).
 # {user} is that folder; {run} a finished run (launched where its store is); {deleted} the same run deleted.
 CASES = [
@@ -152,10 +140,10 @@ CASES = [
     pytest.param(["resume={deleted}"], None, ["resume=", "is a deleted run", "mlflow runs restore"],
                  id="resume-deleted-run"),
     pytest.param([*PREDICT, "run_id={deleted}", "predict.output={user}/masks"], images_to_predict("a.png"),
-                 ["run_id=", "is a deleted run"], id="predict-deleted-run", marks=XFAIL_DELETED_RUN),
+                 ["run_id=", "is a deleted run"], id="predict-deleted-run"),
     pytest.param(["task=evaluate", "run_id={deleted}", "data=folder", "data.images={user}/images",
                   "data.masks={user}/masks", "evaluate.output={user}/evaluation"], shapes,
-                 ["run_id=", "is a deleted run"], id="evaluate-deleted-run", marks=XFAIL_DELETED_RUN),
+                 ["run_id=", "is a deleted run"], id="evaluate-deleted-run"),
     pytest.param(["resume={run}", "model.filters=8"], None,
                  ["resume=", "cannot take model.filters", "allowed: trainer.epochs"], id="resume-unsafe-override"),
     pytest.param([*PREDICT, "run_id={run}", "predict.output={user}/in/masks"], images_to_predict("a.png", "b.png"),
@@ -166,14 +154,14 @@ CASES = [
                  ["predict.input='", "/nope.png' is neither an image file nor a directory"], id="missing-input"),
     # root ignores file modes, so a folder whose parent is a file stands for an unwritable output
     pytest.param([*PREDICT, "run_id={run}", "predict.output={user}/notes.txt/masks"], images_to_predict("a.png"),
-                 ["predict.output='", "notes.txt"], id="output-under-a-file", marks=XFAIL_OUTPUT),
+                 ["predict.output='", "notes.txt"], id="output-under-a-file"),
     pytest.param([*PREDICT, "run_id={run}", "predict.output={user}/notes.txt"], images_to_predict("a.png"),
-                 ["predict.output='", "notes.txt"], id="output-is-a-file", marks=XFAIL_OUTPUT),
+                 ["predict.output='", "notes.txt"], id="output-is-a-file"),
     pytest.param([*PREDICT, "checkpoint={user}/model.h5"], and_file("model.h5", b"HDF", images_to_predict("a.png")),
                  ["checkpoint='", "/model.h5' is not a .keras file"], id="checkpoint-not-keras"),
     pytest.param([*PREDICT, "checkpoint={user}/model.keras"],
                  and_file("model.keras", b"not a zip", images_to_predict("a.png")),
-                 ["checkpoint='", "/model.keras'"], id="checkpoint-not-a-keras-zip", marks=XFAIL_NOT_A_ZIP),
+                 ["checkpoint='", "/model.keras'"], id="checkpoint-not-a-keras-zip"),
 ]
 
 

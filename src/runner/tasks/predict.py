@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import keras
@@ -76,3 +77,7 @@ def check_output(output: Path, location: str) -> None:
                         f"write masks to a folder outside the images")
     if source.is_file() and target / f"{source.stem}.png" == source:
         raise DataError(f"predict.output={str(output)!r} would overwrite predict.input={location!r} with its mask")
+    existing = next(path for path in (target, *target.parents) if path.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"predict.output={str(output)!r} cannot be created: {str(existing)!r} is "
+                        f"{'not a folder' if not existing.is_dir() else 'not writable'}")
