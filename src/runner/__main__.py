@@ -58,11 +58,9 @@ def report(error: BaseException) -> None:
         print(f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
         sys.exit(128 + signum)
     except UnetlabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(error))
     except yaml.YAMLError as error:
-        print(f"error: invalid YAML: {' '.join(str(error).split())}", file=sys.stderr)
-        sys.exit(2)
+        fail(f"invalid YAML: {' '.join(str(error).split())}")
     except (HydraException, OmegaConfBaseException) as error:
         message = one_line(error)
         if isinstance(error, OverrideParseException):
@@ -76,8 +74,15 @@ def report(error: BaseException) -> None:
             message += " (to sweep over it add -m; a list is key=[a,b], a string key='a,b')"
         if "Could not find 'hydra/launcher/ray" in message:
             message += " (the Ray launcher is an extra: pip install 'unetlab[ray]')"
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        fail(message)
+
+
+def fail(message: str) -> None:
+    """Print `error: MESSAGE` (passwords in URLs masked) and exit 2."""
+    from .redact import mask_secrets
+
+    print(f"error: {mask_secrets(message)}", file=sys.stderr)
+    sys.exit(2)
 
 
 def available_options(text: str) -> str:

@@ -52,7 +52,7 @@ def run(cfg: DictConfig) -> Any:
     from hydra.types import RunMode
 
     from .logged_run import logged_config
-    from .redact import install_log_filter, remember_env_secrets
+    from .redact import install_log_filter, mask_secrets, remember_env_secrets
     from .tasks import task_function
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -67,5 +67,5 @@ def run(cfg: DictConfig) -> Any:
     except UnetlabError as error:
         if multirun:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(error))}", file=sys.stderr)
         sys.exit(2)

@@ -208,3 +208,13 @@ def running_runs(cwd: Path) -> list[str]:
     experiments = [experiment.experiment_id for experiment in client.search_experiments(view_type=ViewType.ALL)]
     return [run.info.run_id for run in client.search_runs(experiments, run_view_type=ViewType.ALL)
             if run.info.status == "RUNNING"]
+
+
+def test_an_error_line_never_shows_a_password(capsys):
+    from runner.__main__ import fail
+
+    with pytest.raises(SystemExit) as exited:
+        fail("resume=abc is not a run in tracking.uri=postgresql://me:hunter2@db.example/mlflow")
+    assert exited.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert "hunter2" not in line and line.startswith("error: resume=abc") and "me:***@db.example" in line
