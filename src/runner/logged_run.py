@@ -70,14 +70,10 @@ def run_config(run_id: str, tracking_uri: str, key: str) -> dict[str, Any]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from .tracking import live_run
+
     client = mlflow.MlflowClient(tracking_uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise DataError(f"{key}={run_id} is not a run in tracking.uri={tracking_uri}") from None
-    if run.info.lifecycle_stage == "deleted":
-        raise DataError(f"{key}={run_id} is a deleted run (mlflow runs restore --run-id {run_id} "
-                        f"--backend-store-uri {tracking_uri} brings it back)")
+    run = live_run(run_id, tracking_uri, key)
     if run.data.tags.get("task") != "train":
         raise DataError(f"{key}={run_id} is a task={run.data.tags.get('task', '?')} run, not a task=train run")
     with tempfile.TemporaryDirectory(prefix="unetlab-config-") as target:

@@ -23,7 +23,7 @@ from unetlab.preprocessing import Preprocessing
 
 from .schema import Config
 from .serving import logged_files
-from .tracking import CHECKPOINTS
+from .tracking import CHECKPOINTS, live_run
 
 BEST_MODEL = f"{CHECKPOINTS}/{Checkpoints.BEST}"
 PREPROCESSING = f"{CHECKPOINTS}/{Preprocessing.FILENAME}"
@@ -48,13 +48,7 @@ def load_model_source(config: Config) -> LoadedModel:
 
 def _from_run(run_id: str, tracking_uri: str) -> LoadedModel:
     client = mlflow.MlflowClient(tracking_uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise DataError(f"run_id={run_id} is not a run in tracking.uri={tracking_uri}") from None
-    if run.info.lifecycle_stage == "deleted":
-        raise DataError(f"run_id={run_id} is a deleted run (mlflow runs restore --run-id {run_id} "
-                        f"--backend-store-uri {tracking_uri} brings it back)")
+    live_run(run_id, tracking_uri, "run_id")
     with tempfile.TemporaryDirectory(prefix="unetlab-run-") as target:  # the model is loaded into memory
         try:
             model_path = Path(client.download_artifacts(run_id, BEST_MODEL, target))

@@ -232,6 +232,18 @@ class MlflowMetrics(keras.callbacks.Callback):
         retry_locked(mlflow.log_metrics, metrics, step=epoch)
 
 
+def live_run(run_id: str, tracking_uri: str, key: str):
+    """The MLflow run `run_id` that the config key `key` names; DataError if it is unknown or deleted."""
+    try:
+        run = mlflow.MlflowClient(tracking_uri).get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise DataError(f"{key}={run_id} is not a run in tracking.uri={tracking_uri}") from None
+    if run.info.lifecycle_stage == "deleted":
+        raise DataError(f"{key}={run_id} is a deleted run (mlflow runs restore --run-id {run_id} "
+                        f"--backend-store-uri {tracking_uri} brings it back)")
+    return run
+
+
 def run_status(run_id: str) -> str:
     """FINISHED, RUNNING, FAILED or KILLED."""
     return retry_locked(mlflow.MlflowClient().get_run, run_id).info.status
