@@ -165,9 +165,18 @@ class BackgroundWriter:
         self.jobs.join()
         self._raise()
 
+    def stop(self) -> None:
+        """Wait for the jobs, end the thread, raise a job's error."""
+        self.jobs.put(None)
+        self.thread.join()
+        self._raise()
+
     def _run(self) -> None:
         while True:
             job = self.jobs.get()
+            if job is None:
+                self.jobs.task_done()
+                return
             try:
                 if self.error is None:
                     job()
@@ -232,7 +241,7 @@ class Checkpoints(keras.callbacks.Callback):
         # An uncompiled twin sharing the trained layers, and a copy the writer thread owns.
         self.inference_model = keras.Model(self.model.inputs, self.model.outputs, name=self.model.name)
         self.shadow = keras.models.clone_model(self.inference_model)
-        self.writer = self.writer or BackgroundWriter()
+        self.writer = BackgroundWriter()
         if self.restored is not None:  # after the other callbacks reset their counters
             restore_counters(self.watched, self.restored.counters)
 
@@ -256,7 +265,8 @@ class Checkpoints(keras.callbacks.Callback):
             return
         if self.latest is not None:
             self._write_latest()
-        self.writer.wait()
+        writer, self.writer = self.writer, None
+        writer.stop()
 
     def _write_latest(self) -> None:
         state, path = self.latest, self.state_paths[self.writes % 2]
