@@ -55,3 +55,17 @@ def test_make_batches_crops_masks_for_valid_padding_models():
     splits = make_synthetic_splits(image_size=40, channels=1, num_classes=1, seed=3, num_train=6, num_val=3)
     image, mask = next(iter(make_batches(splits.train, 2, shuffle=True, seed=0, label_size=24)))
     assert image.shape == (2, 40, 40, 1) and mask.shape == (2, 24, 24, 1)
+
+
+def test_building_batches_leaves_the_process_random_state_alone():
+    import tensorflow as tf
+
+    from unetlab.data.pipeline import make_batches
+
+    pairs = tf.data.Dataset.range(6).map(lambda i: (tf.fill([4, 4, 1], tf.cast(i, tf.float32)), tf.zeros([4, 4, 1])))
+    tf.random.set_seed(3)
+    expected = tf.random.uniform([2]).numpy()
+    tf.random.set_seed(3)
+    for shuffle in (False, True):
+        next(iter(make_batches(pairs, 2, shuffle=shuffle, seed=0)))
+    assert (tf.random.uniform([2]).numpy() == expected).all()

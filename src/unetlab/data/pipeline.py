@@ -89,11 +89,13 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
     def one_pass(number):
         """Pass `number` as (key, pair): key = number * 2**32 + position, the pairs shuffled by (seed, number)."""
         keys = tf.data.Dataset.range(size).map(lambda position: number * 2**32 + position)
-        # This function's graph seed: shuffle's seed pair is (graph seed, op seed), and TensorFlow
-        # cannot check a pair (0, tensor) when a run's global seed is 0. Only this graph's seed is set.
+        return tf.data.Dataset.zip((keys, shuffled(number) if shuffle else dataset))
+
+    def shuffled(number):
+        """Called inside `flat_map` only. It sets that function graph's seed (not the process's):
+        shuffle's seed pair is (graph seed, op seed), and TensorFlow cannot check (0, tensor)."""
         tf.random.set_seed(seed + 1)
-        pairs = dataset.shuffle(max(size, 1), seed=seed * 1_000_003 + number) if shuffle else dataset
-        return tf.data.Dataset.zip((keys, pairs))
+        return dataset.shuffle(max(size, 1), seed=seed * 1_000_003 + number)
 
     def transform(keyed: tf.data.Dataset) -> tf.data.Dataset:
         if patch_size is not None:
