@@ -132,3 +132,20 @@ def test_from_run_recomposes_the_logged_config_with_overrides_on_top_in_a_new_ta
     assert new.data.params["model.filters"] == "8" and new.data.params["trainer.epochs"] == "1"
     changed = {key for key, value in new.data.params.items() if old.data.params.get(key) != value}
     assert changed == {"model.filters", "trainer.epochs", "output_dir", "tracking.tags.from_run"}
+
+
+def test_a_training_state_that_does_not_fit_the_model_is_one_line(tmp_path):
+    """A state saved by other model code (here: another run's, of a smaller model) is refused by name."""
+    small = run_runner(*TINY, "model.filters=2", "tracking.run_name=small", cwd=tmp_path)
+    big = run_runner(*TINY, "tracking.run_name=big", cwd=tmp_path)
+    assert small.returncode == big.returncode == 0, small.stderr[-2000:] + big.stderr[-2000:]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    by_name = {run.info.run_name: run for run in runs(uri)}
+    client = MlflowClient(uri)
+    for name in Checkpoints.STATE_SLOTS:  # the small run's state where the big run's was
+        path = client.download_artifacts(by_name["small"].info.run_id, f"checkpoints/{name}", str(tmp_path))
+        client.log_artifact(by_name["big"].info.run_id, path, "checkpoints")
+    result = run_runner(f"resume={by_name['big'].info.run_id}", "trainer.epochs=3", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: resume={by_name['big'].info.run_id}: the saved training state does not match this model")

@@ -11,6 +11,7 @@ import mlflow
 import tensorflow as tf
 
 from unetlab.checkpoints import Checkpoints
+from unetlab.errors import DataError
 from unetlab.models import describe
 from unetlab.preprocessing import Preprocessing
 
@@ -46,7 +47,10 @@ def train(config: Config) -> float | None:
         tracking.use_experiment(config.tracking)
         state = fetch_training_state(config.resume, checkpoints.directory)
         if state is not None:
-            checkpoints.resume_from(model, state)
+            try:
+                checkpoints.resume_from(model, state)
+            except ValueError as error:  # saved by another version of the model code
+                raise DataError(f"resume={config.resume}: {error}") from None
             first_epoch = state.epoch + 1
         if first_epoch >= trainer.epochs and tracking.run_status(config.resume) == "FINISHED":
             log.info("run %s is FINISHED after %d epochs: nothing to do (trainer.epochs=N with N > %d trains "
