@@ -13,6 +13,8 @@ least and leave no seams.
 
 `image` is one (height, width, channels) float32 array, already normalised like
 the training data; the result is (height, width, K) float32 probabilities.
+`predict_image` first prepares a decoded image as training did; `predict_ensemble`
+averages several models' `predict_image` probabilities (nnU-Net's ensemble of folds).
 """
 
 from __future__ import annotations
@@ -253,3 +255,25 @@ def predict_image(model, image: np.ndarray, preprocessing, *, tile_size: int | N
     small = tf.image.resize(array, [size, size], method="bilinear").numpy()
     probabilities = predict_tiled(model, small, tile_size=size, overlap=overlap, batch_size=batch_size, tta=tta)
     return tf.image.resize(probabilities, array.shape[:2], method="bilinear").numpy()
+
+
+def predict_ensemble(members, image: np.ndarray, **settings) -> np.ndarray:
+    """Mean of `predict_image(model, image, preprocessing, **settings)` over the `(model, preprocessing)`
+    pairs of `members` -> (H, W, K), as nnU-Net averages its folds.
+
+    Each member prepares the image with its own preprocessing (folds normalised with their own
+    dataset statistics) and predicts in its own tile size; they must agree on `num_classes`.
+    """
+    members = list(members)
+    if not members:
+        raise ConfigError("members must hold at least one (model, preprocessing) pair. Received: members=[]")
+    first = members[0][1].num_classes
+    for index, (_, preprocessing) in enumerate(members[1:], start=1):
+        if preprocessing.num_classes != first:
+            raise ConfigError(f"ensemble members must agree on num_classes: member 0 has num_classes={first}, "
+                              f"member {index} has num_classes={preprocessing.num_classes}")
+    total = None
+    for model, preprocessing in members:
+        probabilities = predict_image(model, image, preprocessing, **settings)
+        total = probabilities if total is None else total + probabilities
+    return total / len(members)

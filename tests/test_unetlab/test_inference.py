@@ -4,8 +4,9 @@ import pytest
 
 from unetlab.errors import ConfigError, DataError
 from unetlab.geometry import unet_output_size
-from unetlab.inference import gaussian_weights, predict_tiled, predict_whole
+from unetlab.inference import gaussian_weights, predict_ensemble, predict_image, predict_tiled, predict_whole
 from unetlab.models import build_unet
+from unetlab.preprocessing import Preprocessing
 
 # Tile borders (and the single seam of non-overlapping tiles) of a 512-pixel side with tile 256,
 # overlap 0.5: windows start at 0, 128, 256. Index i of np.diff is the step from pixel i to i + 1.
@@ -166,3 +167,30 @@ def test_predict_whole_crops_back_sizes_that_are_not_multiples(same_model):
     assert predict_whole(same_model, image, multiple=8).shape == (37, 50, 1)
     with pytest.raises(ConfigError, match=r"^multiple must be an integer >= 1 .*Received: multiple=0$"):
         predict_whole(same_model, image, multiple=0)
+
+
+def _tiny_member(num_classes, seed, **preprocessing):
+    keras.utils.set_random_seed(seed)
+    model = build_unet((None, None, 1), num_classes, depth=1, filters=2)
+    return model, Preprocessing(channels=1, num_classes=num_classes, **preprocessing)
+
+
+def test_ensemble_is_the_mean_of_its_members_each_with_its_own_preprocessing():
+    first = _tiny_member(2, 0, tile_size=16)
+    second = _tiny_member(2, 1, normalize="dataset", mean=[0.4], std=[0.2], tile_size=32)
+    image = np.random.default_rng(8).integers(0, 256, size=(45, 37), dtype=np.uint8)
+    settings = {"overlap": 0.25, "tta": "flips"}
+    singles = [predict_image(model, image, preprocessing, **settings) for model, preprocessing in (first, second)]
+    assert not np.allclose(*singles, atol=1e-3)  # two different models
+    np.testing.assert_allclose(predict_ensemble([first, second], image, **settings), np.mean(singles, axis=0),
+                               atol=1e-6)
+    np.testing.assert_array_equal(predict_ensemble([first], image, **settings), singles[0])
+
+
+def test_ensemble_needs_members_that_agree_on_num_classes():
+    image = np.zeros((32, 32), np.uint8)
+    with pytest.raises(ConfigError, match=r"^members must hold at least one .*Received: members=\[\]$"):
+        predict_ensemble([], image)
+    with pytest.raises(ConfigError, match=r"^ensemble members must agree on num_classes: member 0 has "
+                                          r"num_classes=1, member 1 has num_classes=3$"):
+        predict_ensemble([_tiny_member(1, 0), _tiny_member(3, 1)], image, tile_size=32)
