@@ -64,6 +64,10 @@ def test_monitor_direction_follows_the_metric_unless_set(make_config, tmp_path):
     (["data=folder"], "data.images is required"),
     (["data=isbi2012"], "data.root is required"),
     (["data=folder", "data.images=a", "data.masks=b", "data.val_images=c"], "data.val_images and data.val_masks"),
+    (["run_id=[a,b,a]"], "run_id names run a twice: the runs of an ensemble must differ. Received: run_id="),
+    (["run_id=[a,'']"], "run_id must be a run id or a list of run ids (run_id=[A,B]), each a non-empty string"),
+    (["run_id=[]"], "Received: run_id=[]"),
+    (["task=export", "export.name=x", "run_id=[a,b,c]"], "task=export takes one model: run_id=[a,b,c] names 3"),
 ])
 def test_cross_field_rules_name_the_key(make_config, overrides, message, tmp_path):
     with pytest.raises(ConfigError) as error:
@@ -74,3 +78,12 @@ def test_cross_field_rules_name_the_key(make_config, overrides, message, tmp_pat
 def test_monitor_accepts_every_metric_the_library_reports(make_config, tmp_path):
     for monitor in names.metric_names(3):
         make_config(["loss=ce", "data.num_classes=3", f"trainer.monitor={monitor}", f"output_dir={tmp_path}"])
+
+
+def test_run_id_names_one_run_or_an_ensemble_of_runs(make_config, tmp_path):
+    def run_id(value):
+        config = make_config(["task=predict", "predict.input=x", f"run_id={value}", f"output_dir={tmp_path}"])
+        return config.run_id, config.run_ids()
+
+    assert run_id("a") == run_id("[a]") == ("a", ["a"])
+    assert run_id("[a,b]") == (["a", "b"], ["a", "b"])

@@ -10,7 +10,7 @@ in `Config.__post_init__` and run when `app` converts the composed config, once,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
@@ -39,13 +39,14 @@ class Config:
     task: Task = MISSING
     seed: int = MISSING
     output_dir: str = MISSING
-    run_id: Optional[str] = None
+    run_id: Optional[Any] = None  # one run id, or a list of them: an ensemble (checked in __post_init__)
     model_uri: Optional[str] = None
     checkpoint: Optional[str] = None
     hparams_search: Optional[SearchConfig] = None
     resume: Optional[str] = None  # a task=train run id: continue that run (its own config, see runner.resume)
 
     def __post_init__(self) -> None:
+        self.run_id = checked_run_id(self.run_id)
         if self.task in (Task.train, Task.preview):
             self._check_training()
         elif self.task is Task.check_data:
@@ -54,7 +55,13 @@ class Config:
         else:
             self._check_inference()
 
-    def model_sources(self) -> Dict[str, str]:
+    def run_ids(self) -> List[str]:
+        """The runs that `run_id=` names: none, one, or several (an ensemble)."""
+        if not self.run_id:
+            return []
+        return [self.run_id] if isinstance(self.run_id, str) else list(self.run_id)
+
+    def model_sources(self) -> Dict[str, Any]:
         """The model sources given: run_id, model_uri and/or checkpoint."""
         given = {"run_id": self.run_id, "model_uri": self.model_uri, "checkpoint": self.checkpoint}
         return {key: value for key, value in given.items() if value}
@@ -71,6 +78,10 @@ class Config:
             raise ConfigError("task=predict needs predict.input=DIR_OR_FILE (images to segment)")
         if self.task is Task.evaluate and self.data.name != "folder":
             raise ConfigError("task=evaluate needs data=folder data.images=DIR data.masks=DIR")
+        if self.task is Task.export and len(self.run_ids()) > 1:
+            raise ConfigError(f"task=export takes one model: run_id=[{','.join(self.run_ids())}] names "
+                              f"{len(self.run_ids())}; export each run on its own (run_id=RUN_ID), or predict and "
+                              "evaluate with the ensemble")
         if self.task is Task.export and self.export.format is ExportFormat.mlflow and not self.export.name:
             raise ConfigError("task=export needs export.name=NAME (the registered model name)")
 
@@ -114,6 +125,23 @@ class Config:
                 f"trainer.monitor={self.trainer.monitor!r} is not a reported metric; "
                 f"expected one of {', '.join(allowed)}"
             )
+
+
+def checked_run_id(value: Any) -> Any:
+    """`run_id` as None, one run id, or a list of two or more different run ids (`[A]` is `A`);
+    a one-line ConfigError naming run_id otherwise."""
+    if value is None or isinstance(value, str):
+        return value
+    ids = [str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+           for item in (value if isinstance(value, (list, tuple)) else [value])]
+    if not ids or not all(isinstance(item, str) and item for item in ids):
+        raise ConfigError(f"run_id must be a run id or a list of run ids (run_id=[A,B]), each a non-empty "
+                          f"string. Received: run_id={value!r}")
+    twice = next((item for index, item in enumerate(ids) if item in ids[:index]), None)
+    if twice:
+        raise ConfigError(f"run_id names run {twice} twice: the runs of an ensemble must differ. "
+                          f"Received: run_id={value!r}")
+    return ids[0] if len(ids) == 1 else ids
 
 
 def monitor_mode(name: str, mode: MonitorMode) -> str:
