@@ -10,7 +10,7 @@ from typing import Any
 
 from unetlab.errors import ConfigError
 
-from .schema import Config, FolderDataConfig
+from .schema import BorderWeightedLossConfig, Config, FolderDataConfig
 from .settings import config_group, plain
 
 
@@ -56,7 +56,7 @@ def make_splits(config: Config):
     from unetlab.data import SOURCES
 
     with config_group("data"):
-        return SOURCES[config.data.name](seed=config.seed, **arguments(config.data, "cache", "root"))
+        return SOURCES[config.data.name](seed=config.seed, **arguments(config.data, "cache", "root", "objects"))
 
 
 def augment_settings(config: Config):
@@ -75,21 +75,43 @@ def make_training_batches(config: Config, splits, batch_size: int, *, label_size
     from unetlab.data.augment import make_augmenter
 
     data = config.data
-    patches = dict(patch_size=data.patch_size, foreground_oversample=data.foreground_oversample,
-                   ignore_index=data.ignore_index) if isinstance(data, FolderDataConfig) else {}
+    patches = dict(patch_size=data.patch_size,
+                   foreground_oversample=data.foreground_oversample) if isinstance(data, FolderDataConfig) else {}
     repeat = config.trainer.steps_per_epoch is not None
     pairs_per_epoch = steps_per_epoch(config, splits) * batch_size if repeat else splits.num_train
     return make_batches(splits.train, batch_size, shuffle=True, seed=config.seed, cache=data.cache,
                         label_size=label_size, repeat=repeat, skip=first_epoch * pairs_per_epoch,
-                        augment=make_augmenter(augment_settings(config), config.seed, keyed=True), **patches)
+                        augment=make_augmenter(augment_settings(config), config.seed, keyed=True),
+                        ignore_index=getattr(data, "ignore_index", None), weights=weight_maps(config), **patches)
 
 
 def make_validation_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None):
-    """The validation pairs in a fixed order, batched."""
+    """The validation pairs in a fixed order, batched (with weight maps when the loss takes them,
+    so val_loss is the training loss)."""
     from unetlab.data import make_batches
 
     return make_batches(splits.val, batch_size, shuffle=False, seed=config.seed, cache=config.data.cache,
-                        label_size=label_size)
+                        label_size=label_size, ignore_index=getattr(config.data, "ignore_index", None),
+                        weights=weight_maps(config))
+
+
+def weight_maps(config: Config):
+    """The border weight maps (`unetlab.data.weights.BorderWeights`) of a pixel-weighted loss
+    (`loss=weighted_*`), else None."""
+    from unetlab.data.weights import BorderWeights
+
+    if not isinstance(config.loss, BorderWeightedLossConfig):
+        return None
+    with config_group("loss"):
+        return BorderWeights(objects=config.data.objects.value, **arguments(config.loss, "smooth"))
+
+
+def weight_map_sample(config: Config, splits):
+    """The first training pair as stored (whole, not augmented) with its weight map: (image, mask, weights)."""
+    from unetlab.data import make_batches
+
+    return make_batches(splits.train.take(1), 1, shuffle=False, seed=config.seed, cache=False,
+                        ignore_index=getattr(config.data, "ignore_index", None), weights=weight_maps(config)).unbatch()
 
 
 def is_augmented(config: Config) -> bool:

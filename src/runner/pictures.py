@@ -12,7 +12,7 @@ def save_prediction_grid(model, batches, count: int, output_dir: Path) -> Path:
     from unetlab.visualize import prediction_grid, save_png
 
     images, masks = [], []
-    for image_batch, mask_batch in batches:
+    for image_batch, mask_batch, *_ in batches:  # (and weight maps)
         images.append(image_batch.numpy())
         masks.append(mask_batch.numpy())
         if sum(len(batch) for batch in images) >= count:
@@ -28,5 +28,17 @@ def save_augmentation_grid(pairs, count: int, output_dir: Path) -> Path:
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    images, masks = zip(*[(image.numpy(), mask.numpy()) for image, mask in pairs.take(count)])
+    images, masks = zip(*[(pair[0].numpy(), pair[1].numpy()) for pair in pairs.take(count)])
     return save_png(pair_grid(images, masks), output_dir / "augmentations.png")
+
+
+def save_weight_map(pairs, output_dir: Path) -> Path:
+    """Write the first (image, mask, weights) triple of an unbatched dataset as weight_map.png:
+    image | mask | weights (viridis, 0 to the maximum)."""
+    from unetlab.visualize import centre_crop, colorize, grid, heatmap, save_png, to_rgb
+
+    image, mask, weights = (part.numpy() for part in next(iter(pairs.take(1))))
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return save_png(grid([[to_rgb(centre_crop(image, mask.shape[0])), colorize(mask), heatmap(weights)]]),
+                    output_dir / "weight_map.png")

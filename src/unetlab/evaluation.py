@@ -1,13 +1,21 @@
-"""Segmentation scores from a confusion matrix (NumPy): Dice, IoU, precision, recall, pixel error.
+"""Segmentation scores (NumPy): Dice, IoU, precision, recall and pixel error from a confusion
+matrix; the adapted Rand error and the variation of information between objects.
 
 Conventions match `unetlab.metrics`: a binary model is scored on class 1; for K
 classes the summary is the mean over classes 1..K-1 (class 0 = background), and
 every class is also reported. A class absent from truth and prediction scores 1.
+
+`object_scores` compares the objects (4-connected components of the foreground, or of the
+background for cells between membranes) with scikit-image's `adapted_rand_error` and
+`variation_of_information`, leaving out the pixels outside the true objects (the membranes),
+as the ISBI 2012 challenge's Rand scoring does.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .names import OBJECTS, check_choice
 
 
 def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int,
@@ -40,6 +48,31 @@ def scores(confusion: np.ndarray) -> dict[str, float]:
         for name in ("dice", "iou"):
             result.update({f"{name}_class{c}": float(v) for c, v in enumerate(per_class[name])})
     return result
+
+
+def object_scores(truth: np.ndarray, prediction: np.ndarray, objects: str = "foreground",
+                  ignore_index: int | None = None) -> dict[str, float]:
+    """Adapted Rand error (1 - F-score of Rand precision and recall) and variation of information
+    (its split and merge parts, in bits) between the objects of the truth and of the prediction."""
+    from skimage.metrics import adapted_rand_error, variation_of_information
+
+    check_choice("objects", objects, OBJECTS)
+    true_objects, predicted_objects = (_label_objects(classes, objects, ignore_index) for classes in (truth, prediction))
+    error, _, _ = adapted_rand_error(true_objects, predicted_objects, ignore_labels=(0,))
+    split, merge = variation_of_information(true_objects, predicted_objects, ignore_labels=(0,))
+    return {"rand_error": float(error), "vi": float(split + merge), "vi_split": float(split),
+            "vi_merge": float(merge)}
+
+
+def _label_objects(classes: np.ndarray, objects: str, ignore_index: int | None) -> np.ndarray:
+    """Object ids 1..N of the 4-connected components of the objects' class; 0 elsewhere."""
+    from scipy import ndimage
+
+    classes = np.asarray(classes)
+    inside = (classes == 0) if objects == "background" else (classes > 0)
+    if ignore_index is not None:
+        inside &= classes != ignore_index
+    return ndimage.label(inside)[0]
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

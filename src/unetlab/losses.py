@@ -51,8 +51,9 @@ def one_hot_targets(y_true, y_pred):
     return ops.one_hot(ids, num_channels, dtype=y_pred.dtype)
 
 
-def crossentropy_per_image(y_true, y_pred, ignore_index: int | None = None):
-    """Pixel-mean binary (C = 1) or categorical (C = K) cross-entropy (ignored pixels left out)."""
+def crossentropy_per_image(y_true, y_pred, ignore_index: int | None = None, pixel_weight=None):
+    """Pixel-mean binary (C = 1) or categorical (C = K) cross-entropy (ignored pixels left out),
+    each pixel's term multiplied by `pixel_weight` (batch, H, W) when given."""
     weight, y_true = valid_pixels(y_true, ignore_index)
     y_pred = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
     target = one_hot_targets(y_true, y_pred)
@@ -60,7 +61,10 @@ def crossentropy_per_image(y_true, y_pred, ignore_index: int | None = None):
         pixel = -(target * ops.log(y_pred) + (1.0 - target) * ops.log(1.0 - y_pred))
     else:
         pixel = -target * ops.log(y_pred)
-    return _pixel_mean(ops.sum(pixel, axis=-1), weight)
+    pixel = ops.sum(pixel, axis=-1)
+    if pixel_weight is not None:
+        pixel = pixel * ops.cast(ops.reshape(pixel_weight, ops.shape(pixel)), pixel.dtype)
+    return _pixel_mean(pixel, weight)
 
 
 def tversky_index(y_true, y_pred, alpha: float, beta: float, smooth: float, ignore_index: int | None = None):
@@ -75,6 +79,11 @@ def tversky_index(y_true, y_pred, alpha: float, beta: float, smooth: float, igno
     false_positive = ops.sum((1.0 - target) * predicted, axis=(1, 2))
     false_negative = ops.sum(target * (1.0 - y_pred), axis=(1, 2))
     return (true_positive + smooth) / (true_positive + alpha * false_positive + beta * false_negative + smooth)
+
+
+def dice_loss_per_image(y_true, y_pred, smooth: float, ignore_index: int | None = None):
+    """1 - soft Dice per image, averaged over the classes."""
+    return 1.0 - ops.mean(tversky_index(y_true, y_pred, 0.5, 0.5, smooth, ignore_index), axis=-1)
 
 
 def focal_per_image(y_true, y_pred, gamma: float, alpha: float, ignore_index: int | None = None):
@@ -126,8 +135,7 @@ class DiceLoss(SegmentationLoss):
         super().__init__(smooth=smooth, **kwargs)
 
     def call(self, y_true, y_pred):
-        dice = tversky_index(y_true, y_pred, 0.5, 0.5, self.params["smooth"], self.ignore_index)
-        return 1.0 - ops.mean(dice, axis=-1)
+        return dice_loss_per_image(y_true, y_pred, self.params["smooth"], self.ignore_index)
 
 
 @keras.saving.register_keras_serializable(package="unetlab")
@@ -168,6 +176,60 @@ class TverskyLoss(SegmentationLoss):
         return 1.0 - ops.mean(index, axis=-1)
 
 
+class PixelWeightedLoss(SegmentationLoss):
+    """Base class of losses weighted per pixel by the data's weight maps, which Keras passes as
+    sample weights (batch, H, W) (`unetlab.data.make_batches(weights=...)`; metrics stay
+    unweighted). Without weights (e.g. data without maps) the loss is unweighted.
+
+    `w0`, `sigma` and `class_balance` describe the maps (`unetlab.data.weights.BorderWeights`):
+    kept in the loss's config so a saved model says what it was trained on; the data makes them.
+    """
+
+    def __init__(self, w0: float = 10.0, sigma: float = 5.0, class_balance: bool = True, **kwargs):
+        super().__init__(w0=w0, sigma=sigma, class_balance=class_balance, **kwargs)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is None:
+            return super().__call__(y_true, y_pred)
+        y_true, y_pred = ops.convert_to_tensor(y_true, self.dtype), ops.convert_to_tensor(y_pred, self.dtype)
+        per_image = self.weighted(y_true, y_pred, ops.convert_to_tensor(sample_weight, self.dtype))
+        if self.reduction in (None, "none"):
+            return per_image
+        return ops.sum(per_image) if self.reduction == "sum" else ops.mean(per_image)
+
+    def call(self, y_true, y_pred):
+        return self.weighted(y_true, y_pred, None)
+
+    def weighted(self, y_true, y_pred, pixel_weight):
+        """The loss per image with pixel weights (batch, H, W), or none."""
+        raise NotImplementedError
+
+
+@keras.saving.register_keras_serializable(package="unetlab")
+class WeightedCrossentropy(PixelWeightedLoss):
+    """Cross-entropy with per-pixel weights: the U-Net paper's loss with its border weight maps
+    (`weighted_bce` for sigmoid heads, `weighted_ce` for softmax)."""
+
+    default_name = "weighted_ce"
+
+    def weighted(self, y_true, y_pred, pixel_weight):
+        return crossentropy_per_image(y_true, y_pred, self.ignore_index, pixel_weight)
+
+
+@keras.saving.register_keras_serializable(package="unetlab")
+class WeightedCrossentropyDice(PixelWeightedLoss):
+    """Weighted cross-entropy + (1 - soft Dice); the Dice term is unweighted (`weighted_bce_dice`, `weighted_ce_dice`)."""
+
+    default_name = "weighted_ce_dice"
+
+    def __init__(self, smooth: float = 1.0, **kwargs):
+        super().__init__(smooth=smooth, **kwargs)
+
+    def weighted(self, y_true, y_pred, pixel_weight):
+        return (crossentropy_per_image(y_true, y_pred, self.ignore_index, pixel_weight)
+                + dice_loss_per_image(y_true, y_pred, self.params["smooth"], self.ignore_index))
+
+
 LOSSES = {
     "bce": Crossentropy,
     "ce": Crossentropy,
@@ -176,6 +238,10 @@ LOSSES = {
     "ce_dice": CrossentropyDiceLoss,
     "focal": FocalLoss,
     "tversky": TverskyLoss,
+    "weighted_bce": WeightedCrossentropy,
+    "weighted_ce": WeightedCrossentropy,
+    "weighted_bce_dice": WeightedCrossentropyDice,
+    "weighted_ce_dice": WeightedCrossentropyDice,
 }
 
 

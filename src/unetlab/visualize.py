@@ -61,6 +61,15 @@ def prediction_grid(images: np.ndarray, masks: np.ndarray, probabilities: np.nda
     return grid(rows)
 
 
+def heatmap(values: np.ndarray) -> np.ndarray:
+    """Values (H, W) -> uint8 RGB in matplotlib's viridis, 0 to the maximum (dark blue to yellow)."""
+    from matplotlib import colormaps
+
+    values = np.asarray(values, np.float32)
+    scaled = values / max(float(values.max()), 1e-12)
+    return (colormaps["viridis"](scaled)[..., :3] * 255).round().astype(np.uint8)
+
+
 def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """A decoded image (any dtype) with its non-background classes tinted in their colours."""
     from .preprocessing import to_unit_range

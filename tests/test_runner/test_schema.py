@@ -24,18 +24,21 @@ def test_config_choices_are_the_library_choices(enum, choices):
     assert [member.value for member in enum] == list(choices)
 
 
-@pytest.mark.parametrize("preset", ["unet_paper", "classic_keras_unet"])
-def test_experiment_presets_compose_and_validate(make_config, preset, tmp_path):
-    config = make_config([f"+experiment={preset}", f"output_dir={tmp_path}"])
-    assert isinstance(config, Config) and config.model.filters == 64
+@pytest.mark.parametrize("preset, filters", [("unet_paper", 64), ("classic_keras_unet", 64), ("isbi2012", 64),
+                                             ("isbi2012_cpu", 16)])
+def test_experiment_presets_compose_and_validate(make_config, preset, filters, tmp_path):
+    config = make_config([f"+experiment={preset}", f"output_dir={tmp_path}"]
+                         + (["data.root=/isbi"] if preset.startswith("isbi") else []))
+    assert isinstance(config, Config) and config.model.filters == filters
 
 
 def test_isbi2012_is_folder_data_under_one_root(compose, tmp_path):
     folder = compose(["data=folder", "data.images=x", "data.masks=y", f"output_dir={tmp_path}"]).data
     isbi = compose(["data=isbi2012", "data.root=/isbi", "data.image_size=128", f"output_dir={tmp_path}"]).data
     assert isbi.images == "/isbi/image" and isbi.masks == "/isbi/label" and isbi.image_size == 128
+    assert isbi.invert_masks and isbi.objects.value == "background"  # membranes positive, cells the objects
     same = {key: value for key, value in OmegaConf.to_container(folder).items()
-            if key not in ("images", "masks", "image_size")}
+            if key not in ("images", "masks", "image_size", "invert_masks", "objects")}
     assert {key: OmegaConf.to_container(isbi)[key] for key in same} == same
 
 

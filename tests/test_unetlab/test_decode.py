@@ -9,6 +9,7 @@ from PIL import Image
 
 from unetlab.data import image_files
 from unetlab.data.decode import decode_image, decode_mask, decode_values
+from unetlab.errors import ConfigError
 from unetlab_samples import save
 
 pytest.importorskip("tifffile")
@@ -117,6 +118,23 @@ def test_mask_conventions(tmp_path, mask, num_classes, ignore_index, expected):
     decoded = mask_values(mask_file(tmp_path, mask), num_classes, ignore_index=ignore_index)
     assert decoded.shape == (*np.shape(mask), 1)
     np.testing.assert_array_equal(decoded[..., 0], expected)
+
+
+@pytest.mark.parametrize("num_classes", [1, 2])
+def test_inverted_binary_masks_make_zero_the_positive_class_and_keep_ignored_pixels(tmp_path, num_classes):
+    mask = np.array([[0, 255, 255, 0], [0, 7, 7, 255]], np.uint8)  # ISBI 2012: membranes 0, cells 255
+    decoded = mask_values(mask_file(tmp_path, mask), num_classes, ignore_index=7, invert_masks=True)
+    np.testing.assert_array_equal(decoded[..., 0], [[1, 0, 0, 1], [1, 7, 7, 0]])
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(num_classes=3), "^invert_masks swaps the two classes of binary masks; it cannot be used with num_classes=3$"),
+    (dict(num_classes=2, palette=[[0, 0, 0], [9, 9, 9]]), "num_classes=2 and a palette$"),
+    (dict(num_classes=1, invert_masks="yes"), r"^invert_masks must be true or false. Received: invert_masks='yes'$"),
+])
+def test_invert_masks_is_for_binary_masks_only(tmp_path, params, message):
+    with pytest.raises(ConfigError, match=message):
+        decode_mask(mask_file(tmp_path, np.zeros((2, 2), np.uint8)), **{"invert_masks": True, **params})
 
 
 def test_masks_in_16_bit_png_and_tiff_and_grey_rgb_hold_class_ids(tmp_path):

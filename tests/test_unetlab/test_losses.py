@@ -48,10 +48,11 @@ def np_loss(name, truth, probabilities):
         "ce_dice": lambda: np_crossentropy(truth, probabilities) + dice.mean(),
         "focal": lambda: np_focal(truth, probabilities, 2.0, 0.25),
         "tversky": lambda: (1 - np_tversky(truth, probabilities, 0.3, 0.7, 1.0).mean(-1)).mean(),
-    }[name]()
+    }[name.removeprefix("weighted_")]()  # without weight maps a weighted loss is the plain one
 
 
-SIGMOID_ONLY, SOFTMAX_ONLY = {"bce", "bce_dice"}, {"ce", "ce_dice"}
+SIGMOID_ONLY = {"bce", "bce_dice", "weighted_bce", "weighted_bce_dice"}
+SOFTMAX_ONLY = {"ce", "ce_dice", "weighted_ce", "weighted_ce_dice"}
 CASES = [(name, k) for name in sorted(LOSSES) for k in (1, 3)
          if not (name in SIGMOID_ONLY and k > 1) and not (name in SOFTMAX_ONLY and k == 1)]
 
@@ -107,7 +108,8 @@ def np_loss_ignoring(name, truth, probabilities, valid):
 
     ce, dice = np_pixel_loss(crossentropy, valid), (1 - tversky(0.5, 0.5)).mean()
     return {"bce": ce, "ce": ce, "dice": dice, "bce_dice": ce + dice, "ce_dice": ce + dice,
-            "focal": np_pixel_loss(focal, valid), "tversky": (1 - tversky(0.3, 0.7)).mean()}[name]
+            "focal": np_pixel_loss(focal, valid),
+            "tversky": (1 - tversky(0.3, 0.7)).mean()}[name.removeprefix("weighted_")]
 
 
 @pytest.mark.parametrize("name, num_classes", CASES)
@@ -121,6 +123,25 @@ def test_loss_with_ignore_index_matches_numpy_reference_and_ignores_those_pixels
     assert float(loss(truth, other)) == pytest.approx(value, rel=1e-5)
     assert loss.get_config()["ignore_index"] == IGNORE
     assert build_loss(name).get_config()["ignore_index"] is None
+
+
+@pytest.mark.parametrize("name, num_classes", [("weighted_bce", 1), ("weighted_ce", 3), ("weighted_bce_dice", 1),
+                                               ("weighted_ce_dice", 3)])
+def test_weighted_losses_multiply_each_pixels_crossentropy_by_its_weight(name, num_classes):
+    """Keras passes the weight maps as sample weights (batch, H, W): weighted cross-entropy, unweighted Dice."""
+    clean, probabilities = random_case(num_classes)
+    truth, valid = with_ignored(clean)
+    weights = np.random.default_rng(4).uniform(0, 12, clean.shape[:3]).astype(np.float32)
+    p = np.clip(probabilities, EPS, 1 - EPS)
+    t = one_hot(np.where(valid, clean, 0), p.shape[-1])
+    pixel = (-(t * np.log(p) + (1 - t) * np.log(1 - p)) if num_classes == 1 else -t * np.log(p)).sum(-1)
+    expected = np_pixel_loss(pixel * weights, valid)
+    if name.endswith("dice"):
+        expected += np_loss_ignoring("dice", clean, probabilities, valid)
+    loss = build_loss(name, ignore_index=IGNORE)
+    assert float(loss(truth, probabilities, weights)) == pytest.approx(expected, rel=1e-4)
+    assert float(loss(truth, probabilities, np.ones_like(weights))) == pytest.approx(
+        float(loss(truth, probabilities)), rel=1e-5)
 
 
 def test_binary_loss_never_treats_ignore_index_as_foreground():

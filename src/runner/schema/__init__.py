@@ -18,7 +18,8 @@ from unetlab import names
 from unetlab.errors import ConfigError
 from unetlab.geometry import unet_output_size
 
-from .groups import (AdamConfig, AugmentSettings, DataConfig, DiceLossConfig, EvaluateConfig, ExportConfig,
+from .groups import (AdamConfig, AugmentSettings, BorderWeightedDiceLossConfig, BorderWeightedLossConfig,
+                     DataConfig, DiceLossConfig, EvaluateConfig, ExportConfig,
                      ExportFormat, FocalLossConfig, FolderDataConfig, LossConfig, ModelConfig, MonitorMode,
                      NamedFolderDataConfig, Normalize, OptimizerConfig, PredictConfig, SearchConfig, SGDConfig,
                      SyntheticDataConfig, Task, TrackingConfig, TrainerConfig, TverskyLossConfig)
@@ -161,6 +162,10 @@ SCHEMAS = {
         "ce_dice": DiceLossConfig,
         "focal": FocalLossConfig,
         "tversky": TverskyLossConfig,
+        "weighted_bce": BorderWeightedLossConfig,
+        "weighted_ce": BorderWeightedLossConfig,
+        "weighted_bce_dice": BorderWeightedDiceLossConfig,
+        "weighted_ce_dice": BorderWeightedDiceLossConfig,
     },
     "model": {"unet": ModelConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamConfig, "sgd": SGDConfig},

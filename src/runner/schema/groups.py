@@ -37,6 +37,7 @@ Pooling = choice_enum("Pooling", names.POOLING)
 Upsampling = choice_enum("Upsampling", names.UPSAMPLING)
 Padding = choice_enum("Padding", names.PADDING)
 Schedule = choice_enum("Schedule", names.SCHEDULES)
+Objects = choice_enum("Objects", names.OBJECTS)
 
 
 class ExportFormat(Enum):
@@ -77,6 +78,7 @@ class DataConfig:
     channels: int = MISSING
     num_classes: int = MISSING
     cache: bool = MISSING
+    objects: Objects = MISSING
 
     def __post_init__(self) -> None:
         _require(self.image_size >= 8, "data.image_size", self.image_size, ">= 8")
@@ -114,6 +116,7 @@ class FolderDataConfig(DataConfig):
     std: Optional[List[float]] = None
     patch_size: Optional[int] = None
     foreground_oversample: float = MISSING
+    invert_masks: bool = MISSING
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -159,6 +162,24 @@ class LossConfig:
 
 @dataclass
 class DiceLossConfig(LossConfig):
+    smooth: float = MISSING
+
+
+@dataclass
+class BorderWeightedLossConfig(LossConfig):
+    """A loss weighted per pixel by the U-Net paper's border weight map (`unetlab.data.weights`)."""
+
+    w0: float = MISSING
+    sigma: float = MISSING
+    class_balance: bool = MISSING
+
+    def __post_init__(self) -> None:
+        _require(self.w0 >= 0, "loss.w0", self.w0, ">= 0")
+        _require(self.sigma > 0, "loss.sigma", self.sigma, "> 0 (pixels)")
+
+
+@dataclass
+class BorderWeightedDiceLossConfig(BorderWeightedLossConfig):
     smooth: float = MISSING
 
 

@@ -88,14 +88,14 @@ def train(config: Config) -> float | None:
         tracking.retry_locked(mlflow.log_metrics, {f"best_{trainer.monitor}": checkpoints.best,
                                                    "best_epoch": checkpoints.best_epoch})
         trial.finished(checkpoints.best)  # the objective is recorded before the optional steps below
-        finish_optional(config, checkpoints, preprocessing_path, train_batches, val_batches)
+        finish_optional(config, checkpoints, preprocessing_path, splits, train_batches, val_batches)
         log.info("best %s=%.4f at epoch %d; run %s", trainer.monitor, checkpoints.best, checkpoints.best_epoch + 1,
                  run.info.run_id)
         log.info("view: %s", tracking.runs_link(mlflow.get_tracking_uri(), run.info.experiment_id, run.info.run_id))
     return checkpoints.best
 
 
-def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path: Path, train_batches,
+def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path: Path, splits, train_batches,
                     val_batches) -> None:
     """Registration and pictures: each that fails is a warning and a tag, not a failed training."""
     output_dir, count = Path(config.output_dir), config.tracking.num_predictions
@@ -105,6 +105,9 @@ def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path
 
         steps.append(("register_model", lambda: log_segmentation_model(
             checkpoints.best_path, preprocessing_path, config.tracking.register_model)))
+    if builders.weight_maps(config) is not None:
+        steps.append(("weight_map", lambda: mlflow.log_artifact(str(pictures.save_weight_map(
+            builders.weight_map_sample(config, splits), output_dir)))))
     if builders.is_augmented(config):
         steps.append(("augmentation_grid", lambda: mlflow.log_artifact(str(pictures.save_augmentation_grid(
             train_batches.unbatch(), count, output_dir)))))

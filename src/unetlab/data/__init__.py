@@ -85,7 +85,7 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
                        ignore_index: int | None = None, palette: Sequence[Sequence[int]] | None = None,
                        normalize: str = "scale", mean: Sequence[float] | float | None = None,
                        std: Sequence[float] | float | None = None, patch_size: int | None = None,
-                       foreground_oversample: float = 0.33) -> Splits:
+                       foreground_oversample: float = 0.33, invert_masks: bool = False) -> Splits:
     """Image/mask folders (files paired by stem) as training and validation data.
 
     Validation: its own folders (`val_images`/`val_masks`), else fold `fold` of a seeded
@@ -93,7 +93,8 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
     `ignore_index`/`palette`, and `normalize` ("scale", "minmax", "zscore", "dataset"):
     see `unetlab.data.decode` and `unetlab.data.normalize`. With normalize="dataset",
     `mean`/`std` default to the statistics of the training images (`dataset_statistics`),
-    returned in `Splits.preprocessing`.
+    returned in `Splits.preprocessing`. `invert_masks`: zero pixels of binary masks are the
+    positive class (ISBI 2012 labels its membranes 0).
     `patch_size=None` resizes every image to image_size; with a patch_size, images keep
     their resolution: training samples one random patch per image and pass (through
     `make_batches`, `foreground_oversample` of them centred on foreground), validation is
@@ -130,7 +131,8 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
     mean, std = check_normalize(normalize, channels, mean, std)
 
     common = dict(image_size=None if patch_size else image_size, channels=channels, num_classes=num_classes,
-                  ignore_index=ignore_index, palette=palette, normalize=normalize, mean=mean, std=std)
+                  ignore_index=ignore_index, palette=palette, normalize=normalize, mean=mean, std=std,
+                  invert_masks=invert_masks)
     train_data, val_data = make_folder_dataset(train, **common), make_folder_dataset(val, **common)
     if patch_size:
         val_data = make_tiles(val_data, patch_size)

@@ -13,7 +13,8 @@ Masks become (H, W, 1) float32 class ids; pixels to ignore carry the value `igno
   index; a colour not in the palette is `ignore_index` if set, else an error;
 - binary (`num_classes` 1 or 2): a pixel equal to `ignore_index` stays ignored, every other
   non-zero pixel is foreground (1). So 0/1 and 0/255 masks both work, except that with
-  `ignore_index=255` a 255 means "ignore": such masks must then be 0/1;
+  `ignore_index=255` a 255 means "ignore": such masks must then be 0/1. `invert_masks=True` swaps
+  the two classes: zero pixels are the positive class (ISBI 2012 marks membranes 0);
 - `num_classes=K` > 2: class ids 0..K-1 (and `ignore_index`); another value is an error.
 
 Masks with several channels hold the class id in every colour channel (alpha is dropped).
@@ -29,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..labels import check_ignore_index, colour_code, palette_colours
 from . import image_files
 from .image_files import read_array
@@ -133,13 +134,14 @@ def decode_image(path, channels: int | None):
 
 
 def decode_mask(path, num_classes: int, *, ignore_index: int | None = None,
-                palette: Sequence[Sequence[int]] | None = None):
+                palette: Sequence[Sequence[int]] | None = None, invert_masks: bool = False):
     """Decode a mask to class ids (H, W, 1) float32, ignored pixels set to `ignore_index`.
 
     See the module docstring for the conventions; a mask that breaks them fails with an
     error naming the file when it is read.
     """
     ignore_index = check_ignore_index(ignore_index, num_classes)
+    check_invert(invert_masks, num_classes, palette)
     values, _ = decode_values(path)
     found = tf.shape(values)[-1]
     if palette is not None:
@@ -173,7 +175,7 @@ def decode_mask(path, num_classes: int, *, ignore_index: int | None = None,
         mask = tf.identity(first)
     ignored = tf.equal(mask, float(ignore_index)) if ignore_index is not None else tf.zeros_like(mask, tf.bool)
     if num_classes <= 2:
-        return tf.where(ignored, mask, tf.cast(mask > 0, tf.float32))
+        return tf.where(ignored, mask, tf.cast(tf.not_equal(mask > 0, invert_masks), tf.float32))
     valid = ignored | ((mask >= 0) & (mask < num_classes) & tf.equal(mask, tf.round(mask)))
     allowed = f"0..{num_classes - 1}" + (f" and {ignore_index}" if ignore_index is not None else "")
     bad = tf.boolean_mask(mask, tf.logical_not(valid))
@@ -182,6 +184,16 @@ def decode_mask(path, num_classes: int, *, ignore_index: int | None = None,
         tf.strings.as_string(tf.concat([bad, [0.0]], 0)[0], shortest=True)])])
     with tf.control_dependencies([check]):
         return tf.identity(mask)
+
+
+def check_invert(invert, num_classes: int, palette=None) -> bool:
+    """`invert` as a bool, or ConfigError: it swaps the classes of binary masks only."""
+    if not isinstance(invert, bool):
+        raise ConfigError(f"invert_masks must be true or false. Received: invert_masks={invert!r}")
+    if invert and (num_classes > 2 or palette is not None):
+        raise ConfigError(f"invert_masks swaps the two classes of binary masks; it cannot be used with "
+                          f"num_classes={num_classes}" + (" and a palette" if palette is not None else ""))
+    return invert
 
 
 def _first_colour(rgb, unknown):

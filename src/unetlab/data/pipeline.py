@@ -12,31 +12,36 @@ from typing import Callable, Sequence
 import tensorflow as tf
 
 from ..labels import check_ignore_index, palette_colours
-from .decode import decode_image, decode_mask
+from .decode import check_invert, decode_image, decode_mask
 from .normalize import check_normalize, normalize_image
 from .patches import make_patch_sampler
+from .weights import BorderWeights, add_weight_maps
 
 
 def make_folder_dataset(pairs: list[tuple[str, str]], *, image_size: int | None, channels: int,
                         num_classes: int, ignore_index: int | None = None,
                         palette: Sequence[Sequence[int]] | None = None, normalize: str = "scale",
-                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> tf.data.Dataset:
+                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                        invert_masks: bool = False) -> tf.data.Dataset:
     """Unbatched (image, mask) pairs, decoded in parallel, normalised, resized to image_size.
 
     Images are resized bilinearly, masks with nearest neighbour (class ids are never
     interpolated). `image_size=None` keeps every image at its full resolution (for patches).
-    Normalisation is applied to the full-resolution image, before resizing.
+    Normalisation is applied to the full-resolution image, before resizing. `invert_masks`:
+    the zero pixels of binary masks are the positive class (`unetlab.data.decode.decode_mask`).
     """
     ignore_index = check_ignore_index(ignore_index, num_classes)
     if palette is not None:
         palette_colours(palette, num_classes, ignore_index)  # fail on a bad palette now, not in tf.data
     mean, std = check_normalize(normalize, channels, mean, std)
+    check_invert(invert_masks, num_classes, palette)
     image_paths = [image for image, _ in pairs]
     mask_paths = [mask for _, mask in pairs]
 
     def load(image_path, mask_path):
         image = normalize_image(decode_image(image_path, channels), normalize, mean, std)
-        mask = decode_mask(mask_path, num_classes, ignore_index=ignore_index, palette=palette)
+        mask = decode_mask(mask_path, num_classes, ignore_index=ignore_index, palette=palette,
+                           invert_masks=invert_masks)
         image_size_, mask_size = tf.shape(image)[:2], tf.shape(mask)[:2]
         check = tf.debugging.Assert(tf.reduce_all(tf.equal(image_size_, mask_size)), [tf.strings.join([
             "image ", image_path, " is ", _size_text(image_size_), " but mask ", mask_path, " is ",
@@ -62,8 +67,9 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
                  label_size: int | None = None, repeat: bool = False,
                  augment: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None,
                  patch_size: int | None = None, foreground_oversample: float = 0.33,
-                 ignore_index: int | None = None, skip: int = 0) -> tf.data.Dataset:
-    """Cache -> seeded shuffle per pass -> patches -> augment -> batch -> prefetch.
+                 ignore_index: int | None = None, skip: int = 0,
+                 weights: BorderWeights | None = None) -> tf.data.Dataset:
+    """Weight maps -> cache -> seeded shuffle per pass -> patches -> augment -> batch -> prefetch.
 
     `shuffle=True` (training) gives an endless stream of passes over the pairs, each shuffled
     and augmented as a function of (seed, pass number, position) alone: `fit` reads it with
@@ -79,7 +85,14 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
     is tiled by its source instead. `augment` is `make_augmenter(config, seed, keyed=True)`,
     applied after the cache so every epoch sees new variants. `label_size` centre-crops masks
     to the model's output size (valid-padding U-Net).
+
+    `weights` (e.g. the U-Net paper's border weights): each mask's weight map is computed once
+    (`unetlab.data.weights.add_weight_maps`, before the cache), travels with the mask through
+    patches, augmentation and crops, and the batches are (images, masks, weights (batch, H, W)):
+    Keras passes the weights to the loss as sample weights (metrics stay unweighted).
     """
+    if weights is not None:
+        dataset = add_weight_maps(dataset, weights, ignore_index)
     if cache:
         dataset = dataset.cache()
     size = int(dataset.cardinality())
@@ -106,6 +119,8 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
         if label_size is not None:
             pairs = pairs.map(lambda image, mask: (image, _centre_crop(mask, label_size)),
                               num_parallel_calls=tf.data.AUTOTUNE)
+        if weights is not None:  # the mask's second channel is its weight map
+            pairs = pairs.map(lambda image, mask: (image, mask[..., :1], mask[..., 1]))
         return pairs
 
     if not shuffle:
