@@ -1,4 +1,5 @@
-"""Where a trained model comes from: `run_id=`, `model_uri=models:/NAME/VERSION` or `checkpoint=PATH.keras`.
+"""Where a trained model comes from: `run_id=` (or `run_id=[A,B,...]`, an ensemble),
+`model_uri=models:/NAME/VERSION` or `checkpoint=PATH.keras`.
 
 Every source ends in `keras.saving.load_model(..., safe_mode=True)` on a `.keras` file and a
 `preprocessing.json`: loading a model runs no code from the model store. A registered model's
@@ -37,10 +38,56 @@ class LoadedModel:
     description: str
 
 
+def load_model_sources(config: Config) -> list[LoadedModel]:
+    """The models of an ensemble, one per run of `run_id=[A,B,...]` (each with its own preprocessing),
+    or the one model of `run_id=`, `model_uri=` or `checkpoint=`. The members must agree on
+    channels and num_classes."""
+    if len(config.run_ids()) < 2:
+        return [load_model_source(config)]
+    members: list[LoadedModel] = []
+    for run_id in config.run_ids():
+        member = _from_run(run_id, config.tracking.uri)
+        if members:
+            _check_same_task(members[0], member)
+        members.append(member)
+    return members
+
+
+def _check_same_task(first: LoadedModel, member: LoadedModel) -> None:
+    """Two members of an ensemble read the same channels and predict the same classes."""
+    for key in ("channels", "num_classes"):
+        ours, theirs = getattr(first.preprocessing, key), getattr(member.preprocessing, key)
+        if ours != theirs:
+            raise ConfigError(f"run_id: runs {first.source_run_id} and {member.source_run_id} cannot form an "
+                              f"ensemble: run {first.source_run_id} has {key}={ours}, run "
+                              f"{member.source_run_id} has {key}={theirs}")
+
+
+def describe(members: list[LoadedModel]) -> str:
+    """The model's description ('run A', a model URI, a path), or 'ensemble of 3 models: runs A, B, C'."""
+    if len(members) == 1:
+        return members[0].description
+    return f"ensemble of {len(members)} models: runs {', '.join(m.source_run_id for m in members)}"
+
+
+def source_tags(members: list[LoadedModel]) -> dict[str, str]:
+    """MLflow tags naming the models a run used: `model_source`, `ensemble_size`, and `source_run_id`
+    (one model from a run) or `ensemble_run_ids` (comma-separated, several)."""
+    tags = {"model_source": describe(members), "ensemble_size": str(len(members))}
+    if len(members) > 1:
+        tags["ensemble_run_ids"] = ",".join(member.source_run_id for member in members)
+    elif members[0].source_run_id:
+        tags["source_run_id"] = members[0].source_run_id
+    return tags
+
+
 def load_model_source(config: Config) -> LoadedModel:
     """Load the model named by the config's single model source, with the preprocessing it was trained with."""
+    if len(config.run_ids()) > 1:
+        raise ConfigError(f"run_id=[{','.join(config.run_ids())}] names {len(config.run_ids())} runs where one "
+                          "model is needed")
     if config.run_id:
-        return _from_run(config.run_id, config.tracking.uri)
+        return _from_run(config.run_ids()[0], config.tracking.uri)
     if config.model_uri:
         return _from_registry(config.model_uri, config.tracking.uri)
     return _from_checkpoint(Path(config.checkpoint))

@@ -128,3 +128,78 @@ def test_predict_and_evaluate_from_the_registry_never_unpickle(registry, tmp_pat
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert (tmp_path / "eval" / "metrics.json").is_file()
     assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def member_runs(tmp_path_factory):
+    """Three runs with a tiny checkpoint each: `a` and `b` binary (b normalised with its own dataset
+    statistics), `c` with 3 classes."""
+    import keras
+    import mlflow
+
+    from unetlab.models import build_unet
+    from unetlab.preprocessing import Preprocessing
+
+    root = tmp_path_factory.mktemp("members")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("unetlab", artifact_location=str(root / "artifacts"))
+    members = {"a": (1, {}), "b": (1, {"normalize": "dataset", "mean": [0.4], "std": [0.2]}), "c": (3, {})}
+    runs = {}
+    for seed, (name, (num_classes, normalize)) in enumerate(members.items()):
+        folder = root / name
+        folder.mkdir()
+        keras.utils.set_random_seed(seed)
+        build_unet((None, None, 1), num_classes, depth=1, filters=2).save(folder / "best.keras")
+        Preprocessing(channels=1, num_classes=num_classes, tile_size=32, **normalize).save(
+            folder / Preprocessing.FILENAME)
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(folder), "checkpoints")
+        client.set_terminated(run.info.run_id)
+        runs[name] = run.info.run_id
+    return root, uri, runs
+
+
+def _sources(make_config, member_runs, run_id):
+    from runner.model_source import load_model_sources
+
+    root, uri, _ = member_runs
+    return load_model_sources(make_config(["task=predict", f"run_id={run_id}", f"tracking.uri={uri}",
+                                           "predict.input=x", f"output_dir={root}/out"]))
+
+
+def test_an_ensemble_loads_one_model_per_run_each_with_its_own_preprocessing(make_config, member_runs):
+    from runner.model_source import describe, source_tags
+
+    a, b = member_runs[2]["a"], member_runs[2]["b"]
+    members = _sources(make_config, member_runs, f"[{a},{b}]")
+    assert [member.source_run_id for member in members] == [a, b]
+    assert [member.preprocessing.normalize for member in members] == ["scale", "dataset"]
+    assert members[1].preprocessing.mean == [0.4]
+    assert describe(members) == f"ensemble of 2 models: runs {a}, {b}"
+    assert source_tags(members) == {"model_source": describe(members), "ensemble_size": "2",
+                                    "ensemble_run_ids": f"{a},{b}"}
+    (single,) = _sources(make_config, member_runs, f"[{a}]")
+    assert source_tags([single]) == {"model_source": f"run {a}", "ensemble_size": "1", "source_run_id": a}
+
+
+def test_ensemble_members_must_agree_on_classes_and_each_be_a_live_run(make_config, member_runs):
+    from unetlab.errors import ConfigError, DataError
+
+    runs = member_runs[2]
+    with pytest.raises(ConfigError, match=rf"^run_id: runs {runs['a']} and {runs['c']} cannot form an ensemble: "
+                                          rf"run {runs['a']} has num_classes=1, run {runs['c']} has num_classes=3$"):
+        _sources(make_config, member_runs, f"[{runs['a']},{runs['b']},{runs['c']}]")
+    with pytest.raises(DataError, match=r"^run_id=0123456789abcdef is not a run in tracking.uri="):
+        _sources(make_config, member_runs, f"[{runs['a']},0123456789abcdef]")
+
+
+def test_a_single_model_source_refuses_an_ensemble(make_config, member_runs):
+    from runner.model_source import load_model_source
+    from unetlab.errors import ConfigError
+
+    root, uri, runs = member_runs
+    config = make_config(["task=predict", f"run_id=[{runs['a']},{runs['b']}]", f"tracking.uri={uri}",
+                          "predict.input=x", f"output_dir={root}/out"])
+    with pytest.raises(ConfigError, match=rf"^run_id=\[{runs['a']},{runs['b']}\] names 2 runs where one model"):
+        load_model_source(config)
