@@ -16,12 +16,12 @@ from unetlab.data.decode import decode_mask
 from unetlab.data.image_files import read_array
 from unetlab.errors import DataError
 from unetlab.evaluation import confusion_matrix, scores
-from unetlab.inference import predict_image
+from unetlab.inference import predict_ensemble
 from unetlab.preprocessing import to_unit_range
 from unetlab.visualize import colorize, grid, overlay, predicted_class_map, save_png, to_rgb
 
 from .. import builders, tracking
-from ..model_source import load_model_source
+from ..model_source import describe, load_model_sources, source_tags
 from ..schema import Config
 from ..settings import config_group
 
@@ -33,7 +33,9 @@ SUMMARY = ("dice", "iou", "precision", "recall", "pixel_error")
 def evaluate(config: Config) -> dict:
     """Write metrics.json, per_image.csv and worst.png (image | truth | prediction | overlay of the
     lowest-Dice images), print a table, and log an evaluation run linked to its source run."""
-    loaded = load_model_source(config)
+    members = load_model_sources(config)  # several run ids: an ensemble, its mean probabilities decide
+    loaded, ensemble = members[0], [(member.model, member.preprocessing) for member in members]
+    log.info("evaluating %s", describe(members))
     pairs = checked_pairs(config, loaded.preprocessing)
     num_classes = loaded.preprocessing.num_classes
     ignore_index = config.data.ignore_index
@@ -46,8 +48,7 @@ def evaluate(config: Config) -> dict:
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
         image = read_array(image_path)
         truth = read_classes(mask_path, num_classes, config.data)
-        prediction = predicted_class_map(predict_image(loaded.model, image, loaded.preprocessing,
-                                                       **builders.prediction_settings(config)))
+        prediction = predicted_class_map(predict_ensemble(ensemble, image, **builders.prediction_settings(config)))
         if truth.shape != prediction.shape:
             raise DataError(f"{mask_path} is {truth.shape[0]}x{truth.shape[1]} but its image is "
                             f"{prediction.shape[0]}x{prediction.shape[1]}")
@@ -70,9 +71,7 @@ def evaluate(config: Config) -> dict:
                        for _, _, image, truth, prediction in worst]), output / "worst.png")
     log.info("%s", format_table(summary, rows))
 
-    tags = {"task": "evaluate", "model_source": loaded.description}
-    if loaded.source_run_id:
-        tags["source_run_id"] = loaded.source_run_id
+    tags = {"task": "evaluate", **source_tags(members)}
     with tracking.tracked_run(config.tracking, tags):
         tracking.retry_locked(mlflow.log_params, tracking.config_params(config))
         tracking.retry_locked(mlflow.log_metrics, dict(summary))

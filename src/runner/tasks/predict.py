@@ -1,4 +1,4 @@
-"""`task=predict`: segment images of any size with a trained model (tiled, optional TTA)."""
+"""`task=predict`: segment images of any size with a trained model or an ensemble (tiled, optional TTA)."""
 
 from __future__ import annotations
 
@@ -12,35 +12,37 @@ import numpy as np
 from unetlab.data.folder import list_images
 from unetlab.data.image_files import read_array
 from unetlab.errors import DataError
-from unetlab.inference import predict_image
+from unetlab.inference import predict_ensemble
 from unetlab.visualize import overlay, predicted_class_map, save_png
 
 from .. import builders
-from ..model_source import load_model_source
+from ..model_source import describe, load_model_sources
 from ..schema import Config
 
 log = logging.getLogger(__name__)
 
 
 def predict(config: Config) -> dict:
-    """Write a mask PNG (and optionally probabilities and an overlay) per input image."""
+    """Write a mask PNG (and optionally probabilities and an overlay) per input image; with several
+    run ids, the classes of the members' mean probabilities."""
     settings = config.predict
     files = list_inputs(settings.input)
     output = Path(settings.output)
     check_output(output, settings.input)
-    loaded = load_model_source(config)
+    members = load_model_sources(config)
     output.mkdir(parents=True, exist_ok=True)
-    scale = (f"resized to {loaded.preprocessing.resize}" if loaded.preprocessing.resize
-             else f"tiles of {settings.tile_size or loaded.preprocessing.tile_size}")
-    log.info("predicting %d image(s) with %s (%s, overlap %.2f, tta %s) -> %s", len(files), loaded.description,
+    scale = ", ".join(sorted({f"resized to {member.preprocessing.resize}" if member.preprocessing.resize
+                              else f"tiles of {settings.tile_size or member.preprocessing.tile_size}"
+                              for member in members}))
+    log.info("predicting %d image(s) with %s (%s, overlap %.2f, tta %s) -> %s", len(files), describe(members),
              scale, settings.overlap, settings.tta.value, output)
+    ensemble, num_classes = [(m.model, m.preprocessing) for m in members], members[0].preprocessing.num_classes
     progress = keras.utils.Progbar(len(files), unit_name="image")
     for done, path in enumerate(files, start=1):
         image = read_array(path)
-        probabilities = predict_image(loaded.model, image, loaded.preprocessing,
-                                      **builders.prediction_settings(config))
+        probabilities = predict_ensemble(ensemble, image, **builders.prediction_settings(config))
         classes = predicted_class_map(probabilities)
-        save_png(mask_png(classes, loaded.preprocessing.num_classes), output / f"{path.stem}.png")
+        save_png(mask_png(classes, num_classes), output / f"{path.stem}.png")
         if settings.save_probabilities:
             np.save(output / f"{path.stem}.npy", probabilities.astype(np.float16))
         if settings.save_overlay:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_runner, shapes_dataset, write_png
+from helpers import TINY, run_runner, shapes_dataset, write_png
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +40,24 @@ def test_evaluate_matches_a_numpy_reference_and_links_its_source_run(trained):
     assert runs[0].data.metrics["dice"] == pytest.approx(metrics["dice"])
     logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "evaluation")}
     assert {"evaluation/metrics.json", "evaluation/per_image.csv", "evaluation/worst.png"} <= logged
+
+
+def test_an_ensemble_evaluation_is_tagged_with_its_runs(trained):
+    root, first, client = trained
+    folds = [f"data.images={root}/train/images", f"data.masks={root}/train/masks", "data.folds=2", "data.fold=1"]
+    result = run_runner("data=folder", *folds, *(o for o in TINY if not o.startswith("data.num_")), cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiment = client.get_experiment_by_name("unetlab").experiment_id
+    second = client.search_runs([experiment], "tags.task = 'train'", max_results=1)[0].info.run_id
+    images, masks = shapes_dataset(root / "ensemble_test", 2, (40, 48))
+    result = run_runner("task=evaluate", f"run_id=[{first},{second}]", "data=folder", f"data.images={images}",
+                        f"data.masks={masks}", "evaluate.output=ensemble_eval", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"evaluating ensemble of 2 models: runs {first}, {second}" in result.stdout + result.stderr
+    run = client.search_runs([experiment], "tags.task = 'evaluate'", max_results=1)[0]
+    assert run.info.status == "FINISHED" and "source_run_id" not in run.data.tags
+    assert run.data.tags["ensemble_run_ids"] == f"{first},{second}" and run.data.tags["ensemble_size"] == "2"
+    assert run.data.tags["model_source"] == f"ensemble of 2 models: runs {first}, {second}"
 
 
 def _grey_mask(images, masks):

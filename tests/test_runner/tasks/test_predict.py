@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_runner, shapes_dataset, write_png
+from helpers import TINY, run_runner, shapes_dataset, write_png
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +24,36 @@ def test_predict_writes_same_size_masks_overlays_and_probabilities(trained):
         assert mask.shape == (61, 97) and set(np.unique(mask)) <= {0, 255}
         assert np.load(root / "out" / f"{name}.npy").shape == (61, 97, 1)
         assert np.asarray(Image.open(root / "out" / f"{name}_overlay.png")).shape == (61, 97, 3)
+
+
+@pytest.fixture(scope="module")
+def second_run(trained):
+    """Another tiny run on `trained`'s images, normalised with its own dataset statistics."""
+    root, _, client = trained
+    tiny = [o for o in TINY if not o.startswith("data.num_")]
+    result = run_runner("data=folder", f"data.images={root}/train/images", f"data.masks={root}/train/masks",
+                        "data.val_fraction=0.25", "data.normalize=dataset", "seed=1", *tiny, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiment = client.get_experiment_by_name("unetlab").experiment_id
+    return client.search_runs([experiment], "tags.task = 'train'", max_results=1)[0].info.run_id
+
+
+def test_an_ensemble_predicts_from_the_mean_of_its_members_probabilities(trained, second_run):
+    root, first, _ = trained
+    images, _ = shapes_dataset(root / "ensemble", 2, (45, 37))
+    for output, run_id in (("first", first), ("second", second_run), ("both", f"[{first},{second_run}]")):
+        result = run_runner("task=predict", f"run_id={run_id}", f"predict.input={images}", f"predict.output={output}",
+                            "predict.save_probabilities=true", cwd=root)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ensemble of 2 models: runs {first}, {second_run}" in result.stdout + result.stderr
+    for name in ("s0", "s1"):
+        single, other, mean = (np.load(root / output / f"{name}.npy").astype(np.float32)[..., 0]
+                               for output in ("first", "second", "both"))
+        assert not np.allclose(single, other, atol=1e-2)
+        np.testing.assert_allclose(mean, (single + other) / 2, atol=2e-3)  # saved as float16
+        mask = np.asarray(Image.open(root / "both" / f"{name}.png"))
+        clear = np.abs(mean - 0.5) > 2e-3  # not on the threshold up to float16 rounding
+        np.testing.assert_array_equal(mask[clear], np.where(mean[clear] > 0.5, 255, 0))
 
 
 @pytest.mark.parametrize("args, message", [
