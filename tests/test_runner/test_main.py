@@ -135,6 +135,8 @@ CASES = [
                  id="deleted-experiment"),
     pytest.param([*PREDICT, f"run_id={UNKNOWN_RUN}"], images_to_predict("a.png"),
                  [f"run_id={UNKNOWN_RUN} is not a run in tracking.uri="], id="unknown-run-id"),
+    pytest.param([*PREDICT, f"run_id=[{UNKNOWN_RUN},{UNKNOWN_RUN}]"], images_to_predict("a.png"),
+                 [f"run_id names run {UNKNOWN_RUN} twice", "Received: run_id=["], id="ensemble-repeats-a-run"),
     pytest.param([f"resume={UNKNOWN_RUN}"], None, [f"resume={UNKNOWN_RUN} is not a run in tracking.uri="],
                  id="unknown-resume-id"),
     pytest.param(["resume={deleted}"], None, ["resume=", "is a deleted run", "mlflow runs restore"],

@@ -38,3 +38,12 @@ def test_export_registers_a_new_version(trained):
     result = run_runner("task=export", f"run_id={run_id}", "export.name=shapes", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     assert {v.version for v in client.search_model_versions("name='shapes'")} == {1, 2}
+
+
+def test_export_refuses_an_ensemble_as_one_line(tmp_path):
+    result = run_runner("task=export", "run_id=[a1,b2,c3]", "export.name=shapes", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: task=export takes one model: run_id=[a1,b2,c3] names 3; export each run on its own "
+                      "(run_id=RUN_ID), or predict and evaluate with the ensemble"], result.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db").exists()
