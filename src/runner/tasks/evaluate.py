@@ -15,7 +15,7 @@ from unetlab.data.checks import check_folders, message_names, raise_if_broken
 from unetlab.data.decode import decode_mask
 from unetlab.data.image_files import read_array
 from unetlab.errors import DataError
-from unetlab.evaluation import confusion_matrix, scores
+from unetlab.evaluation import confusion_matrix, object_scores, scores
 from unetlab.inference import predict_ensemble
 from unetlab.preprocessing import to_unit_range
 from unetlab.visualize import colorize, grid, overlay, predicted_class_map, save_png, to_rgb
@@ -27,12 +27,15 @@ from ..settings import config_group
 
 log = logging.getLogger(__name__)
 
-SUMMARY = ("dice", "iou", "precision", "recall", "pixel_error")
+SUMMARY = ("dice", "iou", "precision", "recall", "pixel_error", "rand_error", "vi")
+OBJECT_SCORES = ("rand_error", "vi", "vi_split", "vi_merge")  # per image; the summary holds their means
 
 
 def evaluate(config: Config) -> dict:
     """Write metrics.json, per_image.csv and worst.png (image | truth | prediction | overlay of the
-    lowest-Dice images), print a table, and log an evaluation run linked to its source run."""
+    lowest-Dice images), print a table, and log an evaluation run linked to its source run.
+    Pixel scores are over all pixels of all images; the object scores (adapted Rand error, variation
+    of information) are per image, and their means."""
     members = load_model_sources(config)  # several run ids: an ensemble, its mean probabilities decide
     loaded, ensemble = members[0], [(member.model, member.preprocessing) for member in members]
     log.info("evaluating %s", describe(members))
@@ -54,13 +57,14 @@ def evaluate(config: Config) -> dict:
                             f"{prediction.shape[0]}x{prediction.shape[1]}")
         confusion = confusion_matrix(truth, prediction, num_classes, ignore_index)
         total = total + confusion
-        rows.append({"image": Path(image_path).name, **scores(confusion)})
+        rows.append({"image": Path(image_path).name, **scores(confusion),
+                     **object_scores(truth, prediction, config.data.objects.value, ignore_index)})
         worst = sorted(worst + [(rows[-1]["dice"], done, image, truth, prediction)], key=lambda w: w[:2])
         worst = worst[: config.evaluate.num_worst]
         progress.update(done)
 
-    summary = {**scores(total), "num_images": len(rows),
-               "mean_image_dice": float(np.mean([row["dice"] for row in rows]))}
+    summary = {**scores(total), **{name: float(np.mean([row[name] for row in rows])) for name in OBJECT_SCORES},
+               "num_images": len(rows), "mean_image_dice": float(np.mean([row["dice"] for row in rows]))}
     (output / "metrics.json").write_text(json.dumps(summary, indent=2))
     with open(output / "per_image.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -95,11 +99,12 @@ def checked_pairs(config: Config, preprocessing) -> list[tuple[str, str]]:
 
 
 def read_classes(path: str, num_classes: int, data) -> np.ndarray:
-    """A mask file as class ids (H, W), decoded exactly as for training (palette, ignore_index, 0/255)."""
+    """A mask file as class ids (H, W), decoded exactly as for training (palette, ignore_index, 0/255, inverted)."""
     import tensorflow as tf
 
     try:
-        mask = decode_mask(str(path), num_classes, ignore_index=data.ignore_index, palette=data.palette)
+        mask = decode_mask(str(path), num_classes, ignore_index=data.ignore_index, palette=data.palette,
+                           invert_masks=data.invert_masks)
     except (tf.errors.OpError, ValueError) as error:
         message = getattr(error, "message", str(error))
         raise DataError(f"{path}: {' '.join(message.split())[:300]}") from None

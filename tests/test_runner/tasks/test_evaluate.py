@@ -30,6 +30,8 @@ def test_evaluate_matches_a_numpy_reference_and_links_its_source_run(trained):
     assert metrics["dice"] == pytest.approx(expected_dice)
     assert metrics["pixel_error"] == pytest.approx((truth != predicted).mean())
     assert metrics["num_images"] == 3
+    assert metrics["rand_error"] == pytest.approx(np.mean([rand_error(masks / f"s{i}.png", root / "pred" / f"s{i}.png")
+                                                           for i in range(3)]))
     assert len((root / "eval" / "per_image.csv").read_text().splitlines()) == 4
     worst = np.asarray(Image.open(root / "eval" / "worst.png"))
     assert worst.shape == (3 * 40, 4 * 48 + 3 * 2, 3)  # 3 images: image | truth | prediction | overlay
@@ -40,6 +42,15 @@ def test_evaluate_matches_a_numpy_reference_and_links_its_source_run(trained):
     assert runs[0].data.metrics["dice"] == pytest.approx(metrics["dice"])
     logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "evaluation")}
     assert {"evaluation/metrics.json", "evaluation/per_image.csv", "evaluation/worst.png"} <= logged
+
+
+def rand_error(truth_file, predicted_file) -> float:
+    """scikit-image's adapted Rand error between the foreground components of two mask files."""
+    from scipy import ndimage
+    from skimage.metrics import adapted_rand_error
+
+    truth, predicted = (ndimage.label(np.asarray(Image.open(path)) > 0)[0] for path in (truth_file, predicted_file))
+    return adapted_rand_error(truth, predicted)[0]
 
 
 def test_an_ensemble_evaluation_is_tagged_with_its_runs(trained):
