@@ -65,7 +65,8 @@ class DataReport:
     `summary` keys: `num_pairs`, `image_sizes` ({"HxW": count}), `channels` ({channels: count}),
     `image_dtypes` ({dtype: count}), `class_frequencies` ({class id: pixel fraction}, ignored
     pixels left out), `ignored_fraction`, `fingerprint` (of the pairs, see `fingerprint`),
-    `images`, `masks` (the folders). `names`: how messages name the arguments (see `check_folders`).
+    `image_digests` ({image file name: sha256 of its bytes}), `images`, `masks` (the folders).
+    `names`: how messages name the arguments (see `check_folders`).
     """
 
     pairs: list[tuple[str, str]]
@@ -171,6 +172,7 @@ def check_folders(images: str | Path, masks: str | Path, *, channels: int, num_c
         "class_frequencies": {i: class_pixels[i] / counted for i in class_ids} if counted else {},
         "ignored_fraction": ignored / (counted + ignored) if counted + ignored else 0.0,
         "fingerprint": combine_digests(digests) if len(digests) == 2 * len(pairs) else None,
+        "image_digests": {name: sha256 for role, name, _, sha256 in digests if role == "image"},
         "images": str(images),
         "masks": str(masks),
     }
