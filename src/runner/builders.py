@@ -6,6 +6,7 @@ from here; the library (`unetlab`) does the work, and its errors get the config 
 from __future__ import annotations
 
 import hashlib
+import sys
 from typing import Any
 
 from unetlab.errors import ConfigError
@@ -165,6 +166,15 @@ def compile_model(model, config: Config, total_steps: int) -> None:
 def steps_per_epoch(config: Config, splits) -> int:
     """`trainer.steps_per_epoch`, or one pass over the training pairs."""
     return config.trainer.steps_per_epoch or -(-splits.num_train // config.trainer.batch_size)
+
+
+def fit_verbosity(config: Config) -> int:
+    """Keras `fit(verbose=)` for `trainer.verbose`. `auto`: the progress bar (1) on a terminal, else
+    0: in a pipe or a file the bar's redraws fill the log, and the epoch summary line
+    (`unetlab.callbacks.EpochSummary`, always on) already reports every epoch once."""
+    if config.trainer.verbose != "auto":
+        return int(config.trainer.verbose)
+    return 1 if sys.stdout is not None and sys.stdout.isatty() else 0
 
 
 def training_callbacks(config: Config, checkpoints, logged_epochs: frozenset = frozenset(),

@@ -1,6 +1,9 @@
 """The shared steps built from a Config: every option of every group builds a model that trains a
 step; the library's errors come back naming the config key."""
 
+import io
+import sys
+
 import numpy as np
 import pytest
 
@@ -82,3 +85,16 @@ def test_arguments_feed_the_library_by_name(make_config, tmp_path):
     with pytest.raises(ConfigError):
         builders.compile_model(builders.build_model(config), make_config(
             ["optimizer.lr=-1", f"output_dir={tmp_path}"]), total_steps=1)
+
+
+@pytest.mark.parametrize("verbose, terminal, expected", [("auto", True, 1), ("auto", False, 0), ("0", True, 0),
+                                                          ("1", False, 1), ("2", True, 2)])
+def test_fit_verbosity_auto_is_the_bar_on_a_terminal_only(make_config, monkeypatch, tmp_path, verbose, terminal,
+                                                         expected):
+    class Stdout(io.StringIO):
+        def isatty(self) -> bool:
+            return terminal
+
+    config = make_config([f"trainer.verbose={verbose}", f"output_dir={tmp_path}"])
+    monkeypatch.setattr(sys, "stdout", Stdout())
+    assert builders.fit_verbosity(config) == expected

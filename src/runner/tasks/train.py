@@ -80,7 +80,7 @@ def train(config: Config) -> float | None:
         try:
             model.fit(train_batches, validation_data=val_batches, epochs=trainer.epochs, initial_epoch=first_epoch,
                       steps_per_epoch=steps_per_epoch, callbacks=callbacks, shuffle=False,  # the pipeline shuffles
-                      verbose=trainer.verbose if trainer.verbose == "auto" else int(trainer.verbose))
+                      verbose=builders.fit_verbosity(config))
         finally:  # also on Ctrl-C, SIGTERM or an error: the last completed epoch's state is kept
             checkpoints.close()
         if checkpoints.best is None:
