@@ -68,10 +68,12 @@ def log_data(splits, fingerprint: str | None, images: str | None) -> None:
         mlflow.log_dict({"mean": splits.preprocessing.mean, "std": splits.preprocessing.std},
                         "data/statistics.json")
     if fingerprint and images:
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
 
-        source = resolve_dataset_source(str(Path(images).resolve()))
+        # Named, not resolved from the path: MLflow registers two local sources ("" and file://
+        # schemes), so resolving a path warns "can be interpreted in multiple ways".
+        source = LocalArtifactDatasetSource(str(Path(images).resolve()))
         retry_locked(mlflow.log_input, MetaDataset(source=source, name=Path(images).name, digest=fingerprint),
                      context="training")
 

@@ -96,8 +96,10 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
     if cache:
         dataset = dataset.cache()
     size = int(dataset.cardinality())
-    if size < 0:  # e.g. after a filter: count once (this pass fills the cache)
+    if size < 0:  # e.g. after a filter or tiling: count once (this pass fills the cache), and say so, or
+        # Keras cannot tell the validation batches' end from "Your input ran out of data" and warns
         size = int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(size))
 
     def one_pass(number):
         """Pass `number` as (key, pair): key = number * 2**32 + position, the pairs shuffled by (seed, number)."""

@@ -190,3 +190,22 @@ def test_deterministic_runs_with_one_seed_give_equal_val_loss_every_epoch(make_c
         histories.append([m.value for m in client.get_metric_history(run.info.run_id, "val_loss")])
     assert len(histories) == 2 and len(histories[0]) == 3
     assert histories[0] == histories[1]  # equal, not close
+
+
+def test_piped_run_prints_a_line_per_epoch_and_no_warning_we_cause(tmp_path):
+    import re
+
+    from helpers import run_runner
+
+    images, masks = write_pairs(tmp_path, count=6, size=40)
+    tiny = [o for o in TINY if not o.startswith(("data.num_", "trainer.verbose"))]
+    # Folder data with tiled validation (batches of unknown count to tf.data) and an MLflow dataset input.
+    result = run_runner(*tiny, "data=folder", f"data.images={images}", f"data.masks={masks}", "data.patch_size=16",
+                        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for text in ("can be interpreted in multiple ways", "ran out of data", "structure of `inputs`", "retracing"):
+        assert text not in result.stderr, result.stderr
+    assert not re.search(r"^\S+:\d+: \w*Warning: ", result.stderr, re.MULTILINE), result.stderr  # warnings.warn
+    assert not set("━\r\b") & set(result.stdout), result.stdout  # trainer.verbose=auto: no bar in a pipe
+    assert re.findall(r"\[INFO\] - (epoch \d/2) ", result.stdout) == ["epoch 1/2", "epoch 2/2"], result.stdout
+    assert "Epoch 1/2" not in result.stdout  # nor Keras' own epoch lines: the summary line is the one per epoch
