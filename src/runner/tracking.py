@@ -31,6 +31,7 @@ _RETRIES = 8
 CHECKPOINTS = "checkpoints"  # a training run's checkpoints: the local folder and the artifact folder
 CHECKPOINTS_DIR_TAG = "checkpoints_dir"  # where a training run writes them on its machine
 PARENT_RUN_ENV = "UNETLAB_PARENT_RUN_ID"  # a sweep's parent run id, handed to its jobs (any launcher, any process)
+TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3 UI: the model-training view, not the GenAI one
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
@@ -205,8 +206,9 @@ def sweep_job_number() -> int | str:
 
 
 def runs_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """Where to look at a run: its URL for a server, else the `mlflow ui` command and URL."""
-    path = f"#/experiments/{experiment_id}/runs/{run_id}"
+    """Where to look at a run: its URL for a server, else the `mlflow ui` command and URL; the UI
+    opens in its model-training view (MLflow 3 reads `workflowType` from the query of the hash route)."""
+    path = f"#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
     if tracking_uri.startswith("http"):
         return f"{tracking_uri.rstrip('/')}/{path}"
     return f"mlflow ui --backend-store-uri {tracking_uri}  ->  http://127.0.0.1:5000/{path}"

@@ -105,7 +105,9 @@ def test_epoch_metrics_and_learning_rate_are_logged_with_the_epoch_as_step(store
     assert client.get_metric_history(run.info.run_id, "learning_rate")[0].value == pytest.approx(0.01)
 
 
-def test_runs_link_points_at_the_server_or_says_how_to_start_the_ui():
-    assert tracking.runs_link("http://host:5000/", "1", "abc") == "http://host:5000/#/experiments/1/runs/abc"
+def test_runs_link_opens_the_training_view_of_the_server_or_says_how_to_start_the_ui():
+    assert tracking.runs_link("http://host:5000/", "1", "abc") == (
+        "http://host:5000/#/experiments/1/runs/abc?workflowType=machine_learning")
     local = tracking.runs_link("sqlite:///mlflow.db", "1", "abc")
-    assert local.startswith("mlflow ui --backend-store-uri sqlite:///mlflow.db") and "#/experiments/1/runs/abc" in local
+    assert local.startswith("mlflow ui --backend-store-uri sqlite:///mlflow.db")
+    assert local.endswith("http://127.0.0.1:5000/#/experiments/1/runs/abc?workflowType=machine_learning")
