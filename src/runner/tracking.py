@@ -1,7 +1,8 @@
 """MLflow: run lifecycle, params from the config, tags, and per-epoch metrics.
 
 Everything a task writes to MLflow goes through here or through `mlflow.log_*` inside a
-`tracked_run`; a sweep's jobs find their parent run through `PARENT_RUN_ENV`.
+`tracked_run`; a sweep's jobs find their parent run through `PARENT_RUN_ENV`, and the keys the
+sweep varies through `SWEEP_KEYS_ENV`. `run_name` names every run.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import subprocess
 import time
 from enum import Enum
@@ -31,7 +33,9 @@ _RETRIES = 8
 CHECKPOINTS = "checkpoints"  # a training run's checkpoints: the local folder and the artifact folder
 CHECKPOINTS_DIR_TAG = "checkpoints_dir"  # where a training run writes them on its machine
 PARENT_RUN_ENV = "UNETLAB_PARENT_RUN_ID"  # a sweep's parent run id, handed to its jobs (any launcher, any process)
+SWEEP_KEYS_ENV = "UNETLAB_SWEEP_KEYS"  # the config keys a sweep varies (comma-separated), handed to its jobs
 TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3 UI: the model-training view, not the GenAI one
+_NAME_LENGTH = 250  # MLflow's limit on a run name
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
@@ -151,21 +155,28 @@ def use_experiment(tracking) -> str:
 
 
 @contextlib.contextmanager
-def tracked_run(tracking: TrackingConfig, tags: dict[str, str], resume: str | None = None
-                ) -> Iterator[mlflow.ActiveRun]:
+def tracked_run(tracking: TrackingConfig, tags: dict[str, str], resume: str | None = None, what: str | None = None,
+                parent_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run that ends FINISHED, FAILED on an exception (its error as tag `error`), or
     KILLED on Ctrl-C or SIGTERM; tagged with `tags`, the command line and the source commit, and
-    nested under the sweep's parent run if any. `resume` continues that run instead of a new one."""
+    named by `run_name` (`what` it is: default its task). It is nested under `parent_run_id`, in
+    that run's experiment, else under the sweep's parent run if any. `resume` continues that run
+    (and its name) instead of a new one."""
     use_experiment(tracking)
     tags = {**source_tags(), **tags, **masked(dict(tracking.tags), at="tracking.tags")}
     if resume:
         run = retry_locked(mlflow.start_run, run_id=resume, tags=tags,
                            log_system_metrics=tracking.log_system_metrics or None)
     else:
-        parent_run_id = sweep_parent_run_id()
+        experiment_id = None
         if parent_run_id:
-            tags["sweep_job"] = str(sweep_job_number())
-        run = retry_locked(mlflow.start_run, run_name=tracking.run_name, tags=tags, parent_run_id=parent_run_id,
+            experiment_id = retry_locked(mlflow.MlflowClient().get_run, parent_run_id).info.experiment_id
+        else:
+            parent_run_id = sweep_parent_run_id()
+            if parent_run_id:
+                tags["sweep_job"] = str(sweep_job_number())
+        run = retry_locked(mlflow.start_run, run_name=run_name(tracking, what or tags.get("task", "run")), tags=tags,
+                           parent_run_id=parent_run_id, experiment_id=experiment_id,
                            log_system_metrics=tracking.log_system_metrics or None)
     try:
         yield run
@@ -177,6 +188,48 @@ def tracked_run(tracking: TrackingConfig, tags: dict[str, str], resume: str | No
         raise
     else:
         end_run(run, "FINISHED")
+
+
+def training_name(config: Config) -> str:
+    """What a training run is, for its name: model, depth, filters, loss, optimizer ('unet-d4-f32-bce_dice-adam')."""
+    model = config.model
+    return f"{model.name}-d{model.depth}-f{model.filters}-{config.loss.name}-{config.optimizer.name}"
+
+
+def run_name(tracking: TrackingConfig, what: str) -> str:
+    """A new run's name: `tracking.run_name` if set, else `what` the run is, the values this sweep
+    job was given (`lr=0.001`) and 4 random hex digits ('unet-d4-f32-bce_dice-adam-lr=0.001-7f3a').
+    The digits come from the OS, not from the generators the seed fixes (MLflow's own names are
+    drawn after the seed is set, so runs with one seed all got the same one)."""
+    if tracking.run_name:
+        return tracking.run_name
+    suffix = secrets.token_hex(2)
+    return mask_secrets("-".join([what, *sweep_values()]))[: _NAME_LENGTH - len(suffix) - 1] + f"-{suffix}"
+
+
+def sweep_values() -> list[str]:
+    """'key=value' for each key the sweep varies (`SWEEP_KEYS_ENV`) that this job's overrides set,
+    the key's last part where that is unambiguous; [] outside a sweep."""
+    from hydra.core.hydra_config import HydraConfig
+
+    keys = [key for key in os.environ.get(SWEEP_KEYS_ENV, "").split(",") if key]
+    if not keys or not sweep_parent_run_id() or not HydraConfig.initialized():
+        return []
+    given = dict(override.split("=", 1) for override in HydraConfig.get().overrides.task if "=" in override)
+    given = {key.lstrip("+~"): value for key, value in given.items()}
+    lasts = [key.rsplit(".", 1)[-1] for key in keys]
+    return [f"{last if lasts.count(last) == 1 else key}={_short(given[key])}"
+            for key, last in zip(keys, lasts) if key in given]
+
+
+def _short(value: str) -> str:
+    """An override's value as a name shows it: unquoted, a float to 4 significant digits."""
+    value = value.strip("'\"")
+    try:
+        number = float(value)
+    except ValueError:
+        return value[:40]
+    return value if number.is_integer() and "." not in value else f"{number:.4g}"
 
 
 def sweep_parent_run_id() -> str | None:

@@ -1,6 +1,9 @@
 """MLflow run lifecycle, params from the config, metrics per epoch, retries on a locked store:
 against a real SQLite store under tmp_path, without training."""
 
+import dataclasses
+import re
+
 import mlflow
 import pytest
 import yaml
@@ -111,3 +114,38 @@ def test_runs_link_opens_the_training_view_of_the_server_or_says_how_to_start_th
     local = tracking.runs_link("sqlite:///mlflow.db", "1", "abc")
     assert local.startswith("mlflow ui --backend-store-uri sqlite:///mlflow.db")
     assert local.endswith("http://127.0.0.1:5000/#/experiments/1/runs/abc?workflowType=machine_learning")
+
+
+def test_runs_with_one_seed_get_different_names_that_say_what_they_are(store):
+    import keras
+
+    config, client = store
+    for _ in range(2):
+        keras.utils.set_random_seed(config.seed)  # as the train task does, before its run starts
+        with tracking.tracked_run(config.tracking, {"task": "train"}, what=tracking.training_name(config)):
+            pass
+    names = [run.info.run_name for run in the_runs(client)]
+    assert names[0] != names[1], names
+    assert all(re.fullmatch(r"unet-d4-f32-bce_dice-adam-[0-9a-f]{4}", name) for name in names), names
+
+
+def test_a_run_is_named_by_its_task_unless_the_user_names_it(store):
+    config, client = store
+    with tracking.tracked_run(config.tracking, {"task": "export"}) as run:
+        pass
+    assert re.fullmatch(r"export-[0-9a-f]{4}", client.get_run(run.info.run_id).info.run_name)
+    named = dataclasses.replace(config.tracking, run_name="baseline")
+    with tracking.tracked_run(named, {"task": "train"}, what=tracking.training_name(config)) as run:
+        pass
+    assert client.get_run(run.info.run_id).info.run_name == "baseline"
+
+
+def test_a_run_with_a_parent_nests_under_it_in_its_experiment_not_under_the_sweep(store, monkeypatch):
+    config, client = store
+    source = client.create_run(client.create_experiment("elsewhere"))
+    monkeypatch.setenv(tracking.PARENT_RUN_ENV, client.create_run(tracking.use_experiment(config.tracking)).info.run_id)
+    with tracking.tracked_run(config.tracking, {}, parent_run_id=source.info.run_id) as run:
+        pass
+    child = client.get_run(run.info.run_id)
+    assert child.data.tags["mlflow.parentRunId"] == source.info.run_id and "sweep_job" not in child.data.tags
+    assert child.info.experiment_id == source.info.experiment_id

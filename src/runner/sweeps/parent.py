@@ -2,7 +2,8 @@
 per job.
 
 The parent's id reaches the jobs through the environment (`runner.tracking.PARENT_RUN_ENV`),
-so jobs run by any launcher (in this process or in worker processes) nest under it. When the
+so jobs run by any launcher (in this process or in worker processes) nest under it; so do the
+keys the sweep varies (`SWEEP_KEYS_ENV`), which each child shows in its name (`lr=0.001`). When the
 sweep ends, `finish_sweep` ends the children their lost jobs left RUNNING, logs
 `sweep_summary.csv` (job, status, the params that vary, the objective), tags the best child,
 prints the table sorted by objective and closes the parent. The parent's name and tags hold
@@ -56,10 +57,11 @@ def open_parent(config: DictConfig, resume: str | None = None) -> str:
     from mlflow.exceptions import MlflowException
 
     from ..schema import MonitorMode, monitor_mode
-    from ..tracking import PARENT_RUN_ENV, retry_locked, use_experiment
+    from ..tracking import PARENT_RUN_ENV, SWEEP_KEYS_ENV, retry_locked, use_experiment
 
     experiment_id = use_experiment(config.tracking)
     client = mlflow.MlflowClient()
+    os.environ[SWEEP_KEYS_ENV] = ",".join(varying_keys(config))
     if resume:
         try:
             retry_locked(client.update_run, resume, "RUNNING")
@@ -78,6 +80,23 @@ def open_parent(config: DictConfig, resume: str | None = None) -> str:
     os.environ[PARENT_RUN_ENV] = _open_parent = parent.info.run_id
     log.info("sweep parent run %s", parent.info.run_id)
     return parent.info.run_id
+
+
+def varying_keys(config: DictConfig) -> list[str]:
+    """The config keys whose values differ between the sweep's jobs: the command line's sweeps
+    (`optimizer.lr=0.001,0.01`) and a search's `hparams_search.params`, less those the command
+    line fixes (a fixed value wins over a dimension, as in `space.search_space`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    search = config.get("hparams_search")
+    keys = dict.fromkeys((search.get("params") or {}) if search else {})
+    for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+        key = override.get_key_element().lstrip("+~")
+        if override.is_sweep_override():
+            keys[key] = None
+        else:
+            keys.pop(key, None)
+    return list(keys)
 
 
 def log_to_parent(paths: list[Path], artifact_path: str, tags: dict[str, str]) -> None:
@@ -105,9 +124,10 @@ def finish_sweep(status: str = "FINISHED") -> None:
         return
     import mlflow
 
-    from ..tracking import PARENT_RUN_ENV, retry_locked
+    from ..tracking import PARENT_RUN_ENV, SWEEP_KEYS_ENV, retry_locked
 
     os.environ.pop(PARENT_RUN_ENV, None)
+    os.environ.pop(SWEEP_KEYS_ENV, None)
 
     client = mlflow.MlflowClient()
     try:

@@ -68,7 +68,7 @@ def train(config: Config) -> float | None:
     tags = {"task": "train", tracking.CHECKPOINTS_DIR_TAG: str(checkpoints.directory.resolve()), **trial.tags(),
             **({"data_fingerprint": fingerprint} if fingerprint else {})}
 
-    with tracking.tracked_run(config.tracking, tags, resume=config.resume) as run:
+    with tracking.tracked_run(config.tracking, tags, resume=config.resume, what=tracking.training_name(config)) as run:
         trial.started(run.info.run_id)
         tracking.log_config(config, params=not config.resume)
         if not config.resume:

@@ -180,16 +180,27 @@ def test_patch_kfold_dataset_normalisation_run_logs_split_statistics_and_fingerp
     assert "augmentations.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
-def test_deterministic_runs_with_one_seed_give_equal_val_loss_every_epoch(make_config, tiny_overrides, tmp_path):
+def test_deterministic_runs_with_one_seed_give_equal_val_loss_under_different_names_and_print_their_link(
+        make_config, tiny_overrides, tmp_path, caplog):
+    import logging
+    import re
+
+    caplog.set_level(logging.INFO, logger="runner")
     histories = []
     for name in ("first", "second"):
         train(make_config(tiny_overrides + ["trainer.deterministic=true", "augment=paper", "trainer.epochs=3",
-                                            f"tracking.run_name={name}", f"output_dir={tmp_path}/{name}"]))
+                                            f"output_dir={tmp_path}/{name}"]))
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    for run in client.search_runs([client.get_experiment_by_name("unetlab").experiment_id]):
+    runs = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id])
+    for run in runs:
         histories.append([m.value for m in client.get_metric_history(run.info.run_id, "val_loss")])
     assert len(histories) == 2 and len(histories[0]) == 3
     assert histories[0] == histories[1]  # equal, not close
+    names = [run.info.run_name for run in runs]  # the seed fixes the training, not the names
+    assert names[0] != names[1] and all(re.fullmatch(r"unet-d2-f4-bce_dice-adam-[0-9a-f]{4}", n) for n in names)
+    for run in runs:  # the link opens the UI's model-training view, not its GenAI one
+        assert f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning" in (
+            caplog.text)
 
 
 def test_piped_run_prints_a_line_per_epoch_and_no_warning_we_cause(tmp_path):
