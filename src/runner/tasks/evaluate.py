@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -22,13 +23,14 @@ from unetlab.visualize import colorize, grid, overlay, predicted_class_map, save
 
 from .. import builders, tracking
 from ..model_source import describe, load_model_sources, source_tags
-from ..schema import Config
+from ..schema import Config, TrackingConfig
 from ..settings import config_group
 
 log = logging.getLogger(__name__)
 
 SUMMARY = ("dice", "iou", "precision", "recall", "pixel_error", "rand_error", "vi")
 OBJECT_SCORES = ("rand_error", "vi", "vi_split", "vi_merge")  # per image; the summary holds their means
+METRIC_PREFIX = "eval_"  # MLflow keys of the summary (eval_dice: never a training curve's key); metrics.json: dice
 
 
 def evaluate(config: Config) -> dict:
@@ -76,11 +78,31 @@ def evaluate(config: Config) -> dict:
     log.info("%s", format_table(summary, rows))
 
     tags = {"task": "evaluate", **source_tags(members)}
-    with tracking.tracked_run(config.tracking, tags):
+    home, parent_run_id, what = evaluation_home(config, [member.source_run_id for member in members])
+    with tracking.tracked_run(home, tags, what=what, parent_run_id=parent_run_id):
         tracking.retry_locked(mlflow.log_params, tracking.config_params(config))
-        tracking.retry_locked(mlflow.log_metrics, dict(summary))
+        tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary
+
+
+def evaluation_home(config: Config, source_run_ids: list[str | None]) -> tuple[TrackingConfig, str | None, str]:
+    """Where the evaluation run goes: (tracking settings, parent run id, what the run is for its name).
+    One source run (run_id=, or model_uri= of a version registered from a run): nested under it, in its
+    experiment, so the runs table lists training runs with their evaluations folded under them. An
+    ensemble or a model from no run (checkpoint=) has no one run to hang under: the sibling experiment
+    `<experiment>-eval` (of the ensemble's first run, else tracking.experiment), top-level there."""
+    client = mlflow.MlflowClient(config.tracking.uri)
+    if source_run_ids[0] is not None:
+        first = tracking.retry_locked(client.get_run, source_run_ids[0]).info
+        if len(source_run_ids) == 1:
+            return config.tracking, first.run_id, f"eval-{first.run_name or first.run_id[:8]}"
+        experiment = tracking.retry_locked(client.get_experiment, first.experiment_id).name
+        what = "eval-ensemble-" + "+".join(run_id[:8] for run_id in source_run_ids)
+    else:
+        experiment = config.tracking.experiment
+        what = f"eval-{config.model_uri.removeprefix('models:/') if config.model_uri else Path(config.checkpoint).stem}"
+    return dataclasses.replace(config.tracking, experiment=f"{experiment}-eval"), None, what
 
 
 def checked_pairs(config: Config, preprocessing) -> list[tuple[str, str]]:

@@ -1,7 +1,8 @@
-"""task=evaluate from a real tiny training run: scores against a NumPy reference, linked to its source run."""
+"""task=evaluate from a real tiny training run: scores against a NumPy reference, nested under its source run."""
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from helpers import TINY, run_runner, shapes_dataset, write_png
 pytestmark = pytest.mark.slow
 
 
-def test_evaluate_matches_a_numpy_reference_and_links_its_source_run(trained):
+def test_evaluate_matches_a_numpy_reference_and_nests_under_its_source_run(trained):
     root, run_id, client = trained
     images, masks = shapes_dataset(root / "test", 3, (40, 48))
     common = [f"run_id={run_id}", "data=folder", f"data.images={images}", f"data.masks={masks}"]
@@ -36,11 +37,19 @@ def test_evaluate_matches_a_numpy_reference_and_links_its_source_run(trained):
     worst = np.asarray(Image.open(root / "eval" / "worst.png"))
     assert worst.shape == (3 * 40, 4 * 48 + 3 * 2, 3)  # 3 images: image | truth | prediction | overlay
     assert "all pixels" in result.stdout + result.stderr  # the printed table
-    runs = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id],
-                              filter_string="tags.task = 'evaluate'")
-    assert runs[0].data.tags["source_run_id"] == run_id and runs[0].info.status == "FINISHED"
-    assert runs[0].data.metrics["dice"] == pytest.approx(metrics["dice"])
-    logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "evaluation")}
+    experiment = client.get_experiment_by_name("unetlab").experiment_id
+    (run,) = client.search_runs([experiment], filter_string="tags.task = 'evaluate'")
+    source = client.get_run(run_id)
+    assert run.data.tags["source_run_id"] == run_id and run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == run_id  # folded under its training run in the runs table
+    assert re.fullmatch(rf"eval-{re.escape(source.info.run_name)}-[0-9a-f]{{4}}", run.info.run_name)
+    top_level = client.search_runs([experiment], "tags.`mlflow.parentRunId` IS NULL")  # the UI's rows; children fold
+    assert run_id in {r.info.run_id for r in top_level} and "evaluate" not in {r.data.tags.get("task") for r in top_level}
+    assert run.data.metrics["eval_dice"] == pytest.approx(metrics["dice"])
+    assert run.data.metrics["eval_rand_error"] == pytest.approx(metrics["rand_error"])
+    assert all(key.startswith("eval_") for key in run.data.metrics)
+    assert not set(run.data.metrics) & set(source.data.metrics)  # no chart mixes evaluation and training
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/metrics.json", "evaluation/per_image.csv", "evaluation/worst.png"} <= logged
 
 
@@ -53,7 +62,7 @@ def rand_error(truth_file, predicted_file) -> float:
     return adapted_rand_error(truth, predicted)[0]
 
 
-def test_an_ensemble_evaluation_is_tagged_with_its_runs(trained):
+def test_an_ensemble_evaluation_is_tagged_with_its_runs_in_the_sibling_eval_experiment(trained):
     root, first, client = trained
     folds = [f"data.images={root}/train/images", f"data.masks={root}/train/masks", "data.folds=2", "data.fold=1"]
     result = run_runner("data=folder", *folds, *(o for o in TINY if not o.startswith("data.num_")), cwd=root)
@@ -65,10 +74,26 @@ def test_an_ensemble_evaluation_is_tagged_with_its_runs(trained):
                         f"data.masks={masks}", "evaluate.output=ensemble_eval", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"evaluating ensemble of 2 models: runs {first}, {second}" in result.stdout + result.stderr
-    run = client.search_runs([experiment], "tags.task = 'evaluate'", max_results=1)[0]
+    assert not client.search_runs([experiment], "tags.ensemble_size = '2'")  # no one run to nest under
+    (run,) = client.search_runs([client.get_experiment_by_name("unetlab-eval").experiment_id])
     assert run.info.status == "FINISHED" and "source_run_id" not in run.data.tags
+    assert "mlflow.parentRunId" not in run.data.tags
+    assert re.fullmatch(rf"eval-ensemble-{first[:8]}\+{second[:8]}-[0-9a-f]{{4}}", run.info.run_name)
     assert run.data.tags["ensemble_run_ids"] == f"{first},{second}" and run.data.tags["ensemble_size"] == "2"
     assert run.data.tags["model_source"] == f"ensemble of 2 models: runs {first}, {second}"
+
+
+def test_an_evaluation_of_a_checkpoint_goes_to_the_sibling_eval_experiment(trained, tmp_path):
+    root, run_id, client = trained
+    checkpoints = client.download_artifacts(run_id, "checkpoints", str(tmp_path))  # best.keras, preprocessing.json
+    images, masks = shapes_dataset(tmp_path / "test", 2, (32, 32))
+    result = run_runner("task=evaluate", f"checkpoint={checkpoints}/best.keras", "data=folder",
+                        f"data.images={images}", f"data.masks={masks}", f"tracking.uri=sqlite:///{root}/mlflow.db",
+                        "tracking.experiment=checkpoints", "evaluate.output=eval", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = client.search_runs([client.get_experiment_by_name("checkpoints-eval").experiment_id])
+    assert re.fullmatch(r"eval-best-[0-9a-f]{4}", run.info.run_name) and "mlflow.parentRunId" not in run.data.tags
+    assert "eval_dice" in run.data.metrics and "dice" not in run.data.metrics
 
 
 def _grey_mask(images, masks):
