@@ -240,7 +240,9 @@ class Checkpoints(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         # An uncompiled twin sharing the trained layers (called with one tensor, not a list of one),
         # and a copy the writer thread owns.
-        self.inference_model = keras.Model(self.model.input, self.model.output, name=self.model.name)
+        inputs, outputs = self.model.inputs, self.model.outputs
+        self.inference_model = keras.Model(inputs[0] if len(inputs) == 1 else inputs,
+                                           outputs[0] if len(outputs) == 1 else outputs, name=self.model.name)
         self.shadow = keras.models.clone_model(self.inference_model)
         self.writer = BackgroundWriter()
         if self.restored is not None:  # after the other callbacks reset their counters
