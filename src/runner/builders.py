@@ -38,18 +38,21 @@ def folder_reports(config: Config) -> list:
     return reports
 
 
-def checked_fingerprint(config: Config) -> str | None:
+def checked_data(config: Config) -> tuple[str | None, dict[str, str]]:
     """Refuse a broken folder dataset (DataError naming the files) and return its content
-    fingerprint (None for generated data). The check hashed every file; its digests are reused."""
+    fingerprint and the sha256 of each image ({file name: digest}); (None, {}) for generated data.
+    The check hashed every file; its digests are reused."""
     from unetlab.data.checks import raise_if_broken
 
     if not isinstance(config.data, FolderDataConfig):
-        return None
-    digests = [raise_if_broken(report, more_help="run task=check_data for the full list").summary["fingerprint"]
-               for report in folder_reports(config)]
-    if len(digests) == 1:
-        return digests[0]
-    return hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16]  # training + validation folders
+        return None, {}
+    summaries = [raise_if_broken(report, more_help="run task=check_data for the full list").summary
+                 for report in folder_reports(config)]
+    image_digests = {name: digest for summary in summaries for name, digest in summary["image_digests"].items()}
+    if len(summaries) == 1:
+        return summaries[0]["fingerprint"], image_digests
+    joined = " ".join(summary["fingerprint"] for summary in summaries)  # training + validation folders
+    return hashlib.sha256(joined.encode()).hexdigest()[:16], image_digests
 
 
 def make_splits(config: Config):

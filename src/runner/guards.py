@@ -49,10 +49,11 @@ def log_image_digests(splits, image_digests: dict[str, str]) -> None:
     mlflow.log_dict(sides, IMAGE_DIGESTS)
 
 
-def check_overlap(source_run_ids: list[str], image_digests: dict[str, str]) -> dict[str, str]:
+def check_overlap(source_run_ids: list[str], image_digests: dict[str, str],
+                  tracking_uri: str | None = None) -> dict[str, str]:
     """Warn when evaluation images ({file name: sha256}) were among the source runs' training or
     validation images; return the tags to set (`data_overlap`, `data_overlap_files`), or none."""
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri)
     seen: dict[str, set[str]] = {}
     for run_id in source_run_ids:
         with tempfile.TemporaryDirectory(prefix="unetlab-digests-") as target:

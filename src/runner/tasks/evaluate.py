@@ -21,7 +21,7 @@ from unetlab.inference import predict_ensemble
 from unetlab.preprocessing import to_unit_range
 from unetlab.visualize import colorize, grid, overlay, predicted_class_map, save_png, to_rgb
 
-from .. import builders, tracking
+from .. import builders, guards, tracking
 from ..model_source import describe, load_model_sources, source_tags
 from ..schema import Config, TrackingConfig
 from ..settings import config_group
@@ -41,7 +41,7 @@ def evaluate(config: Config) -> dict:
     members = load_model_sources(config)  # several run ids: an ensemble, its mean probabilities decide
     loaded, ensemble = members[0], [(member.model, member.preprocessing) for member in members]
     log.info("evaluating %s", describe(members))
-    pairs = checked_pairs(config, loaded.preprocessing)
+    pairs, image_digests = checked_pairs(config, loaded.preprocessing)
     num_classes = loaded.preprocessing.num_classes
     ignore_index = config.data.ignore_index
     output = Path(config.evaluate.output)
@@ -77,7 +77,9 @@ def evaluate(config: Config) -> dict:
                        for _, _, image, truth, prediction in worst]), output / "worst.png")
     log.info("%s", format_table(summary, rows))
 
-    tags = {"task": "evaluate", **source_tags(members)}
+    source_run_ids = [member.source_run_id for member in members if member.source_run_id]
+    tags = {"task": "evaluate", **source_tags(members),
+            **guards.check_overlap(source_run_ids, image_digests, config.tracking.uri)}
     home, parent_run_id, what = evaluation_home(config, [member.source_run_id for member in members])
     with tracking.tracked_run(home, tags, what=what, parent_run_id=parent_run_id):
         tracking.retry_locked(mlflow.log_params, tracking.config_params(config))
@@ -105,10 +107,11 @@ def evaluation_home(config: Config, source_run_ids: list[str | None]) -> tuple[T
     return dataclasses.replace(config.tracking, experiment=f"{experiment}-eval"), None, what
 
 
-def checked_pairs(config: Config, preprocessing) -> list[tuple[str, str]]:
+def checked_pairs(config: Config, preprocessing) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """The image/mask pairs of data.images/data.masks once they pass the integrity check that training
     runs, against the model's channels and classes (a one-line DataError naming the files otherwise):
-    a binary model would count any non-zero mask pixel as foreground, so wrong masks give wrong scores."""
+    a binary model would count any non-zero mask pixel as foreground, so wrong masks give wrong scores.
+    Also the sha256 of each image ({file name: digest}), to find images the model was trained on."""
     data = config.data
     names = {**{name: f"data.{name}" for name in message_names(None)},
              "channels": "the model's channels", "num_classes": "the model's num_classes"}
@@ -116,8 +119,9 @@ def checked_pairs(config: Config, preprocessing) -> list[tuple[str, str]]:
         report = check_folders(data.images, data.masks, channels=preprocessing.channels,
                                num_classes=preprocessing.num_classes, ignore_index=data.ignore_index,
                                palette=data.palette, names=names)
-    return raise_if_broken(report, more_help=f"task=check_data data.channels={preprocessing.channels} "
-                                             f"data.num_classes={preprocessing.num_classes} lists them all").pairs
+    report = raise_if_broken(report, more_help=f"task=check_data data.channels={preprocessing.channels} "
+                                               f"data.num_classes={preprocessing.num_classes} lists them all")
+    return report.pairs, report.summary["image_digests"]
 
 
 def read_classes(path: str, num_classes: int, data) -> np.ndarray:

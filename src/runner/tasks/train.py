@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from unetlab.errors import DataError
 from unetlab.models import describe
 from unetlab.preprocessing import Preprocessing
 
-from .. import builders, pictures, tracking
+from .. import builders, guards, pictures, tracking
 from ..logged_run import fetch_training_state
 from ..schema import Config
 from ..sweeps.trial import job_trial
@@ -32,7 +33,7 @@ def train(config: Config) -> float | None:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_dtype_policy(trainer.precision.value)
 
-    fingerprint = builders.checked_fingerprint(config)  # refuses broken folder data before anything is tracked
+    fingerprint, image_digests = builders.checked_data(config)  # refuses broken folder data before anything is tracked
     splits = builders.make_splits(config)
     log.info("data: %s", splits.description)
     model = builders.build_model(config)
@@ -73,6 +74,8 @@ def train(config: Config) -> float | None:
         tracking.log_config(config, params=not config.resume)
         if not config.resume:
             tracking.log_data(splits, fingerprint, getattr(config.data, "images", None))
+            if image_digests:  # evaluations find these images by content (guards.check_overlap)
+                guards.log_image_digests(splits, image_digests)
             tracking.log_model_summary(model)
         if config.tracking.log_checkpoints:
             mlflow.log_artifact(str(preprocessing_path), tracking.CHECKPOINTS)
@@ -97,9 +100,11 @@ def train(config: Config) -> float | None:
 
 def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path: Path, splits, train_batches,
                     val_batches) -> None:
-    """Registration and pictures: each that fails is a warning and a tag, not a failed training."""
+    """The degenerate-model check, registration and pictures: each that fails is a warning and a tag,
+    not a failed training."""
     output_dir, count = Path(config.output_dir), config.tracking.num_predictions
-    steps = []
+    best_model = functools.cache(lambda: keras.saving.load_model(checkpoints.best_path))
+    steps = [("degenerate_check", lambda: guards.check_predictions(best_model(), val_batches))]
     if config.tracking.register_model:
         from ..serving import log_segmentation_model
 
@@ -113,7 +118,7 @@ def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path
             train_batches.unbatch(), count, output_dir)))))
     if config.tracking.log_predictions:
         steps.append(("prediction_grid", lambda: mlflow.log_artifact(str(pictures.save_prediction_grid(
-            keras.saving.load_model(checkpoints.best_path), val_batches, count, output_dir)))))
+            best_model(), val_batches, count, output_dir)))))
     failed = []
     for name, step in steps:
         try:

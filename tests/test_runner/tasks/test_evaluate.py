@@ -42,6 +42,7 @@ def test_evaluate_matches_a_numpy_reference_and_nests_under_its_source_run(train
     source = client.get_run(run_id)
     assert run.data.tags["source_run_id"] == run_id and run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == run_id  # folded under its training run in the runs table
+    assert "data_overlap" not in run.data.tags  # held-out images
     assert re.fullmatch(rf"eval-{re.escape(source.info.run_name)}-[0-9a-f]{{4}}", run.info.run_name)
     top_level = client.search_runs([experiment], "tags.`mlflow.parentRunId` IS NULL")  # the UI's rows; children fold
     assert run_id in {r.info.run_id for r in top_level} and "evaluate" not in {r.data.tags.get("task") for r in top_level}
@@ -51,6 +52,23 @@ def test_evaluate_matches_a_numpy_reference_and_nests_under_its_source_run(train
     assert not set(run.data.metrics) & set(source.data.metrics)  # no chart mixes evaluation and training
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/metrics.json", "evaluation/per_image.csv", "evaluation/worst.png"} <= logged
+
+
+def test_evaluating_images_the_run_trained_on_warns_even_under_other_names(trained, tmp_path):
+    import shutil
+
+    root, run_id, client = trained
+    images, masks = shapes_dataset(tmp_path / "unseen", 1, (32, 32))  # unlike train/, whose rng differs
+    for name, renamed in (("s0", "copy_a"), ("s1", "copy_b")):  # two training pairs, renamed
+        shutil.copy(root / "train" / "images" / f"{name}.png", images / f"{renamed}.png")
+        shutil.copy(root / "train" / "masks" / f"{name}.png", masks / f"{renamed}.png")
+    result = run_runner("task=evaluate", f"run_id={run_id}", "data=folder", f"data.images={images}",
+                        f"data.masks={masks}", f"evaluate.output={tmp_path}/eval", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 of 3 evaluation images are in the source run's data" in result.stdout
+    (run,) = [r for r in client.search_runs([client.get_experiment_by_name("unetlab").experiment_id],
+                                            "tags.task = 'evaluate'") if r.data.tags.get("data_overlap")]
+    assert run.data.tags["data_overlap"] == "2/3" and run.data.tags["data_overlap_files"] == "copy_a.png,copy_b.png"
 
 
 def rand_error(truth_file, predicted_file) -> float:

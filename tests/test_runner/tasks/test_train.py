@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -44,11 +45,28 @@ def finished_run(tmp_path_factory, make_config):
 
 def test_train_leaves_a_finished_run_and_returns_the_best_monitored_value(finished_run):
     objective, client, run, _ = finished_run
-    assert run.info.status == "FINISHED"
+    assert run.info.status == "FINISHED" and "degenerate_prediction" not in run.data.tags
     history = [m.value for m in client.get_metric_history(run.info.run_id, "val_dice")]
     assert len(history) == 2
     assert objective == pytest.approx(max(history))
     assert run.data.metrics["best_val_dice"] == pytest.approx(objective)
+
+
+def test_a_model_that_predicts_one_class_everywhere_is_tagged_degenerate(tmp_path, make_config, monkeypatch):
+    """All-foreground masks: the model learns to say "foreground" everywhere (and would score Dice 1)."""
+    from helpers import write_png
+
+    for i in range(4):
+        write_png(tmp_path / "images" / f"s{i}.png", np.full((32, 32), 40 * i, np.uint8))
+        write_png(tmp_path / "masks" / f"s{i}.png", np.full((32, 32), 255, np.uint8))
+    monkeypatch.chdir(tmp_path)  # MLflow puts SQLite-store artifacts under ./mlruns
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tiny = [o for o in TINY if not o.startswith("data.num_")]
+    train(make_config(tiny + ["data=folder", f"data.images={tmp_path}/images", f"data.masks={tmp_path}/masks",
+                              "data.val_fraction=0.5", "optimizer.lr=0.01", f"tracking.uri={uri}",
+                              f"output_dir={tmp_path}/out"]))
+    _, run = only_run(uri)
+    assert run.data.tags["degenerate_prediction"] == "true"
 
 
 def test_run_logs_the_resolved_config_as_dotted_params(finished_run):
