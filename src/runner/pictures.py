@@ -6,10 +6,11 @@ from pathlib import Path
 
 
 def save_prediction_grid(model, batches, count: int, output_dir: Path) -> Path:
-    """Write image | truth | prediction for the first `count` pairs of `batches` as predictions.png."""
+    """Write image | truth | prediction | overlay, with each row's Dice, for the first `count` pairs of
+    `batches` as predictions.png."""
     import numpy as np
 
-    from unetlab.visualize import prediction_grid, save_png
+    from unetlab.visualize import centre_crop, predicted_class_map, prediction_grid, save_png
 
     images, masks = [], []
     for image_batch, mask_batch, *_ in batches:  # (and weight maps)
@@ -19,7 +20,10 @@ def save_prediction_grid(model, batches, count: int, output_dir: Path) -> Path:
             break
     images, masks = np.concatenate(images)[:count], np.concatenate(masks)[:count]
     probabilities = model.predict(images, verbose=0)
-    return save_png(prediction_grid(images, masks, probabilities), Path(output_dir) / "predictions.png")
+    size = probabilities.shape[1]  # valid-padding models predict the centre
+    images, masks = [centre_crop(image, size) for image in images], [centre_crop(mask, size) for mask in masks]
+    return save_png(prediction_grid(images, masks, predicted_class_map(probabilities), probabilities.shape[-1]),
+                    Path(output_dir) / "predictions.png")
 
 
 def save_augmentation_grid(pairs, count: int, output_dir: Path) -> Path:

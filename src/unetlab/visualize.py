@@ -1,10 +1,18 @@
-"""Pictures of what the model sees and predicts, as uint8 arrays and PNG files."""
+"""Pictures of what the model sees and predicts, as uint8 arrays and PNG files.
+
+`labelled_grid` lays out rows of tiles under a header naming the columns, each tile enlarged or
+shrunk to about `TILE_SIZE` pixels; `prediction_grid` fills it with image | truth | prediction |
+overlay rows, each labelled with its Dice (predictions.png after training, worst.png of
+task=evaluate). Text uses Pillow's built-in font: no font file is needed.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+from .preprocessing import to_unit_range
 
 # Class colours: background black, then distinct colours (repeats after 10 classes).
 PALETTE = np.array([[0, 0, 0], [255, 255, 255], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
@@ -51,14 +59,108 @@ def centre_crop(array: np.ndarray, size: int) -> np.ndarray:
     return array[offset:offset + size, offset:offset + size]
 
 
-def prediction_grid(images: np.ndarray, masks: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """One row per sample: image | truth | prediction."""
-    rows = []
-    for image, mask, probability in zip(images, masks, probabilities):
-        out = probability.shape[0]  # valid-padding models predict the centre
-        image, mask = centre_crop(image, out), centre_crop(mask, out)
-        rows.append([to_rgb(image), colorize(mask), colorize(predicted_class_map(probability))])
-    return grid(rows)
+PREDICTION_COLUMNS = ("image", "truth", "prediction", "overlay")
+TILE_SIZE = 256  # a tile's longer side in a labelled grid (small tiles: the largest whole multiple up to it)
+GAP = 2  # grey pixels between cells
+HEADER_HEIGHT = 28  # the strip naming the columns
+LABEL_WIDTH = 96  # the strip naming the rows, wider when a label needs it
+FONT_SIZE = 16
+_PAD, _STRIP, _GREY = 6, 235, 128
+
+
+def prediction_grid(images, truths, predictions, num_classes: int) -> np.ndarray:
+    """One row per image: image | truth | prediction | overlay, labelled with its Dice (`dice_label`).
+
+    Images as decoded (any dtype, (H, W) or (H, W, C)) or floats in [0, 1]; truths and predictions
+    as class ids (H, W) or (H, W, 1), of the image's size."""
+    rows, labels = [], []
+    for image, truth, prediction in zip(images, truths, predictions):
+        image = np.asarray(image)
+        image = image if image.ndim == 3 else image[..., None]
+        truth, prediction = (np.asarray(ids).reshape(image.shape[:2]).astype(np.int64) for ids in (truth, prediction))
+        rows.append([to_rgb(to_unit_range(image)), colorize(truth), colorize(prediction), overlay(image, prediction)])
+        labels.append(dice_label(truth, prediction, num_classes))
+    return labelled_grid(rows, PREDICTION_COLUMNS, labels)
+
+
+def dice_label(truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> str:
+    """'dice 0.83': one image's Dice as `unetlab.evaluation` scores it (binary: class 1; K classes:
+    the mean over classes 1..K-1). Truth pixels that are no class id (ignore_index) do not count."""
+    from .evaluation import confusion_matrix, scores
+
+    truth, prediction = np.asarray(truth).ravel(), np.asarray(prediction).ravel().astype(np.int64)
+    keep = (truth >= 0) & (truth < max(num_classes, 2))  # ignore_index is never a class id
+    confusion = confusion_matrix(truth[keep].astype(np.int64), prediction[keep], num_classes)
+    return f"dice {scores(confusion)['dice']:.2f}"
+
+
+def labelled_grid(rows: list[list[np.ndarray]], columns, row_labels: list[str] | None = None) -> np.ndarray:
+    """Rows of RGB tiles under a header strip naming the columns and, given `row_labels`, a strip on
+    the left naming each row. Each tile is scaled by `fit_tile` and centred in a cell of the largest
+    tile's size; cells are `GAP` grey pixels apart."""
+    from PIL import Image, ImageDraw
+
+    if any(len(row) != len(columns) for row in rows):
+        raise ValueError(f"Each row needs one tile per column {tuple(columns)}. "
+                         f"Received: rows of {sorted({len(row) for row in rows})} tiles")
+    tiles = [[fit_tile(np.asarray(tile, np.uint8)) for tile in row] for row in rows]
+    font = _font()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def text_width(text: str) -> int:
+        return int(measure.textlength(text, font=font)) + 2 * _PAD
+
+    cell_height = max(tile.shape[0] for row in tiles for tile in row)
+    cell_width = max([tile.shape[1] for row in tiles for tile in row] + [text_width(name) for name in columns])
+    label_width = 0 if row_labels is None else max([LABEL_WIDTH] + [text_width(label) for label in row_labels])
+    left, top = label_width + GAP if label_width else 0, HEADER_HEIGHT + GAP
+    canvas = np.full((top + len(rows) * (cell_height + GAP) - GAP, left + len(columns) * (cell_width + GAP) - GAP, 3),
+                     _GREY, np.uint8)
+    canvas[:HEADER_HEIGHT] = _STRIP
+    for r, row in enumerate(tiles):
+        y = top + r * (cell_height + GAP)
+        canvas[y:y + cell_height, :label_width] = _STRIP
+        for c, tile in enumerate(row):
+            tile_y = y + (cell_height - tile.shape[0]) // 2
+            tile_x = left + c * (cell_width + GAP) + (cell_width - tile.shape[1]) // 2
+            canvas[tile_y:tile_y + tile.shape[0], tile_x:tile_x + tile.shape[1]] = tile
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    for c, name in enumerate(columns):
+        _centred_text(draw, font, name, left + c * (cell_width + GAP) + cell_width / 2, HEADER_HEIGHT / 2)
+    for r, label in enumerate(row_labels or []):
+        _centred_text(draw, font, label, label_width / 2, top + r * (cell_height + GAP) + cell_height / 2)
+    return np.asarray(picture)
+
+
+def fit_tile(tile: np.ndarray, size: int = TILE_SIZE) -> np.ndarray:
+    """An RGB tile with its longer side at up to `size` pixels, aspect kept: a smaller one enlarged by
+    the largest whole factor (nearest neighbour: pixels stay sharp squares), a larger one shrunk
+    (each output pixel the mean of the pixels it covers)."""
+    longer = max(tile.shape[:2])
+    if longer <= size:
+        factor = size // longer
+        return tile.repeat(factor, axis=0).repeat(factor, axis=1)
+    from PIL import Image
+
+    height, width = (max(1, round(side * size / longer)) for side in tile.shape[:2])
+    return np.asarray(Image.fromarray(tile).resize((width, height), Image.Resampling.BOX))
+
+
+def _font():
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)  # Pillow >= 10.1 with FreeType: scalable Aileron
+    except (ImportError, TypeError):
+        return ImageFont.load_default()  # older or FreeType-less Pillow: the small bitmap font
+
+
+def _centred_text(draw, font, text: str, x: float, y: float) -> None:
+    """Centred on (x, y); vertically by the font's letter height, so texts side by side share a baseline."""
+    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
+    _, top, _, bottom = draw.textbbox((0, 0), "Ag", font=font)
+    draw.text((round(x - (left + right) / 2), round(y - (top + bottom) / 2)), text, fill=(0, 0, 0), font=font)
 
 
 def heatmap(values: np.ndarray) -> np.ndarray:
@@ -72,8 +174,6 @@ def heatmap(values: np.ndarray) -> np.ndarray:
 
 def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """A decoded image (any dtype) with its non-background classes tinted in their colours."""
-    from .preprocessing import to_unit_range
-
     image = np.asarray(image)
     rgb = to_rgb(to_unit_range(image if image.ndim == 3 else image[..., None])).astype(np.float32)
     tint = colorize(classes).astype(np.float32)

@@ -18,8 +18,7 @@ from unetlab.data.image_files import read_array
 from unetlab.errors import DataError
 from unetlab.evaluation import confusion_matrix, object_scores, scores
 from unetlab.inference import predict_ensemble
-from unetlab.preprocessing import to_unit_range
-from unetlab.visualize import colorize, grid, overlay, predicted_class_map, save_png, to_rgb
+from unetlab.visualize import predicted_class_map, prediction_grid, save_png
 
 from .. import builders, guards, tracking
 from ..model_source import describe, load_model_sources, source_tags
@@ -73,8 +72,8 @@ def evaluate(config: Config) -> dict:
         writer.writeheader()
         writer.writerows(rows)
     if worst:
-        save_png(grid([[to_rgb(_unit(image)), colorize(truth), colorize(prediction), overlay(image, prediction)]
-                       for _, _, image, truth, prediction in worst]), output / "worst.png")
+        _, _, images, truths, predictions = zip(*worst)
+        save_png(prediction_grid(images, truths, predictions, num_classes), output / "worst.png")
     log.info("%s", format_table(summary, rows))
 
     source_run_ids = [member.source_run_id for member in members if member.source_run_id]
@@ -144,7 +143,3 @@ def format_table(summary: dict, rows: list[dict]) -> str:
                         for row in rows]
     lines.append(f"{'all pixels':<28}" + "".join(f"{summary[name]:>12.4f}" for name in SUMMARY))
     return "evaluation\n" + "\n".join(lines)
-
-
-def _unit(image: np.ndarray) -> np.ndarray:
-    return to_unit_range(image if image.ndim == 3 else image[..., None])

@@ -35,7 +35,7 @@ def test_evaluate_matches_a_numpy_reference_and_nests_under_its_source_run(train
                                                            for i in range(3)]))
     assert len((root / "eval" / "per_image.csv").read_text().splitlines()) == 4
     worst = np.asarray(Image.open(root / "eval" / "worst.png"))
-    assert worst.shape == (3 * 40, 4 * 48 + 3 * 2, 3)  # 3 images: image | truth | prediction | overlay
+    assert worst.shape == (28 + 2 + 3 * 200 + 2 * 2, 96 + 2 + 4 * 240 + 3 * 2, 3)  # header; Dice strip; 3 x 4 tiles x5
     assert "all pixels" in result.stdout + result.stderr  # the printed table
     experiment = client.get_experiment_by_name("unetlab").experiment_id
     (run,) = client.search_runs([experiment], filter_string="tags.task = 'evaluate'")

@@ -106,7 +106,7 @@ def test_prediction_grid_shows_image_truth_and_prediction(finished_run):
 
     _, client, run, _ = finished_run
     grid = tf.io.decode_png(tf.io.read_file(client.download_artifacts(run.info.run_id, "predictions.png"))).numpy()
-    assert grid.shape == (2 * 32, 3 * 32 + 4, 3)  # 2 samples; image | truth | prediction with 2-px gaps
+    assert grid.shape == (28 + 2 + 2 * 256 + 2, 96 + 2 + 4 * 256 + 3 * 2, 3)  # header; Dice strip; 2 x 4 tiles x8
 
 
 def test_best_checkpoint_loads_in_a_fresh_process_without_custom_objects(finished_run):
