@@ -38,11 +38,11 @@ def save_augmentation_grid(pairs, count: int, output_dir: Path) -> Path:
 
 def save_weight_map(pairs, output_dir: Path) -> Path:
     """Write the first (image, mask, weights) triple of an unbatched dataset as weight_map.png:
-    image | mask | weights (viridis, 0 to the maximum)."""
-    from unetlab.visualize import centre_crop, colorize, grid, heatmap, save_png, to_rgb
+    image | mask | weights (viridis, 0 to the maximum), under a header naming them."""
+    from unetlab.visualize import centre_crop, colorize, heatmap, labelled_grid, save_png, to_rgb
 
     image, mask, weights = (part.numpy() for part in next(iter(pairs.take(1))))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    return save_png(grid([[to_rgb(centre_crop(image, mask.shape[0])), colorize(mask), heatmap(weights)]]),
-                    output_dir / "weight_map.png")
+    row = [to_rgb(centre_crop(image, mask.shape[0])), colorize(mask), heatmap(weights)]
+    return save_png(labelled_grid([row], ("image", "mask", "weights")), output_dir / "weight_map.png")

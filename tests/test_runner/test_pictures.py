@@ -1,12 +1,12 @@
-"""The run's pictures: predictions.png (image | truth | prediction | overlay, with each row's Dice)
-and augmentations.png (image | mask)."""
+"""The run's pictures: predictions.png (image | truth | prediction | overlay, with each row's Dice),
+augmentations.png (image | mask) and weight_map.png (image | mask | weights)."""
 
 import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from runner.pictures import save_augmentation_grid, save_prediction_grid
+from runner.pictures import save_augmentation_grid, save_prediction_grid, save_weight_map
 from unetlab.visualize import GAP, HEADER_HEIGHT, LABEL_WIDTH
 
 
@@ -29,3 +29,10 @@ def test_augmentation_grid_shows_image_and_mask_side_by_side(tmp_path):
     grid = np.asarray(Image.open(path))
     assert path == tmp_path / "new" / "augmentations.png" and grid.shape == (2 * 8, 2 * 8 + 2, 3)
 
+
+def test_weight_map_shows_image_mask_and_weights_under_their_names(tmp_path):
+    images = np.zeros((1, 12, 12, 1), "float32")
+    masks, weights = np.zeros((1, 8, 8, 1), "float32"), np.ones((1, 8, 8), "float32")  # valid padding
+    path = save_weight_map(tf.data.Dataset.from_tensor_slices((images, masks, weights)), tmp_path)
+    grid = np.asarray(Image.open(path))
+    assert path.name == "weight_map.png" and grid.shape == (HEADER_HEIGHT + GAP + 256, 3 * 256 + 2 * GAP, 3)
