@@ -312,6 +312,17 @@ def logged_epochs(run_id: str, metric: str) -> frozenset:
     return frozenset(entry.step for entry in history)
 
 
+def delete_artifact(run_id: str, path: str) -> None:
+    """Delete one artifact file of run `run_id` (local, mlflow-artifacts or S3 stores); a warning
+    where the store cannot delete."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    try:
+        get_artifact_repository(mlflow.get_run(run_id).info.artifact_uri).delete_artifacts(path)
+    except Exception as error:  # noqa: BLE001 - the file only costs space
+        log.warning("could not delete artifact %s of run %s: %s", path, run_id, error)
+
+
 def artifact_uploader(run_id: str, artifact_path: str):
     """`upload(paths)` logging files to `artifact_path` of run `run_id`, from any thread."""
     client = mlflow.MlflowClient()

@@ -271,6 +271,14 @@ class Checkpoints(keras.callbacks.Callback):
         writer, self.writer = self.writer, None
         writer.stop()
 
+    def stale_state(self) -> Path | None:
+        """After `close`: the state slot written before the last one (an older epoch), if any. Both
+        slots guard against a kill mid-write; once training has ended, the newest alone resumes."""
+        if self.writes == 0:
+            return None
+        older = self.state_paths[self.writes % 2]
+        return older if older.exists() else None
+
     def _write_latest(self) -> None:
         state, path = self.latest, self.state_paths[self.writes % 2]
         self.latest, self.writes = None, self.writes + 1

@@ -29,10 +29,12 @@ def runs(uri: str) -> list:
 
 
 def final_state(client: MlflowClient, run_id: str, target: Path):
+    """The newest training state a run logged (a finished run keeps one slot)."""
     target.mkdir(parents=True)
-    for name in Checkpoints.STATE_SLOTS:
-        client.download_artifacts(run_id, f"checkpoints/{name}", str(target))
-    return latest_state([target / name for name in Checkpoints.STATE_SLOTS])
+    slots = [Path(artifact.path).name for artifact in client.list_artifacts(run_id, "checkpoints")
+             if Path(artifact.path).name in Checkpoints.STATE_SLOTS]
+    assert len(slots) == 1
+    return latest_state([Path(client.download_artifacts(run_id, f"checkpoints/{name}", str(target))) for name in slots])
 
 
 def kill_after_second_epoch(cwd: Path, *args: str) -> None:
@@ -142,9 +144,9 @@ def test_a_training_state_that_does_not_fit_the_model_is_one_line(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     by_name = {run.info.run_name: run for run in runs(uri)}
     client = MlflowClient(uri)
-    for name in Checkpoints.STATE_SLOTS:  # the small run's state where the big run's was
-        path = client.download_artifacts(by_name["small"].info.run_id, f"checkpoints/{name}", str(tmp_path))
-        client.log_artifact(by_name["big"].info.run_id, path, "checkpoints")
+    for name in Checkpoints.STATE_SLOTS:  # the small run's state in both slots of the big run
+        path = final_state(client, by_name["small"].info.run_id, tmp_path / name).source
+        client.log_artifact(by_name["big"].info.run_id, str(path.rename(path.with_name(name))), "checkpoints")
     result = run_runner(f"resume={by_name['big'].info.run_id}", "trainer.epochs=3", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(

@@ -92,10 +92,26 @@ def train(config: Config) -> float | None:
                                                    "best_epoch": checkpoints.best_epoch})
         trial.finished(checkpoints.best)  # the objective is recorded before the optional steps below
         finish_optional(config, checkpoints, preprocessing_path, splits, train_batches, val_batches)
+        store_checkpoints_once(config, checkpoints, run.info.run_id)
         log.info("best %s=%.4f at epoch %d; run %s", trainer.monitor, checkpoints.best, checkpoints.best_epoch + 1,
                  run.info.run_id)
         log.info("view: %s", tracking.runs_link(mlflow.get_tracking_uri(), run.info.experiment_id, run.info.run_id))
     return checkpoints.best
+
+
+def store_checkpoints_once(config: Config, checkpoints: Checkpoints, run_id: str) -> None:
+    """A finished run keeps one copy of its checkpoints: the best model and the newest training
+    state (to resume or extend the run), in the run's artifacts when they are logged (the local
+    copies go), else in the output folder. The older state slot only guarded against a kill mid-write."""
+    stale = checkpoints.stale_state()
+    if stale is not None:
+        stale.unlink()
+        if config.tracking.log_checkpoints:
+            tracking.delete_artifact(run_id, f"{tracking.CHECKPOINTS}/{stale.name}")
+    if config.tracking.log_checkpoints:
+        for path in (checkpoints.best_path, *checkpoints.state_paths):
+            path.unlink(missing_ok=True)
+        log.info("checkpoints are stored once, in the run's artifacts (%s/)", tracking.CHECKPOINTS)
 
 
 def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path: Path, splits, train_batches,

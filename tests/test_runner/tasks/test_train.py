@@ -69,6 +69,18 @@ def test_a_model_that_predicts_one_class_everywhere_is_tagged_degenerate(tmp_pat
     assert run.data.tags["degenerate_prediction"] == "true"
 
 
+def test_a_finished_run_stores_each_checkpoint_once(finished_run):
+    """Two epochs wrote both state slots and uploaded everything; the run keeps one best model and the
+    newest state, in its artifacts only (bytes of .keras files under the run's folders = one model)."""
+    _, client, run, root = finished_run
+    stored = [path for path in root.rglob("*") if path.suffix in (".keras", ".npz")]
+    assert sorted(path.name for path in stored if path.suffix == ".keras") == ["best.keras"]
+    assert len([path for path in stored if path.suffix == ".npz"]) == 1
+    assert all("mlruns" in path.parts for path in stored)  # the output folder keeps no second copy
+    assert sum(path.stat().st_size for path in stored if path.suffix == ".keras") == (
+        client.list_artifacts(run.info.run_id, "checkpoints")[0].file_size)  # best.keras, listed first
+
+
 def test_run_logs_the_resolved_config_as_dotted_params(finished_run):
     _, _, run, root = finished_run
     params = run.data.params
@@ -93,8 +105,7 @@ def test_run_logs_tags_config_summary_checkpoints_and_prediction_grid(finished_r
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "model_summary.txt", "checkpoints", "predictions.png", "augmentations.png"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} == {
-        "checkpoints/best.keras", "checkpoints/state-a.npz", "checkpoints/state-b.npz",
-        "checkpoints/preprocessing.json"}  # 2 epochs: one state in each slot
+        "checkpoints/best.keras", "checkpoints/state-b.npz", "checkpoints/preprocessing.json"}  # epoch 2's state
     summary = Path(client.download_artifacts(run.info.run_id, "model_summary.txt")).read_text()
     assert "enc0_conv1" in summary and "head" in summary
     config = Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
