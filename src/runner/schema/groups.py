@@ -304,7 +304,7 @@ class PrunerConfig:
 
 @dataclass
 class SearchConfig:
-    study_name: str = MISSING
+    study_name: Optional[str] = None  # None: named after its search space (sweeps.study.study_name)
     storage: Optional[str] = None
     n_trials: int = MISSING
     n_jobs: Optional[int] = None

@@ -1,9 +1,10 @@
-"""The Optuna study of a sweep: storage, sampler and pruner; resuming it; what it records of
-itself (its search space, fixed settings, parent run, interrupted trials) as study user attrs,
-never a password."""
+"""The Optuna study of a sweep: its name, storage, sampler and pruner; resuming it; what it
+records of itself (its search space, fixed settings, parent run, interrupted trials) as study user
+attrs, never a password."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -67,11 +68,36 @@ def build_sampler(search: SearchConfig, trials_so_far: int = 0) -> optuna.sample
                                       constant_liar=True)  # parallel trials avoid each other's points
 
 
+def study_name(search: SearchConfig, experiment: str, space: dict[str, BaseDistribution], direction: str,
+               monitor: str) -> str:
+    """The name of the study a sweep runs: `hparams_search.study_name` when set, else
+    `<experiment>-<8 hex digits>` hashed from the search space (keys sorted, so their order does
+    not count; `model.filters=2,4` and `choice(2, 4)` are one space), the direction and the
+    monitored metric. So a new space starts a new study and the same space resumes its own."""
+    if search.study_name is not None:
+        return search.study_name
+    identity = {"space": _space_json(space), "direction": direction, "monitor": monitor}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return f"{experiment}-{digest[:8]}"
+
+
+def _space_json(space: dict[str, BaseDistribution]) -> dict[str, str]:
+    return {name: distribution_to_json(d) for name, d in space.items()}
+
+
 def open_study(search: SearchConfig, direction: str) -> optuna.Study:
-    """Create the study, or load it to resume; its direction must match trainer.monitor's."""
+    """Create the study `search.study_name` (`study_name` gives it), or load it to resume; its
+    direction must match trainer.monitor's."""
+    if search.study_name is None:
+        raise ValueError("open_study needs a study name: resolve it with study_name() first")
     study = optuna.create_study(storage=storage(search.storage), pruner=build_pruner(search.pruner),
                                 study_name=search.study_name, direction=direction, load_if_exists=True)
-    study.sampler = build_sampler(search, len(study.trials))
+    # A study that already holds trials, or was run by a sweep (it recorded its space), is resumed.
+    trials = len(study.trials)
+    resumed = trials > 0 or SEARCH_SPACE in study.user_attrs
+    log.info("study %s (%s) in %s", study.study_name, f"resumed, {trials} trial{'s' * (trials != 1)}"
+             if resumed else "new", mask_secrets(search.storage or "memory"))
+    study.sampler = build_sampler(search, trials)
     if study.direction.name.lower() != direction:
         raise ConfigError(
             f"hparams_search.study_name={search.study_name!r} exists with direction "
@@ -95,7 +121,7 @@ def find_study(search: SearchConfig) -> optuna.Study | None:
 # ---------------------------------------------------------------- what the study records of itself
 def check_same_space(study: optuna.Study, space: dict[str, BaseDistribution]) -> None:
     """Record the search space on a new study; refuse to resume a study with another one."""
-    current = {name: distribution_to_json(d) for name, d in space.items()}
+    current = _space_json(space)
     recorded = study.user_attrs.get(SEARCH_SPACE)
     if recorded is None:
         study.set_user_attr(SEARCH_SPACE, current)
@@ -103,8 +129,8 @@ def check_same_space(study: optuna.Study, space: dict[str, BaseDistribution]) ->
         names = sorted(set(recorded) ^ set(current) or {n for n in current if recorded[n] != current[n]})
         raise ConfigError(
             f"hparams_search.study_name={study.study_name!r} holds trials of another search space (differs in "
-            f"{', '.join(names)}): set hparams_search.study_name=NEW_NAME for a new study, or search the same space "
-            "to resume it")
+            f"{', '.join(names)}): set hparams_search.study_name=NEW_NAME (or leave it unset: named after its "
+            "space) for a new study, or search the same space to resume it")
 
 
 def recorded_space(study: optuna.Study) -> dict[str, Any]:

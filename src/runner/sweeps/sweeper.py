@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -45,11 +46,11 @@ class OptunaSweeper(Sweeper):
 
         from unetlab.errors import UnetlabError
 
-        from ..redact import install_log_filter, mask_secrets, remember_env_secrets
-        from .parent import open_parent
+        from ..redact import install_log_filter, remember_env_secrets
+        from .parent import log_to_parent, open_parent
         from .space import sample_overrides, search_space
         from .study import (check_same_settings, check_same_space, failed_trials, open_study, parent_run_id,
-                            set_parent_run_id, trials_to_run)
+                            set_parent_run_id, study_name, trials_to_run)
 
         install_log_filter()
         remember_env_secrets(self.config)
@@ -57,19 +58,21 @@ class OptunaSweeper(Sweeper):
         settings, direction = self._settings()
         space, fixed = search_space(settings.params, arguments)
         self.validate_batch_is_legal([[*fixed, *sample] for sample in sample_overrides(space)])
+        settings = replace(settings, study_name=study_name(settings, self.config.tracking.experiment, space,
+                                                           direction, self.config.trainer.monitor))
         study = open_study(settings, direction)
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # we log each trial ourselves
         check_same_space(study, space)
         check_same_settings(study, fixed)
         self.parent_run_id = open_parent(self.config, resume=parent_run_id(study))
         set_parent_run_id(study, self.parent_run_id)
+        log_to_parent([], "optuna", {"optuna.study": study.study_name})
         left_running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))  # by a dead sweep
         remaining = trials_to_run(study, settings.n_trials)
         self._record_set_aside(study, left_running)
         n_jobs = settings.n_jobs or self._launcher_jobs()
-        log.info("study %r (%s): %d of %d trials finished, running %d (%d at a time); search space: %s",
-                 settings.study_name, mask_secrets(settings.storage or "in memory"), settings.n_trials - remaining,
-                 settings.n_trials, remaining, n_jobs, ", ".join(space) or "(empty)")
+        log.info("%d of %d trials finished, running %d (%d at a time); search space: %s",
+                 settings.n_trials - remaining, settings.n_trials, remaining, n_jobs, ", ".join(space) or "(empty)")
         try:
             while remaining > 0:
                 trials = [study.ask(space) for _ in range(min(n_jobs, remaining))]
@@ -110,10 +113,11 @@ class OptunaSweeper(Sweeper):
 
     def _run_batch(self, study, trials, fixed: List[str]) -> None:
         """Launch one job per trial and tell the study how each ended."""
-        from .space import trial_overrides
+        from .space import override_value, trial_overrides
         from .trial import job_override, recorded
 
-        batch = [[*fixed, *trial_overrides(t), job_override(t)] for t in trials]
+        name = f"hparams_search.study_name={override_value(study.study_name)}"  # the jobs' study, named or not
+        batch = [[*fixed, *trial_overrides(t), name, job_override(t)] for t in trials]
         try:
             self.validate_batch_is_legal(batch)  # e.g. a search-space key that is not in the config
         except Exception:
@@ -161,7 +165,7 @@ class OptunaSweeper(Sweeper):
         try:
             paths = write_report(study, Path(str(self.config.hydra.sweep.dir)) / "optuna")
             log.info("study %r: %s", study.study_name, describe_best(study))
-            log_to_parent(paths, "optuna", {"optuna.study": study.study_name})
+            log_to_parent(paths, "optuna", {})
         except Exception as error:
             log.warning("could not write the study's plots and table: %s", error)
 

@@ -1,5 +1,7 @@
 """runner.sweeps.study: pruners, resuming an interrupted study, what a study records of itself."""
 
+import logging
+import re
 import sqlite3
 import threading
 
@@ -9,15 +11,47 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from runner.settings import to_config
+from runner.sweeps.space import search_space
 from runner.sweeps.study import (build_pruner, check_same_settings, check_same_space, open_study, recorded_space,
-                                 storage, trials_to_run)
+                                 storage, study_name, trials_to_run)
 from runner.tracking import retry_locked
 from unetlab.errors import ConfigError
 
 
 def search_settings(compose, tmp_path, *overrides):
-    return to_config(compose(["hparams_search=optuna", f"hparams_search.storage=sqlite:///{tmp_path}/optuna.db",
-                              f"output_dir={tmp_path}", *overrides])).hparams_search
+    config = compose(["hparams_search=optuna", f"hparams_search.storage=sqlite:///{tmp_path}/optuna.db",
+                      "hparams_search.study_name=unetlab", f"output_dir={tmp_path}", *overrides])
+    return to_config(config).hparams_search
+
+
+def test_the_default_study_name_is_one_per_search_space_direction_and_monitor(compose, tmp_path):
+    settings = to_config(compose(["hparams_search=optuna", f"output_dir={tmp_path}"])).hparams_search
+    assert settings.study_name is None
+
+    def name(params, arguments=(), direction="maximize", monitor="val_dice"):
+        return study_name(settings, "unetlab", search_space(params, list(arguments))[0], direction, monitor)
+
+    filters_lr = name({"model.filters": "choice(16, 32)", "optimizer.lr": "tag(log, interval(1e-4, 1e-2))"})
+    assert re.fullmatch(r"unetlab-[0-9a-f]{8}", filters_lr)
+    assert name({"optimizer.lr": "tag(log,interval(0.0001,0.01))", "model.filters": "choice(16,32)"}) == filters_lr
+    assert name(None, ["optimizer.lr=tag(log, interval(1e-4, 1e-2))", "model.filters=16,32"]) == filters_lr
+    assert name({"model.filters": "choice(16, 32)", "optimizer.lr": "interval(1e-4, 1e-2)"}) != filters_lr
+    assert name({"model.filters": "choice(16, 32)"}) != filters_lr
+    assert name({"model.filters": "choice(16, 32)"}) != name({"model.filters": "choice(16, 32)"}, ["model.depth=2,3"])
+    assert name(None, ["model.filters=16,32"], "minimize", "val_loss") != name(None, ["model.filters=16,32"])
+    assert name(None, ["model.filters=16,32"], monitor="val_iou") != name(None, ["model.filters=16,32"])
+    named = to_config(compose(["hparams_search=optuna", "hparams_search.study_name=mine", f"output_dir={tmp_path}"]))
+    assert study_name(named.hparams_search, "unetlab", {}, "maximize", "val_dice") == "mine"  # a given name is kept
+
+
+def test_opening_a_study_logs_whether_it_is_new_or_resumed(compose, tmp_path, caplog):
+    settings = search_settings(compose, tmp_path)
+    with caplog.at_level(logging.INFO, logger="runner.sweeps.study"):
+        study = open_study(settings, "maximize")
+        study.tell(study.ask({"model.filters": CategoricalDistribution([2, 4])}), 0.5)
+        open_study(settings, "maximize")
+    assert f"study unetlab (new) in sqlite:///{tmp_path}/optuna.db" in caplog.text
+    assert "study unetlab (resumed, 1 trial)" in caplog.text
 
 
 def test_a_study_refuses_another_search_space(compose, tmp_path):

@@ -28,7 +28,7 @@ def mlflow_store(tmp_path):
 
 def config(compose, tmp_path, *overrides):
     return to_config(compose(["hparams_search=optuna", f"hparams_search.storage=sqlite:///{tmp_path}/optuna.db",
-                              f"output_dir={tmp_path}", *overrides]))
+                              "hparams_search.study_name=unetlab", f"output_dir={tmp_path}", *overrides]))
 
 
 def test_outside_a_search_the_trial_does_nothing(compose, tmp_path):

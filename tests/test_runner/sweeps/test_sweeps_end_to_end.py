@@ -38,20 +38,21 @@ def history(client: MlflowClient, run, key: str) -> list[float]:
 
 def test_optuna_search_records_a_failing_trial_prunes_and_resumes_under_one_parent(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    seeded = optuna.create_study(study_name="unetlab", storage=storage, direction="maximize")
+    seeded = optuna.create_study(study_name="seeded", storage=storage, direction="maximize")
     seeded.enqueue_trial({"optimizer.lr": -1.0, "model.filters": 2})  # the first trial raises: lr must be > 0
+    named = [*SEARCH, "hparams_search.study_name=seeded"]
 
-    first = run_runner("-m", *SEARCH, "trainer.epochs=3", "hparams_search.n_trials=2", cwd=tmp_path)
+    first = run_runner("-m", *named, "trainer.epochs=3", "hparams_search.n_trials=2", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "trial 0 failed" in first.stdout and "optimizer.lr must be > 0" in first.stdout
     # Same study, more trials, a pruner that prunes every trial after its second epoch.
-    second = run_runner("-m", *SEARCH, "trainer.epochs=3", "hparams_search.n_trials=4",
+    second = run_runner("-m", *named, "trainer.epochs=3", "hparams_search.n_trials=4",
                         "hparams_search.pruner.name=threshold", "hparams_search.pruner.lower=2.0",
                         "hparams_search.pruner.n_warmup_epochs=1", cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "2 of 4 trials finished, running 2" in second.stdout
 
-    study = optuna.load_study(study_name="unetlab", storage=storage)
+    study = optuna.load_study(study_name="seeded", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.PRUNED,
                                                TrialState.PRUNED]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -90,7 +91,7 @@ def test_four_parallel_trials_land_complete_in_one_sqlite_store(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "running 4 (4 at a time)" in result.stdout
 
-    study = optuna.load_study(study_name="unetlab", storage=f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path}/optuna.db")  # the only one
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     parents, children = sweep_runs(client)
@@ -194,7 +195,7 @@ def test_a_search_stops_when_too_many_trials_fail_and_closes_its_parent_failed(t
     assert result.stderr.strip().splitlines()[-1] == (
         "error: hparams_search: 2 trials failed, more than max_failure_rate=0.25 of n_trials=4; "
         "stopping (errors above)")
-    study = optuna.load_study(study_name="unetlab", storage=f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 2  # the other two never ran
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     parents, children = sweep_runs(client)

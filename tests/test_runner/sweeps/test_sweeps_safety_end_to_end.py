@@ -62,7 +62,7 @@ def test_a_sweep_logs_and_records_no_secret_on_its_parent_and_study(secret_sweep
     assert parent.data.tags["token"] == "${oc.env:UNETLAB_TEST_TOKEN}"  # as written: not its value
     for name in ("optuna/trials.csv", "optuna/search_space.json", "sweep_summary.csv"):
         assert SECRET not in Path(client.download_artifacts(parent.info.run_id, name)).read_text(), name
-    study = optuna.load_study(study_name="unetlab", storage=f"sqlite:///{work}/optuna.db")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{work}/optuna.db")
     attrs = json.dumps([study.user_attrs, [t.user_attrs for t in study.trials]])
     assert SECRET not in attrs and "postgresql://u:***@h/db" in attrs
 
@@ -106,7 +106,7 @@ def test_resuming_a_killed_sweep_ends_the_run_of_its_interrupted_trial_killed(tm
     resumed = run_runner("-m", *SEARCH, "trainer.epochs=1", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"run {left.info.run_id} (job 0) was still RUNNING after trial 0 (FAIL): ended KILLED" in resumed.stdout
-    study = optuna.load_study(study_name="unetlab", storage=f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert study.trials[1].params == study.trials[0].params  # the killed trial ran again
     (parent,), children = runs_of(client)
