@@ -69,7 +69,7 @@ def report(error: BaseException) -> None:
             message = f"{message} {one_line(error.__cause__)}"
         options = available_options(str(error))
         if options:
-            message += f" (options: {options})"
+            message += option_hint(message, options)
         if message.startswith("Ambiguous value for argument"):  # Hydra's hint is on the lines we drop
             message += " (to sweep over it add -m; a list is key=[a,b], a string key='a,b')"
         if "Could not find 'hydra/launcher/ray" in message:
@@ -85,12 +85,25 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def available_options(text: str) -> str:
+def option_hint(message: str, options: list[str]) -> str:
+    """` (did you mean data=folder?)` when the missing option ('data/folderr') is close to one of
+    `options`, else ` (options: ...)`."""
+    import difflib
+    import re
+
+    missing = re.search(r"Could not find '([\w/.-]+)/([\w.-]+)'", message)
+    close = difflib.get_close_matches(missing.group(2), options, n=1) if missing else []
+    if close:
+        return f" (did you mean {missing.group(1).rsplit('/', 1)[-1]}={close[0]}?)"
+    return f" (options: {', '.join(options)})"
+
+
+def available_options(text: str) -> list[str]:
     """The options Hydra lists under 'Available options in ...' (on lines a one-line error drops)."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("Available options")), None)
     if start is None:
-        return ""
+        return []
     options = []
     for line in lines[start + 1:]:
         if not line.strip():
@@ -98,7 +111,7 @@ def available_options(text: str) -> str:
         if not line.startswith((" ", "\t")):  # the next section (Hydra's config search path)
             break
         options.append(line.strip())
-    return ", ".join(options)
+    return options
 
 
 if __name__ == "__main__":

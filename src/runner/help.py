@@ -14,6 +14,21 @@ import yaml
 
 from .schema import Task
 
+ABOUT = """\
+unetlab: U-Net semantic segmentation experiments, configured by Hydra, tracked in MLflow."""
+
+EXAMPLES = """\
+examples:
+  python -m runner                                             train on the built-in synthetic shapes
+  python -m runner data=folder data.images=DIR data.masks=DIR model.filters=64 augment=basic
+  python -m runner -m optimizer.lr=1e-4,3e-4,1e-3              a grid sweep: a parent run, one child per value
+  python -m runner task=evaluate run_id=RUN data=folder data.images=DIR data.masks=DIR
+  python -m runner task=predict run_id=RUN predict.input=DIR predict.output=masks
+
+results: runs, metrics, checkpoints and pictures in MLflow (tracking.uri, default sqlite:///mlflow.db,
+  see them with `mlflow ui --backend-store-uri sqlite:///mlflow.db`); logs and local files under
+  outputs/DATE/TIME-UNIQUE (multirun/... for sweeps)."""
+
 USAGE = """\
 usage: python -m runner [KEY=VALUE ...]             run the task on the composed config
        python -m runner -m KEY=A,B [KEY=VALUE ...]  a sweep: one job per value (MLflow parent + child runs)
@@ -86,7 +101,7 @@ def help_text(args: Sequence[str] = ()) -> str:
     """The whole help screen; `args` are the command-line arguments (overrides and flags)."""
     config = main_config()
     defaults = {k: v for item in config["defaults"] if isinstance(item, dict) for k, v in item.items()}
-    lines = [USAGE, "", "tasks (task=NAME):"]
+    lines = [ABOUT, "", USAGE, "", "tasks (task=NAME):"]
     for task in Task:
         default = " (default)" if task.value == config.get("task") else ""
         lines.append(f"  {task.value:<12} {TASKS.get(task, '')}{default}")
@@ -97,6 +112,7 @@ def help_text(args: Sequence[str] = ()) -> str:
         if not defaults.get(group):
             note.insert(0, "none by default")
         lines.append(f"  {group:<15} {names}" + (f"   ({'; '.join(note)})" if note else ""))
+    lines += ["", EXAMPLES]
     given = " ".join(arg for arg in args if arg not in HELP_FLAGS)
     sweep = ", sweep values left out" if "-m" in args or "--multirun" in args else ""
     lines += ["", f"config{' for ' + given if given else ''} (set any key: KEY=VALUE, add one: +KEY=VALUE{sweep}):"]

@@ -68,6 +68,15 @@ def test_help_lists_every_group_and_option_with_the_default_marked(shown):
 
 
 @pytest.mark.slow
+def test_help_says_what_unetlab_is_with_examples_and_where_results_go(shown):
+    assert shown.startswith("unetlab: U-Net semantic segmentation")
+    examples = [line.split("python -m runner", 1)[1] for line in shown.split("examples:")[1].split("results:")[0]
+                .splitlines() if "python -m runner" in line]
+    assert len(examples) >= 5 and any("task=evaluate" in e for e in examples) and any(" -m " in e for e in examples)
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in shown and "outputs/DATE/TIME-UNIQUE" in shown
+
+
+@pytest.mark.slow
 def test_help_hides_hydra_internals_and_shows_the_composed_config(shown):
     assert "schema/" not in shown and "powered by Hydra" not in shown
     assert "--cfg job" in shown and "--hydra-help" in shown
