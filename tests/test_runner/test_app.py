@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
     ("model.filtres=64", "Key 'filtres' not in 'ModelConfig'"),
     ("model.filters=abc", "model.filters: Value 'abc' of type 'str' could not be converted to Integer"),
     ("model.pooling=avg", "Invalid value 'avg', expected one of [max, conv]"),
-    ("loss=dcie", "Could not find 'loss/dcie' (options: bce, bce_dice, ce, ce_dice, dice, focal, tversky)"),
+    ("loss=dcie", "Could not find 'loss/dcie' (did you mean loss=dice?)"),
     ("data.image_size=100", "data.image_size=100"),
     ("data=folder", "data.images is required"),
     ("hparams_search=optuna", "hparams_search=optuna is a search over many runs: add -m"),
