@@ -68,7 +68,7 @@ class OverlapScore(keras.metrics.Metric):
 
     def reset_state(self):
         for variable in (self.true_positive, self.false_positive, self.false_negative):
-            variable.assign(ops.zeros_like(variable))
+            variable.assign(ops.zeros(variable.shape, variable.dtype))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "kind": self.kind, "num_classes": self.num_classes,
@@ -101,7 +101,7 @@ class PixelAccuracy(keras.metrics.Metric):
 
     def reset_state(self):
         for variable in (self.correct, self.total):
-            variable.assign(ops.zeros_like(variable))
+            variable.assign(ops.zeros(variable.shape, variable.dtype))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes, "threshold": self.threshold,

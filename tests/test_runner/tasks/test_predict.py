@@ -26,6 +26,19 @@ def test_predict_writes_same_size_masks_overlays_and_probabilities(trained):
         assert np.asarray(Image.open(root / "out" / f"{name}_overlay.png")).shape == (61, 97, 3)
 
 
+def test_a_model_trained_under_tensorflow_predicts_the_same_under_jax(trained):
+    pytest.importorskip("jax")
+    root, run_id, _ = trained
+    images, _ = shapes_dataset(root / "portable", 2, (40, 56))
+    for backend in ("tensorflow", "jax"):
+        result = run_runner("task=predict", f"run_id={run_id}", f"predict.input={images}",
+                            f"predict.output={backend}", "predict.save_probabilities=true", cwd=root, backend=backend)
+        assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("s0", "s1"):
+        np.testing.assert_allclose(np.load(root / "jax" / f"{name}.npy").astype(np.float32),
+                                   np.load(root / "tensorflow" / f"{name}.npy").astype(np.float32), atol=2e-3)
+
+
 @pytest.fixture(scope="module")
 def second_run(trained):
     """Another tiny run on `trained`'s images, normalised with its own dataset statistics."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, write_pairs
+from helpers import TINY, run_runner, write_pairs
 from runner.tasks.train import train
 
 pytestmark = pytest.mark.slow
@@ -81,9 +81,19 @@ def test_a_finished_run_stores_each_checkpoint_once(finished_run):
         client.list_artifacts(run.info.run_id, "checkpoints")[0].file_size)  # best.keras, listed first
 
 
+def test_training_runs_under_the_jax_backend_and_logs_it(tmp_path):
+    pytest.importorskip("jax")
+    result = run_runner(*TINY, "trainer.epochs=1", cwd=tmp_path, backend="jax")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
+    assert run.info.status == "FINISHED" and run.data.params["keras_backend"] == "jax"
+    assert "failed_end_steps" not in run.data.tags
+
+
 def test_run_logs_the_resolved_config_as_dotted_params(finished_run):
     _, _, run, root = finished_run
     params = run.data.params
+    assert params["keras_backend"] == "tensorflow"
     assert params["model.filters"] == "4" and params["model.depth"] == "2"
     assert params["loss.name"] == "bce_dice" and params["optimizer.lr"] == "0.0003"
     assert params["trainer.monitor"] == "val_dice" and params["output_dir"] == f"{root}/out"
