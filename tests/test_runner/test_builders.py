@@ -10,7 +10,7 @@ import pytest
 from runner import builders
 from unetlab.errors import ConfigError
 
-from helpers import group_options
+from helpers import TINY, group_options
 
 # Keys each option needs beside its own defaults to form a valid config.
 NEEDS = {
@@ -34,6 +34,29 @@ def test_every_option_of_every_group_composes_and_builds(make_config, group, opt
     x = np.zeros((1, 32, 32, config.data.channels), np.float32)
     y = np.zeros((1, 32, 32, 1), np.float32)
     assert np.isfinite(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+
+
+@pytest.mark.parametrize("precision, scaled", [("mixed_float16", True), ("mixed_bfloat16", False),
+                                               ("float32", False)])
+def test_mixed_precision_computes_in_half_keeps_head_and_loss_in_float32_and_scales_float16_losses(
+        make_config, tmp_path, precision, scaled):
+    import keras
+
+    config = make_config(TINY + [f"trainer.precision={precision}", f"output_dir={tmp_path}"])
+    keras.mixed_precision.set_dtype_policy(precision)  # as task=train does
+    try:
+        model = builders.build_model(config)
+        builders.compile_model(model, config, total_steps=10)
+        x = np.random.default_rng(0).uniform(size=(2, 32, 32, 1)).astype(np.float32)
+        y = (x > 0.5).astype(np.float32)
+        history = model.fit(x, y, epochs=1, verbose=0)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert model.layers[1].compute_dtype == {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(
+        precision, "float32")
+    assert model.get_layer("head").compute_dtype == "float32" and model.output.dtype == "float32"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == scaled
+    assert np.isfinite(history.history["loss"][0])
 
 
 def test_paper_preset_builds_the_paper_network(make_config, tmp_path):

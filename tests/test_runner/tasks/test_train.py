@@ -81,6 +81,19 @@ def test_a_finished_run_stores_each_checkpoint_once(finished_run):
         client.list_artifacts(run.info.run_id, "checkpoints")[0].file_size)  # best.keras, listed first
 
 
+def test_training_in_float16_with_xla_finishes_and_saves_a_float32_headed_model(tmp_path):
+    """trainer.precision=mixed_float16 (loss scaling) and trainer.jit_compile=true on a CPU, end to end."""
+    result = run_runner(*TINY, "trainer.epochs=1", "trainer.run_eagerly=false", "trainer.precision=mixed_float16",
+                        "trainer.jit_compile=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
+    assert run.info.status == "FINISHED" and "failed_end_steps" not in run.data.tags
+    import keras
+
+    model = keras.saving.load_model(client.download_artifacts(run.info.run_id, "checkpoints/best.keras", str(tmp_path)))
+    assert model.get_layer("head").compute_dtype == "float32" and model.layers[1].compute_dtype == "float16"
+
+
 def test_training_runs_under_the_jax_backend_and_logs_it(tmp_path):
     pytest.importorskip("jax")
     result = run_runner(*TINY, "trainer.epochs=1", cwd=tmp_path, backend="jax")
