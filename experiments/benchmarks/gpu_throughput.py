@@ -11,8 +11,10 @@ the model's head, losses and metrics stay float32):
                dropout 0.5, 2-class softmax, 572x572 -> 388x388, filters 64, loss ce, SGD momentum 0.99.
 
 Each (setting, precision) builds and compiles a fresh model (`jit_compile` is Keras's default, "auto"),
-times a first `fit` of `--warmup` steps (tracing + XLA compilation: the "compile s" column), then one of
-`--steps` steps, timed between the first and the last `on_train_batch_end`. Prints one line per
+times a first `fit` of `--warmup` steps (the "compile s" column: tracing and XLA compilation, plus those
+steps' own run time, small on a GPU), then one of `--steps` steps, timed between the first and the last
+`on_train_batch_end` (each waits for its step's loss, so the time is the device's, not the dispatch's).
+Batches are sliced from NumPy arrays, so each step includes copying its batch to the device. Prints one line per
 (setting, precision): images/s, ms/step, compile s, peak device memory, TFLOP/s and % of `--peak-tflops`.
 
 Training FLOPs per image are 3 x the forward convolutions' 2 x MACs (backward = 2 x forward), counted
@@ -30,10 +32,10 @@ Running on a GPU machine that has JAX but no TensorFlow
 Under KERAS_BACKEND=jax nothing this script imports pulls TensorFlow (tests/test_experiments/
 test_gpu_throughput.py runs it with TensorFlow made unimportable). On the GPU machine, next to
 its CUDA-enabled JAX (e.g. `pip install "jax[cuda12]"`), install Keras and its pure-Python
-dependencies from wheels, then the library itself without its dependencies (they pull TensorFlow):
+dependencies from wheels, and put the library on the path without its declared dependencies:
 
     pip install keras namex optree absl-py rich h5py ml-dtypes packaging numpy
-    pip install --no-deps -e .      # or: export PYTHONPATH=src
+    export PYTHONPATH=src           # or: pip install --no-deps -e .  (its dependencies pull TensorFlow)
     KERAS_BACKEND=jax python experiments/benchmarks/gpu_throughput.py
     KERAS_BACKEND=jax python experiments/benchmarks/gpu_throughput.py --settings paper572 \\
         --precisions mixed_bfloat16 --steps 50 --peak-tflops 989
@@ -130,6 +132,12 @@ def training_flops_per_image(model) -> float:
     return 3 * 2 * conv_macs(model)
 
 
+def keras_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
 def device_lines() -> list[str]:
     """Backend, devices and versions, without importing a framework the backend does not need."""
     import keras
@@ -157,9 +165,7 @@ def device_lines() -> list[str]:
 
 def peak_memory_bytes() -> int | None:
     """Peak bytes in use on the first accelerator, or None where the backend does not say (CPU)."""
-    import keras
-
-    backend = keras.backend.backend()
+    backend = keras_backend()
     if backend == "jax":
         import jax
 
@@ -179,14 +185,13 @@ def peak_memory_bytes() -> int | None:
 
 def reset_peak_memory() -> None:
     """Start a fresh peak where the backend can (TensorFlow, torch); JAX keeps its process-wide peak."""
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
+    backend = keras_backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         if tf.config.list_physical_devices("GPU"):
             tf.config.experimental.reset_memory_stats("GPU:0")
-    elif keras.backend.backend() == "torch":
+    elif backend == "torch":
         import torch
 
         if torch.cuda.is_available():
@@ -251,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
                 for name in args.settings}
     print(f"batch {args.batch}, {args.warmup} warm-up (compile) steps, {args.steps} timed steps; "
           f"peak {args.peak_tflops:g} TFLOP/s{'; --tiny sizes' if args.tiny else ''}")
+    if keras_backend() == "jax" and peak_memory_bytes() is not None:
+        print("peak mem: JAX's high-water mark since the process started (one setting and precision per "
+              "process for exact figures)")
     for name, setting in settings.items():
         flops = training_flops_per_image(setting.build_model())
         print(f"{name}: {setting.image_size}x{setting.image_size}, filters {setting.filters}, padding "
