@@ -72,9 +72,8 @@ def train(config: Config) -> float | None:
     with tracking.tracked_run(config.tracking, tags, resume=config.resume, what=tracking.training_name(config)) as run:
         trial.started(run.info.run_id)
         tracking.log_config(config, params=not config.resume)
-        if not config.resume:  # the engine under Keras: KERAS_BACKEND=tensorflow (default) or jax
+        if not config.resume:  # keras_backend: the engine under Keras, KERAS_BACKEND=tensorflow (default) or jax
             tracking.retry_locked(mlflow.log_param, "keras_backend", keras.backend.backend())
-        if not config.resume:
             tracking.log_data(splits, fingerprint, getattr(config.data, "images", None))
             if image_digests:  # evaluations find these images by content (guards.check_overlap)
                 guards.log_image_digests(splits, image_digests)
