@@ -38,9 +38,10 @@ def folder_reports(config: Config) -> list:
     return reports
 
 
-def checked_data(config: Config) -> tuple[str | None, dict[str, str]]:
+def checked_data(config: Config) -> tuple[str | None, dict[str, dict[str, str]]]:
     """Refuse a broken folder dataset (DataError naming the files) and return its content
-    fingerprint and the sha256 of each image ({file name: digest}); (None, {}) for generated data.
+    fingerprint and the sha256 of each image by side ({"train": {file name: digest}, "val": ...}:
+    validation folders have their own, a split shares one); (None, {}) for generated data.
     The check hashed every file; its digests are reused."""
     from unetlab.data.checks import raise_if_broken
 
@@ -48,11 +49,11 @@ def checked_data(config: Config) -> tuple[str | None, dict[str, str]]:
         return None, {}
     summaries = [raise_if_broken(report, more_help="run task=check_data for the full list").summary
                  for report in folder_reports(config)]
-    image_digests = {name: digest for summary in summaries for name, digest in summary["image_digests"].items()}
+    digests = {"train": summaries[0]["image_digests"], "val": summaries[-1]["image_digests"]}
     if len(summaries) == 1:
-        return summaries[0]["fingerprint"], image_digests
+        return summaries[0]["fingerprint"], digests
     joined = " ".join(summary["fingerprint"] for summary in summaries)  # training + validation folders
-    return hashlib.sha256(joined.encode()).hexdigest()[:16], image_digests
+    return hashlib.sha256(joined.encode()).hexdigest()[:16], digests
 
 
 def make_splits(config: Config):

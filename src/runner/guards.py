@@ -16,6 +16,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+from mlflow.exceptions import MlflowException
 
 from . import tracking
 
@@ -43,9 +44,10 @@ def check_predictions(model, batches) -> bool:
     return True
 
 
-def log_image_digests(splits, image_digests: dict[str, str]) -> None:
-    """Log the sha256 of every training and validation image of the run (`IMAGE_DIGESTS`)."""
-    sides = {side: {name: image_digests[name] for name in names if name in image_digests}
+def log_image_digests(splits, image_digests: dict[str, dict[str, str]]) -> None:
+    """Log the sha256 of every training and validation image of the run (`IMAGE_DIGESTS`), from
+    the digests of each side's folder ({"train": {file name: sha256}, "val": ...})."""
+    sides = {side: {name: image_digests[side][name] for name in names if name in image_digests[side]}
              for side, names in (("train", splits.train_files), ("val", splits.val_files))}
     mlflow.log_dict(sides, IMAGE_DIGESTS)
 
@@ -60,7 +62,7 @@ def check_overlap(source_run_ids: list[str], image_digests: dict[str, str],
         with tempfile.TemporaryDirectory(prefix="unetlab-digests-") as target:
             try:
                 sides = json.loads(Path(client.download_artifacts(run_id, IMAGE_DIGESTS, target)).read_text())
-            except Exception:  # noqa: BLE001 - a run from before the digests were logged, or generated data
+            except (MlflowException, OSError):  # no digests: a run from before they were logged, or generated data
                 continue
         for side, digests in sides.items():
             for digest in digests.values():

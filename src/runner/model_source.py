@@ -54,10 +54,10 @@ def load_model_sources(config: Config) -> list[LoadedModel]:
 
 
 def _check_same_task(first: LoadedModel, member: LoadedModel) -> None:
-    """Two members of an ensemble read the same channels and predict the same classes."""
-    for key in ("channels", "num_classes"):
+    """Two members of an ensemble read the same channels and predict the same classes (of the same meaning)."""
+    for key in ("channels", "num_classes", "invert_masks"):
         ours, theirs = getattr(first.preprocessing, key), getattr(member.preprocessing, key)
-        if ours != theirs:
+        if ours != theirs and None not in (ours, theirs):  # None: not recorded (an older model)
             raise ConfigError(f"run_id: runs {first.source_run_id} and {member.source_run_id} cannot form an "
                               f"ensemble: run {first.source_run_id} has {key}={ours}, run "
                               f"{member.source_run_id} has {key}={theirs}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .errors import ConfigError
 from .labels import check_ignore_index
 from .names import check_choice
 
@@ -185,8 +186,13 @@ class PixelWeightedLoss(SegmentationLoss):
     kept in the loss's config so a saved model says what it was trained on; the data makes them.
     """
 
+    REDUCTIONS = ("sum_over_batch_size", "sum", "none", None)  # what `__call__` reduces per-image values by
+
     def __init__(self, w0: float = 10.0, sigma: float = 5.0, class_balance: bool = True, **kwargs):
         super().__init__(w0=w0, sigma=sigma, class_balance=class_balance, **kwargs)
+        if self.reduction not in self.REDUCTIONS:
+            raise ConfigError(f"reduction must be one of sum_over_batch_size, sum, none for a pixel-weighted loss. "
+                              f"Received: reduction={self.reduction!r}")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is None:

@@ -35,6 +35,7 @@ class Preprocessing:
     std: list[float] | None = None
     tile_size: int = 256
     resize: int | None = None  # trained on whole images resized to resize x resize: predict at that scale
+    invert_masks: bool | None = None  # trained with zero mask pixels as class 1 (ISBI 2012); None: not recorded
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """A decoded image (H, W[, C]) of any dtype -> float32 (H, W, C) as the model saw it in training."""

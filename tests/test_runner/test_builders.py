@@ -16,6 +16,8 @@ from helpers import TINY, group_options
 NEEDS = {
     ("loss", "ce"): ["data.num_classes=3"],
     ("loss", "ce_dice"): ["data.num_classes=3"],
+    ("loss", "weighted_ce"): ["data.num_classes=3"],
+    ("loss", "weighted_ce_dice"): ["data.num_classes=3"],
 }
 
 

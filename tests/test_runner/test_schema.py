@@ -62,6 +62,9 @@ def test_monitor_direction_follows_the_metric_unless_set(make_config, tmp_path):
     (["data.image_size=100"], "data.image_size=100: image size 100 is not divisible by 2**depth=16"),
     (["loss=ce"], "loss=ce needs data.num_classes >= 2"),
     (["loss=bce", "data.num_classes=3"], "loss=bce needs data.num_classes=1"),
+    (["loss=weighted_ce"], "loss=weighted_ce needs data.num_classes >= 2 (softmax); with data.num_classes=1 "
+                           "(sigmoid) use loss=weighted_bce"),
+    (["loss=weighted_bce_dice", "data.num_classes=2"], "use loss=weighted_ce_dice"),
     (["trainer.monitor=val_f1"], "trainer.monitor='val_f1' is not a reported metric"),
     (["model.dropout=1.0"], "model.dropout must be in [0, 1). Received: dropout=1.0"),
     (["data=folder"], "data.images is required"),

@@ -123,7 +123,7 @@ def test_folder_splits_of_whole_images_predict_resized_to_image_size(tmp_path):
     splits = make_folder_splits(images=str(images), masks=str(masks), image_size=16, channels=1, num_classes=2,
                                 seed=0, normalize="zscore")
     assert splits.preprocessing == Preprocessing(channels=1, num_classes=2, normalize="zscore", mean=None, std=None,
-                                                 tile_size=16, resize=16)
+                                                 tile_size=16, resize=16, invert_masks=False)
 
 
 def test_folder_splits_of_patches_predict_at_full_resolution_in_patch_size_tiles(tmp_path):
@@ -131,7 +131,7 @@ def test_folder_splits_of_patches_predict_at_full_resolution_in_patch_size_tiles
     splits = make_folder_splits(images=str(images), masks=str(masks), image_size=64, channels=1, num_classes=3,
                                 seed=0, patch_size=16)
     assert splits.preprocessing == Preprocessing(channels=1, num_classes=3, normalize="scale", mean=None, std=None,
-                                                 tile_size=16, resize=None)
+                                                 tile_size=16, resize=None, invert_masks=False)
 
 
 def test_folder_splits_with_dataset_normalisation_carry_the_training_statistics(tmp_path):

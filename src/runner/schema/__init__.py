@@ -110,15 +110,15 @@ class Config:
                 + ", ".join(f"augment.{k}=0" for k in intensity)
             )
         binary = self.data.num_classes == 1
-        if binary and self.loss.name in ("ce", "ce_dice"):
+        if binary and self.loss.name in SOFTMAX_LOSSES:
             raise ConfigError(
-                f"loss={self.loss.name} needs data.num_classes >= 2 (softmax); "
-                "with data.num_classes=1 (sigmoid) use loss=bce, bce_dice, dice, focal or tversky"
+                f"loss={self.loss.name} needs data.num_classes >= 2 (softmax); with data.num_classes=1 "
+                f"(sigmoid) use loss={self.loss.name.replace('ce', 'bce', 1)}, dice, focal or tversky"
             )
-        if not binary and self.loss.name in ("bce", "bce_dice"):
+        if not binary and self.loss.name in SIGMOID_LOSSES:
             raise ConfigError(
-                f"loss={self.loss.name} needs data.num_classes=1 (sigmoid); "
-                f"with data.num_classes={self.data.num_classes} use loss=ce, ce_dice, dice, focal or tversky"
+                f"loss={self.loss.name} needs data.num_classes=1 (sigmoid); with data.num_classes="
+                f"{self.data.num_classes} use loss={self.loss.name.replace('bce', 'ce', 1)}, dice, focal or tversky"
             )
         allowed = names.metric_names(self.data.num_classes)
         if self.trainer.monitor not in allowed:
@@ -151,6 +151,9 @@ def monitor_mode(name: str, mode: MonitorMode) -> str:
         return mode.value
     return "min" if name.endswith("loss") else "max"
 
+
+SIGMOID_LOSSES = ("bce", "bce_dice", "weighted_bce", "weighted_bce_dice")  # names for a sigmoid head
+SOFTMAX_LOSSES = ("ce", "ce_dice", "weighted_ce", "weighted_ce_dice")  # the same losses for a softmax head
 
 SCHEMAS = {
     "data": {"synthetic": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig},

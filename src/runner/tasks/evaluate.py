@@ -15,7 +15,7 @@ import numpy as np
 from unetlab.data.checks import check_folders, message_names, raise_if_broken
 from unetlab.data.decode import decode_mask
 from unetlab.data.image_files import read_array
-from unetlab.errors import DataError
+from unetlab.errors import ConfigError, DataError
 from unetlab.evaluation import confusion_matrix, object_scores, scores
 from unetlab.inference import predict_ensemble
 from unetlab.visualize import predicted_class_map, prediction_grid, save_png
@@ -112,6 +112,11 @@ def checked_pairs(config: Config, preprocessing) -> tuple[list[tuple[str, str]],
     a binary model would count any non-zero mask pixel as foreground, so wrong masks give wrong scores.
     Also the sha256 of each image ({file name: digest}), to find images the model was trained on."""
     data = config.data
+    trained = preprocessing.invert_masks  # None: a model saved before it was recorded
+    if trained is not None and data.invert_masks != trained:  # class 1 must mean what it meant in training
+        given, needed = str(data.invert_masks).lower(), str(trained).lower()
+        raise ConfigError(f"data.invert_masks={given}, but the model was trained with invert_masks={needed}: "
+                          f"set data.invert_masks={needed} so that masks are read as in training")
     names = {**{name: f"data.{name}" for name in message_names(None)},
              "channels": "the model's channels", "num_classes": "the model's num_classes"}
     with config_group("data"):  # data.palette / data.ignore_index that do not fit the model's classes

@@ -150,7 +150,7 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
         val_files=[Path(image).name for image, _ in val],
         preprocessing=Preprocessing(channels=channels, num_classes=num_classes, normalize=normalize, mean=mean,
                                     std=std, tile_size=patch_size or image_size,
-                                    resize=None if patch_size else image_size),
+                                    resize=None if patch_size else image_size, invert_masks=invert_masks),
     )
 
 

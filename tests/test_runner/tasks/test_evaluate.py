@@ -133,14 +133,16 @@ def _bomb(images, masks):
                  "the model's num_classes=1) in 1024 pixels"),
     (_latin1_name, "file_name: images/caf\\xe9.png: file name not UTF-8, rename it"),
     (_bomb, "undecodable: images/s1.png cannot be decoded (more than MAX_PIXELS=268435456 pixels"),
-], ids=["mask_values", "non_utf8_name", "decompression_bomb"])
+    ("data.invert_masks=true", "data.invert_masks=true, but the model was trained with invert_masks=false: set "
+                               "data.invert_masks=false so that masks are read as in training"),
+], ids=["mask_values", "non_utf8_name", "decompression_bomb", "inverted_masks"])
 def test_evaluate_checks_the_data_first_and_fails_as_one_line_naming_the_file(trained, tmp_path, spoil, message):
     root, run_id, client = trained
     images, masks = shapes_dataset(tmp_path, 2, (32, 32))
-    spoil(images, masks)
+    overrides = [spoil] if isinstance(spoil, str) else spoil(images, masks) or []  # a spoiled file, or a setting
     result = run_runner("task=evaluate", f"run_id={run_id}", "data=folder", f"data.images={images}",
                         f"data.masks={masks}", f"tracking.uri=sqlite:///{root}/mlflow.db", "evaluate.output=eval",
-                        cwd=tmp_path)
+                        *overrides, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
