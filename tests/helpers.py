@@ -40,9 +40,11 @@ def group_options() -> list[tuple[str, str]]:
             for option in sorted((conf / group).iterdir(), key=lambda p: p.name) if option.name.endswith(".yaml")]
 
 
-def run_runner(*args: str, cwd: Path, timeout: float = 300, backend: str | None = None) -> subprocess.CompletedProcess:
-    """`python -m runner ARGS` in a subprocess, as a user would start it (under KERAS_BACKEND=`backend`)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {})}
+def run_runner(*args: str, cwd: Path, timeout: float = 300, backend: str | None = None,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m runner ARGS` in a subprocess, as a user would start it (under KERAS_BACKEND=`backend`,
+    with `env` added to the environment)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {}), **(env or {})}
     return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
 

@@ -73,31 +73,39 @@ def augment_settings(config: Config):
 
 
 def make_training_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None,
-                          first_epoch: int = 0):
+                          first_epoch: int = 0, full_batches: bool = False):
     """What the model trains on: an endless stream of epochs of cached pairs, shuffled, patched and
-    augmented as configured, batched; from `first_epoch` on (a resumed run sees what it would have)."""
+    augmented as configured, batched; from `first_epoch` on (a resumed run sees what it would have).
+    `full_batches` (data parallel): batches run on across passes, so every one splits evenly."""
     from unetlab.data import make_batches
     from unetlab.data.augment import make_augmenter
 
     data = config.data
     patches = dict(patch_size=data.patch_size,
                    foreground_oversample=data.foreground_oversample) if isinstance(data, FolderDataConfig) else {}
-    repeat = config.trainer.steps_per_epoch is not None
-    pairs_per_epoch = steps_per_epoch(config, splits) * batch_size if repeat else splits.num_train
+    repeat = config.trainer.steps_per_epoch is not None or full_batches
+    pairs_per_epoch = steps_per_epoch(config, splits, batch_size) * batch_size if repeat else splits.num_train
     return make_batches(splits.train, batch_size, shuffle=True, seed=config.seed, cache=data.cache,
                         label_size=label_size, repeat=repeat, skip=first_epoch * pairs_per_epoch,
                         augment=make_augmenter(augment_settings(config), config.seed, keyed=True),
                         ignore_index=getattr(data, "ignore_index", None), weights=weight_maps(config), **patches)
 
 
-def make_validation_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None):
+def make_validation_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None,
+                            batch_multiple: int = 1):
     """The validation pairs in a fixed order, batched (with weight maps when the loss takes them,
-    so val_loss is the training loss)."""
+    so val_loss is the training loss). `batch_multiple`: what every batch's size must divide by
+    (`unetlab.distribution.Replication.batch_multiple`)."""
     from unetlab.data import make_batches
 
-    return make_batches(splits.val, batch_size, shuffle=False, seed=config.seed, cache=config.data.cache,
-                        label_size=label_size, ignore_index=getattr(config.data, "ignore_index", None),
-                        weights=weight_maps(config))
+    try:
+        return make_batches(splits.val, batch_size, shuffle=False, seed=config.seed, cache=config.data.cache,
+                            label_size=label_size, ignore_index=getattr(config.data, "ignore_index", None),
+                            weights=weight_maps(config), multiple_of=batch_multiple)
+    except ValueError as error:
+        raise ConfigError(f"trainer.distribution={config.trainer.distribution.value} under KERAS_BACKEND=jax: "
+                          f"the validation {error}; make their number a multiple of {batch_multiple}, or use "
+                          f"KERAS_BACKEND=tensorflow, which splits uneven batches") from None
 
 
 def weight_maps(config: Config):
@@ -167,9 +175,28 @@ def compile_model(model, config: Config, total_steps: int) -> None:
                   run_eagerly=trainer.run_eagerly)
 
 
-def steps_per_epoch(config: Config, splits) -> int:
-    """`trainer.steps_per_epoch`, or one pass over the training pairs."""
-    return config.trainer.steps_per_epoch or -(-splits.num_train // config.trainer.batch_size)
+def steps_per_epoch(config: Config, splits, batch_size: int | None = None) -> int:
+    """`trainer.steps_per_epoch`, or one pass over the training pairs in batches of `batch_size`
+    (default `trainer.batch_size`)."""
+    return config.trainer.steps_per_epoch or -(-splits.num_train // (batch_size or config.trainer.batch_size))
+
+
+def replication(config: Config, *, in_sweep: bool = False):
+    """How `trainer.distribution` spreads the training (`unetlab.distribution.Replication`).
+    A TF_CONFIG cluster trains one run: not the jobs of a sweep (`in_sweep`)."""
+    import keras
+
+    from unetlab.distribution import data_parallel, single_device, tf_config_task
+
+    if config.trainer.distribution.value == "none":
+        return single_device()
+    try:
+        if in_sweep and tf_config_task() is not None:
+            raise ConfigError("trainer.distribution=data_parallel in a TF_CONFIG cluster trains one run: "
+                              "sweeps (-m) are not supported there")
+        return data_parallel(keras.backend.backend())
+    except ValueError as error:  # also an unreadable TF_CONFIG
+        raise ConfigError(str(error)) from None
 
 
 def fit_verbosity(config: Config) -> int:
@@ -182,8 +209,8 @@ def fit_verbosity(config: Config) -> int:
 
 
 def training_callbacks(config: Config, checkpoints, logged_epochs: frozenset = frozenset(),
-                       extra: list = ()) -> list:
-    """A summary line and MLflow metrics per epoch (but for `logged_epochs`), NaN guard, Ctrl-C
+                       extra: list = (), tracked: bool = True) -> list:
+    """A summary line and (when `tracked`) MLflow metrics per epoch (but for `logged_epochs`), NaN guard, Ctrl-C
     and SIGTERM that stop between steps, the configured schedule on plateau and early stopping,
     all watching `trainer.monitor`, then `extra` (a trial's pruning), and last the checkpoints,
     which carry the others' counters."""
@@ -195,7 +222,8 @@ def training_callbacks(config: Config, checkpoints, logged_epochs: frozenset = f
 
     trainer = config.trainer
     mode = config.monitor_direction()
-    callbacks = [EpochSummary(trainer.epochs, trainer.monitor, mode), MlflowMetrics(logged_epochs),
+    callbacks = [EpochSummary(trainer.epochs, trainer.monitor, mode),
+                 *([MlflowMetrics(logged_epochs)] if tracked else []),
                  keras.callbacks.TerminateOnNaN(), InterruptBetweenSteps()]
     if trainer.schedule.value == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(trainer.monitor, factor=trainer.plateau_factor,

@@ -14,6 +14,7 @@ PADDING = ("same", "valid")  # build_unet(padding=)
 NORMALIZE = ("scale", "minmax", "zscore", "dataset")  # unetlab.data.normalize_image(normalize=)
 SCHEDULES = ("constant", "cosine", "plateau")  # unetlab.optim.build_optimizer(schedule=)
 TTA = ("none", "flips", "d4")  # unetlab.inference.predict_image(tta=)
+DISTRIBUTION = ("none", "data_parallel")  # unetlab.distribution: one device, or replicas on every device
 OBJECTS = ("foreground", "background")  # the class whose connected components are the objects (cells)
 
 METRICS = ("loss", "dice", "iou", "pixel_accuracy")  # what a model compiled by unetlab reports

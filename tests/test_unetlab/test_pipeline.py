@@ -69,3 +69,10 @@ def test_building_batches_leaves_the_process_random_state_alone():
     for shuffle in (False, True):
         next(iter(make_batches(pairs, 2, shuffle=shuffle, seed=0)))
     assert (tf.random.uniform([2]).numpy() == expected).all()
+
+
+def test_validation_batches_that_would_not_split_evenly_over_the_devices_are_refused():
+    pairs = tf.data.Dataset.from_tensor_slices((tf.zeros((6, 8, 8, 1)), tf.zeros((6, 8, 8, 1))))
+    assert len(list(make_batches(pairs, 4, shuffle=False, seed=0, multiple_of=2))) == 2  # 4 + 2
+    with pytest.raises(ValueError, match=r"pairs \(6, in batches of 4\) do not split evenly over 4 devices"):
+        make_batches(pairs, 4, shuffle=False, seed=0, multiple_of=4)

@@ -38,6 +38,7 @@ Upsampling = choice_enum("Upsampling", names.UPSAMPLING)
 Padding = choice_enum("Padding", names.PADDING)
 Schedule = choice_enum("Schedule", names.SCHEDULES)
 Objects = choice_enum("Objects", names.OBJECTS)
+Distribution = choice_enum("Distribution", names.DISTRIBUTION)
 
 
 class ExportFormat(Enum):
@@ -254,6 +255,7 @@ class TrainerConfig:
     monitor_mode: MonitorMode = MISSING
     precision: Precision = MISSING
     jit_compile: Optional[bool] = None
+    distribution: Distribution = MISSING
     run_eagerly: bool = MISSING
     deterministic: bool = MISSING
     verbose: str = MISSING

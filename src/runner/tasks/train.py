@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import keras
@@ -25,7 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def train(config: Config) -> float | None:
-    """Train one model and return the best value of `trainer.monitor` (the sweep objective)."""
+    """Train one model and return the best value of `trainer.monitor` (the sweep objective).
+    Under `trainer.distribution=data_parallel` in a TF_CONFIG cluster every worker runs this;
+    only the chief tracks the run and keeps checkpoints."""
     trial = job_trial(config)  # the Optuna trial this job runs (a no-op outside a search)
     trainer, output_dir = config.trainer, Path(config.output_dir)
     keras.utils.set_random_seed(config.seed)
@@ -34,46 +38,76 @@ def train(config: Config) -> float | None:
     keras.mixed_precision.set_dtype_policy(trainer.precision.value)
 
     fingerprint, image_digests = builders.checked_data(config)  # refuses broken folder data before anything is tracked
+    replication = builders.replication(config, in_sweep=tracking.sweep_parent_run_id() is not None)
+    if replication.replicas > 1 or not replication.is_chief:
+        log.info("data parallel: %s; global batch %d = trainer.batch_size %d x %d replicas", replication.description,
+                 trainer.batch_size * replication.replicas, trainer.batch_size, replication.replicas)
+    elif trainer.distribution.value == "data_parallel":
+        log.warning("trainer.distribution=data_parallel: %s, so one replica trains", replication.description)
+    batch_size = trainer.batch_size * replication.replicas  # the global batch
     splits = builders.make_splits(config)
     log.info("data: %s", splits.description)
-    model = builders.build_model(config)
-    log.info("%s", describe(model, config.model.depth, config.model.filters))
-    steps_per_epoch = builders.steps_per_epoch(config, splits)
-    builders.compile_model(model, config, total_steps=trainer.epochs * steps_per_epoch)
-
-    checkpoints = Checkpoints(output_dir / tracking.CHECKPOINTS, trainer.monitor, config.monitor_direction(),
-                              every=trainer.checkpoint_every)
-    first_epoch, logged_epochs = 0, frozenset()
-    if config.resume:
-        tracking.use_experiment(config.tracking)
-        state = fetch_training_state(config.resume, checkpoints.directory)
-        if state is not None:
-            try:
-                checkpoints.resume_from(model, state)
-            except ValueError as error:  # saved by another version of the model code
-                raise DataError(f"resume={config.resume}: {error}") from None
-            first_epoch = state.epoch + 1
-        if first_epoch >= trainer.epochs and tracking.run_status(config.resume) == "FINISHED":
-            log.info("run %s is FINISHED after %d epochs: nothing to do (trainer.epochs=N with N > %d trains "
-                     "it longer)", config.resume, first_epoch, first_epoch)
-            return checkpoints.best
-        logged_epochs = tracking.logged_epochs(config.resume, "loss")
-        log.info("resuming run %s at epoch %d of %d", config.resume, first_epoch + 1, trainer.epochs)
+    steps_per_epoch = builders.steps_per_epoch(config, splits, batch_size)
+    checkpoints = Checkpoints(output_dir / tracking.CHECKPOINTS if replication.is_chief else
+                              Path(tempfile.mkdtemp(prefix="unetlab-worker-")),  # other workers' go at the end
+                              trainer.monitor, config.monitor_direction(), every=trainer.checkpoint_every)
+    with replication.scope():
+        model = builders.build_model(config)
+        log.info("%s", describe(model, config.model.depth, config.model.filters))
+        builders.compile_model(model, config, total_steps=trainer.epochs * steps_per_epoch)
+        first_epoch, logged_epochs = 0, frozenset()
+        if config.resume:
+            tracking.use_experiment(config.tracking)
+            state = fetch_training_state(config.resume, checkpoints.directory)
+            if state is not None:
+                try:
+                    checkpoints.resume_from(model, state)
+                except ValueError as error:  # saved by another version of the model code
+                    raise DataError(f"resume={config.resume}: {error}") from None
+                first_epoch = state.epoch + 1
+            if first_epoch >= trainer.epochs and tracking.run_status(config.resume) == "FINISHED":
+                log.info("run %s is FINISHED after %d epochs: nothing to do (trainer.epochs=N with N > %d trains "
+                         "it longer)", config.resume, first_epoch, first_epoch)
+                return checkpoints.best
+            logged_epochs = tracking.logged_epochs(config.resume, "loss")
+            log.info("resuming run %s at epoch %d of %d", config.resume, first_epoch + 1, trainer.epochs)
     # Beside the checkpoints from the start, so even an interrupted run's best.keras is usable.
     preprocessing_path = splits.preprocessing.save(checkpoints.directory / Preprocessing.FILENAME)
     label_size = builders.label_size(model, config)
-    train_batches = builders.make_training_batches(config, splits, trainer.batch_size, label_size=label_size,
-                                                   first_epoch=first_epoch)
-    val_batches = builders.make_validation_batches(config, splits, trainer.batch_size, label_size=label_size)
-    callbacks = builders.training_callbacks(config, checkpoints, logged_epochs, extra=trial.callbacks(trainer.monitor))
+    train_batches = builders.make_training_batches(config, splits, batch_size, label_size=label_size,
+                                                   first_epoch=first_epoch, full_batches=replication.replicas > 1)
+    val_batches = builders.make_validation_batches(config, splits, batch_size, label_size=label_size,
+                                                   batch_multiple=replication.batch_multiple)
+    callbacks = builders.training_callbacks(config, checkpoints, logged_epochs, extra=trial.callbacks(trainer.monitor),
+                                            tracked=replication.is_chief)
+
+    def fit() -> None:
+        try:
+            with replication.scope():
+                model.fit(replication.distribute(train_batches), epochs=trainer.epochs, initial_epoch=first_epoch,
+                          validation_data=replication.distribute(val_batches), steps_per_epoch=steps_per_epoch,
+                          callbacks=callbacks, shuffle=False,  # the pipeline shuffles
+                          verbose=builders.fit_verbosity(config))
+        finally:  # also on Ctrl-C, SIGTERM or an error: the last completed epoch's state is kept
+            checkpoints.close()
+        if checkpoints.best is None:
+            raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
+
+    if not replication.is_chief:  # a worker of a cluster: trains its share, keeps nothing
+        try:
+            fit()
+        finally:
+            shutil.rmtree(checkpoints.directory, ignore_errors=True)
+        return checkpoints.best
+
     tags = {"task": "train", tracking.CHECKPOINTS_DIR_TAG: str(checkpoints.directory.resolve()), **trial.tags(),
             **({"data_fingerprint": fingerprint} if fingerprint else {})}
-
     with tracking.tracked_run(config.tracking, tags, resume=config.resume, what=tracking.training_name(config)) as run:
         trial.started(run.info.run_id)
         tracking.log_config(config, params=not config.resume)
         if not config.resume:  # keras_backend: the engine under Keras, KERAS_BACKEND=tensorflow (default) or jax
-            tracking.retry_locked(mlflow.log_param, "keras_backend", keras.backend.backend())
+            tracking.retry_locked(mlflow.log_params, {"keras_backend": keras.backend.backend(),
+                                                      "replicas": replication.replicas})
             tracking.log_data(splits, fingerprint, getattr(config.data, "images", None))
             if image_digests:  # evaluations find these images by content (guards.check_overlap)
                 guards.log_image_digests(splits, image_digests)
@@ -81,14 +115,7 @@ def train(config: Config) -> float | None:
         if config.tracking.log_checkpoints:
             mlflow.log_artifact(str(preprocessing_path), tracking.CHECKPOINTS)
             checkpoints.on_written = tracking.artifact_uploader(run.info.run_id, tracking.CHECKPOINTS)
-        try:
-            model.fit(train_batches, validation_data=val_batches, epochs=trainer.epochs, initial_epoch=first_epoch,
-                      steps_per_epoch=steps_per_epoch, callbacks=callbacks, shuffle=False,  # the pipeline shuffles
-                      verbose=builders.fit_verbosity(config))
-        finally:  # also on Ctrl-C, SIGTERM or an error: the last completed epoch's state is kept
-            checkpoints.close()
-        if checkpoints.best is None:
-            raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
+        fit()
         tracking.retry_locked(mlflow.log_metrics, {f"best_{trainer.monitor}": checkpoints.best,
                                                    "best_epoch": checkpoints.best_epoch})
         trial.finished(checkpoints.best)  # the objective is recorded before the optional steps below

@@ -68,7 +68,7 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
                  augment: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None,
                  patch_size: int | None = None, foreground_oversample: float = 0.33,
                  ignore_index: int | None = None, skip: int = 0,
-                 weights: BorderWeights | None = None) -> tf.data.Dataset:
+                 weights: BorderWeights | None = None, multiple_of: int = 1) -> tf.data.Dataset:
     """Weight maps -> cache -> seeded shuffle per pass -> patches -> augment -> batch -> prefetch.
 
     `shuffle=True` (training) gives an endless stream of passes over the pairs, each shuffled
@@ -90,6 +90,9 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
     (`unetlab.data.weights.add_weight_maps`, before the cache), travels with the mask through
     patches, augmentation and crops, and the batches are (images, masks, weights (batch, H, W)):
     Keras passes the weights to the loss as sample weights (metrics stay unweighted).
+
+    `multiple_of` (validation): ValueError unless every batch's size divides by it, as when
+    JAX shards each batch evenly over that many devices.
     """
     if weights is not None:
         dataset = add_weight_maps(dataset, weights, ignore_index)
@@ -100,6 +103,8 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
         # Keras cannot tell the validation batches' end from "Your input ran out of data" and warns
         size = int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(size))
+    if not shuffle and size % batch_size % multiple_of:
+        raise ValueError(f"pairs ({size}, in batches of {batch_size}) do not split evenly over {multiple_of} devices")
 
     def one_pass(number):
         """Pass `number` as (key, pair): key = number * 2**32 + position, the pairs shuffled by (seed, number)."""

@@ -272,3 +272,93 @@ def test_piped_run_prints_a_line_per_epoch_and_no_warning_we_cause(tmp_path):
     assert not set("━\r\b") & set(result.stdout), result.stdout  # trainer.verbose=auto: no bar in a pipe
     assert re.findall(r"\[INFO\] - (epoch \d/2) ", result.stdout) == ["epoch 1/2", "epoch 2/2"], result.stdout
     assert "Epoch 1/2" not in result.stdout  # nor Keras' own epoch lines: the summary line is the one per epoch
+
+
+# ---------------------------------------------------------------- data parallel
+# Four steps of a model without batch norm or dropout, on a loss that is a mean over images: one
+# device on batches of 4 and two replicas on batches of 2 each see the same global batches. The
+# replicas sum their float32 gradients in another order, so the losses agree to rounding.
+DATA_PARALLEL = [*TINY, "trainer.run_eagerly=false", "trainer.epochs=1", "loss=bce", "data.num_train=16",
+                 "data.num_val=8"]
+FIRST_EPOCH_LOSS_RTOL = 1e-3
+TWO_TENSORFLOW_DEVICES = (  # `python -m runner` with the machine's CPU split into two logical devices
+    "import sys, tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
+    "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
+    "from runner.__main__ import main; sys.argv[0] = 'runner'; main()")
+TWO_JAX_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
+def run_on_two_devices(backend: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    if backend == "jax":
+        return run_runner(*args, cwd=cwd, backend="jax", env=TWO_JAX_DEVICES)
+    import os
+
+    return subprocess.run([sys.executable, "-c", TWO_TENSORFLOW_DEVICES, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def first_epoch_loss(cwd: Path):
+    client, run = only_run(f"sqlite:///{cwd}/mlflow.db")
+    return client.get_metric_history(run.info.run_id, "loss")[0].value, run
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_two_replicas_train_the_first_epoch_to_the_loss_of_one_device(tmp_path, backend):
+    pytest.importorskip(backend)
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    single = run_runner(*DATA_PARALLEL, "trainer.batch_size=4", cwd=one, backend=backend)
+    assert single.returncode == 0, single.stderr[-3000:]
+    parallel = run_on_two_devices(backend, *DATA_PARALLEL, "trainer.distribution=data_parallel",
+                                  "trainer.batch_size=2", cwd=two)
+    assert parallel.returncode == 0, parallel.stderr[-3000:]
+    assert "global batch 4 = trainer.batch_size 2 x 2 replicas" in parallel.stdout + parallel.stderr
+    (loss_one, run_one), (loss_two, run_two) = first_epoch_loss(one), first_epoch_loss(two)
+    assert run_one.data.params["replicas"] == "1" and run_two.data.params["replicas"] == "2"
+    assert run_two.data.params["trainer.distribution"] == "data_parallel"
+    assert loss_two == pytest.approx(loss_one, rel=FIRST_EPOCH_LOSS_RTOL)
+
+
+def test_jax_replicas_refuse_validation_batches_they_cannot_split_evenly(tmp_path):
+    pytest.importorskip("jax")
+    result = run_runner(*DATA_PARALLEL, "data.num_val=3", "trainer.distribution=data_parallel", cwd=tmp_path,
+                        backend="jax", env=TWO_JAX_DEVICES)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: trainer.distribution=data_parallel under KERAS_BACKEND=jax: the validation pairs (3" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists() or not MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_runs(
+        [e.experiment_id for e in MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_tensorflow_workers_train_one_epoch_into_exactly_one_run_kept_by_the_chief(tmp_path):
+    import os
+
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "runner", *DATA_PARALLEL, "trainer.distribution=data_parallel", "trainer.batch_size=2",
+         f"hydra.run.dir={tmp_path}/worker{index}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                        "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})})
+        for index in range(2)]
+    try:
+        logs = [worker.communicate(timeout=300)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [worker.returncode for worker in workers] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert "this is worker 0 (chief)" in logs[0] and "this is worker 1;" in logs[1]
+    client, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")  # exactly one run, the chief's
+    assert run.info.status == "FINISHED" and run.data.params["replicas"] == "2"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 1
+    assert "checkpoints/best.keras" in {item.path for item in client.list_artifacts(run.info.run_id, "checkpoints")}
+    assert not (tmp_path / "worker1" / "checkpoints").exists()
+    epoch_lines = [[line.split(" - ", 1)[1] for line in log.splitlines() if "epoch 1/1" in line] for log in logs]
+    assert [len(lines) for lines in epoch_lines] == [1, 1]
+    assert epoch_lines[0][0].split("s lr=")[1] == epoch_lines[1][0].split("s lr=")[1]  # the same synced metrics

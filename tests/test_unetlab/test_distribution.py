@@ -1,0 +1,64 @@
+"""Which replication a process gets: TF_CONFIG clusters, the chief, dataset sharding."""
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from unetlab.distribution import data_parallel, single_device, tf_config_task
+
+
+def cluster(monkeypatch, task_type: str, index: int, **jobs: int) -> None:
+    spec = {name: [f"127.0.0.1:{2000 + 10 * n + i}" for i in range(count)] for n, (name, count) in
+            enumerate(jobs.items())}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": spec, "task": {"type": task_type, "index": index}}))
+
+
+def test_without_tf_config_or_with_one_task_there_is_no_cluster(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert tf_config_task() is None
+    cluster(monkeypatch, "worker", 0, worker=1)
+    assert tf_config_task() is None
+
+
+@pytest.mark.parametrize("task_type, index, jobs, chief", [
+    ("worker", 0, {"worker": 2}, True),
+    ("worker", 1, {"worker": 2}, False),
+    ("worker", 0, {"chief": 1, "worker": 2}, False),
+    ("chief", 0, {"chief": 1, "worker": 2}, True),
+])
+def test_the_chief_is_task_chief_else_worker_0(monkeypatch, task_type, index, jobs, chief):
+    cluster(monkeypatch, task_type, index, **jobs)
+    task = tf_config_task()
+    assert (task.type, task.index, task.tasks, task.is_chief) == (task_type, index, sum(jobs.values()), chief)
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"cluster": {"worker": ["a:1", "b:2"]}}', "[1, 2]"])
+def test_an_unreadable_tf_config_is_a_value_error_showing_the_expected_form(monkeypatch, text):
+    monkeypatch.setenv("TF_CONFIG", text)
+    with pytest.raises(ValueError, match=r'TF_CONFIG is not a cluster spec: expected JSON like \{"cluster"'):
+        tf_config_task()
+
+
+def test_one_device_leaves_datasets_as_they_are():
+    replication = single_device()
+    dataset = tf.data.Dataset.range(4)
+    assert (replication.replicas, replication.is_chief, replication.batch_multiple) == (1, True, 1)
+    assert replication.distribute(dataset) is dataset
+
+
+def test_tensorflow_data_parallel_mirrors_over_this_machines_devices_and_shards_by_data_in_a_cluster(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    replication = data_parallel("tensorflow")
+    assert replication.replicas == len(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))
+    assert replication.description.startswith("MirroredStrategy over") and replication.batch_multiple == 1
+    with replication.scope():
+        assert tf.distribute.has_strategy()
+    worker = type(replication)(replicas=2, description="two", is_chief=False)
+    options = worker.distribute(tf.data.Dataset.range(4)).options()
+    assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+def test_a_backend_without_data_parallelism_is_refused_by_name():
+    with pytest.raises(ValueError, match="supports the tensorflow and jax backends, not KERAS_BACKEND=torch"):
+        data_parallel("torch")
