@@ -48,10 +48,26 @@ def test_evaluate_matches_a_numpy_reference_and_nests_under_its_source_run(train
     assert run_id in {r.info.run_id for r in top_level} and "evaluate" not in {r.data.tags.get("task") for r in top_level}
     assert run.data.metrics["eval_dice"] == pytest.approx(metrics["dice"])
     assert run.data.metrics["eval_rand_error"] == pytest.approx(metrics["rand_error"])
+    assert run.data.params["keras_backend"] == "tensorflow"
     assert all(key.startswith("eval_") for key in run.data.metrics)
     assert not set(run.data.metrics) & set(source.data.metrics)  # no chart mixes evaluation and training
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/metrics.json", "evaluation/per_image.csv", "evaluation/worst.png"} <= logged
+
+
+def test_a_model_trained_under_jax_evaluates_under_jax_and_the_run_records_the_backend(trained_under_jax):
+    root, run_id, client = trained_under_jax
+    images, masks = shapes_dataset(root / "test", 2, (40, 48))
+    result = run_runner("task=evaluate", f"run_id={run_id}", "data=folder", f"data.images={images}",
+                        f"data.masks={masks}", "evaluate.output=eval", cwd=root, backend="jax")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    (run,) = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id], "tags.task = 'evaluate'")
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == run_id
+    assert run.data.params["keras_backend"] == "jax"
+    assert metrics["num_images"] == 2 and run.data.metrics["eval_num_images"] == 2
+    assert run.data.metrics["eval_dice"] == pytest.approx(metrics["dice"])
+    assert run.data.metrics["eval_pixel_error"] == pytest.approx(metrics["pixel_error"])
 
 
 def test_evaluating_images_the_run_trained_on_warns_even_under_other_names(trained, tmp_path):
