@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from helpers import run_runner
@@ -11,17 +12,24 @@ from helpers import run_runner
 pytestmark = pytest.mark.slow
 
 
-def test_registered_pyfunc_model_predicts_any_size_in_a_fresh_process(trained):
-    root, _, _ = trained
+def pyfunc_prediction(root, model_uri: str, backend: str | None = None) -> str:
+    """What `model_uri`'s pyfunc model predicts for a 45x77 image in a fresh process (under
+    KERAS_BACKEND=`backend`): '(45, 77) uint8 True' for a mask of class ids 0/1."""
     probe = ("import sys, numpy as np, mlflow\n"
              f"mlflow.set_tracking_uri('sqlite:///{root}/mlflow.db')\n"
-             "model = mlflow.pyfunc.load_model('models:/shapes/1')\n"
+             f"model = mlflow.pyfunc.load_model('{model_uri}')\n"
              "mask = model.predict(np.full((45, 77, 1), 200 / 255, np.float32))\n"
              "print(mask.shape, mask.dtype, set(np.unique(mask).tolist()) <= {0, 1})")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {})}
     result = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                            env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "(45, 77) uint8 True"
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_registered_pyfunc_model_predicts_any_size_in_a_fresh_process(trained):
+    root, _, _ = trained
+    assert pyfunc_prediction(root, "models:/shapes/1") == "(45, 77) uint8 True"
 
 
 def test_export_writes_a_saved_model_with_a_serving_signature(trained):
@@ -31,6 +39,29 @@ def test_export_writes_a_saved_model_with_a_serving_signature(trained):
     import tensorflow as tf
 
     assert "serve" in tf.saved_model.load(str(root / "sm")).signatures
+
+
+def test_export_under_jax_writes_a_saved_model_that_tensorflow_serves_like_the_checkpoint(trained_under_jax,
+                                                                                          tmp_path):
+    root, run_id, client = trained_under_jax  # Keras exports a JAX model through jax2tf
+    result = run_runner("task=export", f"run_id={run_id}", "export.format=saved_model", "export.output=sm", cwd=root,
+                        backend="jax")
+    assert result.returncode == 0, result.stderr[-3000:]
+    import keras
+    import tensorflow as tf
+
+    model = keras.saving.load_model(client.download_artifacts(run_id, "checkpoints/best.keras", str(tmp_path)))
+    images = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
+    served = tf.saved_model.load(str(root / "sm")).signatures["serve"](image=tf.constant(images))["output_0"]
+    np.testing.assert_allclose(served.numpy(), model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_export_under_jax_registers_a_pyfunc_model_that_predicts_under_jax(trained_under_jax):
+    root, run_id, client = trained_under_jax
+    result = run_runner("task=export", f"run_id={run_id}", "export.name=shapes_jax", cwd=root, backend="jax")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [v.version for v in client.search_model_versions("name='shapes_jax'")] == [1]
+    assert pyfunc_prediction(root, "models:/shapes_jax/1", backend="jax") == "(45, 77) uint8 True"
 
 
 def test_export_registers_a_new_version(trained):
