@@ -110,6 +110,19 @@ def test_four_parallel_trials_land_complete_in_one_sqlite_store(tmp_path):
         assert run.data.params["model.filters"] == str(trial.params["model.filters"])
 
 
+def test_a_grid_sweep_under_jax_nests_its_two_jobs_under_a_finished_parent(tmp_path):
+    pytest.importorskip("jax")
+    tiny = [o for o in TINY if not o.startswith(("model.filters=", "trainer.epochs=", "trainer.run_eagerly="))]
+    result = run_runner("-m", "model.filters=2,4", *tiny, "trainer.epochs=1", cwd=tmp_path, backend="jax")
+    assert result.returncode == 0, result.stderr[-3000:]
+    parents, children = sweep_runs(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))
+    assert len(parents) == 1 and len(children) == 2
+    assert {r.info.status for r in parents + children} == {"FINISHED"}
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
+    assert [(c.data.params["model.filters"], c.data.params["keras_backend"]) for c in children] == [
+        ("2", "jax"), ("4", "jax")]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
