@@ -92,20 +92,19 @@ def make_training_batches(config: Config, splits, batch_size: int, *, label_size
 
 
 def make_validation_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None,
-                            batch_multiple: int = 1):
+                            replicas: int = 1):
     """The validation pairs in a fixed order, batched (with weight maps when the loss takes them,
-    so val_loss is the training loss). `batch_multiple`: what every batch's size must divide by
-    (`unetlab.distribution.Replication.batch_multiple`)."""
+    so val_loss is the training loss); each batch splits evenly over `replicas`."""
     from unetlab.data import make_batches
+    from unetlab.data.pipeline import UnevenBatches
 
     try:
         return make_batches(splits.val, batch_size, shuffle=False, seed=config.seed, cache=config.data.cache,
                             label_size=label_size, ignore_index=getattr(config.data, "ignore_index", None),
-                            weights=weight_maps(config), multiple_of=batch_multiple)
-    except ValueError as error:
-        raise ConfigError(f"trainer.distribution={config.trainer.distribution.value} under KERAS_BACKEND=jax: "
-                          f"the validation {error}; make their number a multiple of {batch_multiple}, or use "
-                          f"KERAS_BACKEND=tensorflow, which splits uneven batches") from None
+                            weights=weight_maps(config), multiple_of=replicas)
+    except UnevenBatches as error:
+        raise ConfigError(f"trainer.distribution={config.trainer.distribution.value}: the validation {error}; "
+                          f"make the number of validation images (or tiles) a multiple of {replicas}") from None
 
 
 def weight_maps(config: Config):
@@ -181,22 +180,18 @@ def steps_per_epoch(config: Config, splits, batch_size: int | None = None) -> in
     return config.trainer.steps_per_epoch or -(-splits.num_train // (batch_size or config.trainer.batch_size))
 
 
-def replication(config: Config, *, in_sweep: bool = False):
-    """How `trainer.distribution` spreads the training (`unetlab.distribution.Replication`).
-    A TF_CONFIG cluster trains one run: not the jobs of a sweep (`in_sweep`)."""
+def replication(config: Config):
+    """How `trainer.distribution` spreads the training (`unetlab.distribution.Replication`)."""
     import keras
 
-    from unetlab.distribution import data_parallel, single_device, tf_config_task
+    from unetlab.distribution import data_parallel, single_device
 
     if config.trainer.distribution.value == "none":
         return single_device()
     try:
-        if in_sweep and tf_config_task() is not None:
-            raise ConfigError("trainer.distribution=data_parallel in a TF_CONFIG cluster trains one run: "
-                              "sweeps (-m) are not supported there")
         return data_parallel(keras.backend.backend())
-    except ValueError as error:  # also an unreadable TF_CONFIG
-        raise ConfigError(str(error)) from None
+    except ValueError as error:  # a backend without data parallelism, an unreadable or unfit TF_CONFIG
+        raise ConfigError(f"trainer.distribution=data_parallel: {error}") from None
 
 
 def fit_verbosity(config: Config) -> int:

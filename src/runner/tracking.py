@@ -306,6 +306,11 @@ def run_status(run_id: str) -> str:
     return retry_locked(mlflow.MlflowClient().get_run, run_id).info.status
 
 
+def run_param(run_id: str, key: str) -> str | None:
+    """The param `key` a run logged, or None."""
+    return retry_locked(mlflow.MlflowClient().get_run, run_id).data.params.get(key)
+
+
 def logged_epochs(run_id: str, metric: str) -> frozenset:
     """The epochs (steps) a run has already logged `metric` for."""
     history = retry_locked(mlflow.MlflowClient().get_metric_history, run_id, metric)

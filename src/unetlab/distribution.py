@@ -1,8 +1,8 @@
 """Data-parallel training on every accelerator of this machine, or of a TensorFlow cluster.
 
 `data_parallel()` returns a `Replication`: build, compile and fit the model inside its
-`scope()`, and feed it batches of `trainer.batch_size x replicas` (the global batch; each
-replica computes the gradient of its share and the replicas average them).
+`scope()`, and feed it batches of `trainer.batch_size x replicas` (the global batch, split
+evenly: each replica computes the gradient of its share and the replicas average them).
 
 - TensorFlow backend: `tf.distribute.MirroredStrategy` over the GPUs (or, without GPUs, the
   logical CPU devices), or `tf.distribute.MultiWorkerMirroredStrategy` when `TF_CONFIG`
@@ -15,30 +15,36 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, NamedTuple
 
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+TRAINING_TASKS = ("chief", "worker")  # the TF_CONFIG task types MultiWorkerMirroredStrategy trains on
+
 
 @dataclass(frozen=True)
 class Replication:
-    """How a training is spread: `replicas` model copies, each on its share of every batch.
+    """How a training is spread: `replicas` model copies, each on an equal share of every batch.
 
-    `scope` opens where the model is built, compiled and fitted; `is_chief` says whether this
-    process keeps the records (one process per training unless a TF_CONFIG cluster runs it);
-    `batch_multiple` is what every batch's size must divide by (JAX shards each batch evenly
-    across its devices; TensorFlow splits uneven batches itself)."""
+    `scope` opens where the model is built, compiled and fitted; `tasks` is the number of
+    processes training together (several in a TF_CONFIG cluster), of which the one with
+    `is_chief` keeps the records."""
 
     replicas: int
     description: str
     scope: Callable[[], ContextManager] = contextlib.nullcontext
+    tasks: int = 1
     is_chief: bool = True
-    batch_multiple: int = 1
 
     def distribute(self, dataset):
         """`dataset` with the sharding a cluster needs (each worker keeps its part of each
-        batch; the inputs are not split by file); unchanged on one machine."""
-        if self.is_chief and self.replicas == 1:
+        batch; the inputs are not split by file); unchanged with one replica."""
+        if self.replicas == 1:
             return dataset
         import tensorflow as tf
 
@@ -63,7 +69,7 @@ class ClusterTask(NamedTuple):
 
 def tf_config_task() -> ClusterTask | None:
     """This process's task in the `TF_CONFIG` cluster, or None outside a cluster of several
-    tasks. ValueError when TF_CONFIG is not the JSON TensorFlow reads."""
+    tasks. ConfigError when TF_CONFIG is not the JSON TensorFlow reads."""
     text = os.environ.get("TF_CONFIG", "").strip()
     if not text:
         return None
@@ -73,9 +79,9 @@ def tf_config_task() -> ClusterTask | None:
         tasks = sum(len(addresses) for addresses in cluster.values())
         task_type, index = str(task["type"]), int(task["index"])
     except (ValueError, TypeError, KeyError, AttributeError) as error:
-        raise ValueError(f"TF_CONFIG is not a cluster spec: expected JSON like "
-                         f'{{"cluster": {{"worker": ["host:port", ...]}}, "task": {{"type": "worker", "index": 0}}}} '
-                         f"({type(error).__name__}: {error})") from None
+        raise ConfigError(f"TF_CONFIG is not a cluster spec: expected JSON like "
+                          f'{{"cluster": {{"worker": ["host:port", ...]}}, "task": {{"type": "worker", "index": 0}}}} '
+                          f"({type(error).__name__}: {error})") from None
     if tasks <= 1:
         return None
     chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in cluster)
@@ -89,19 +95,23 @@ def data_parallel(backend: str) -> Replication:
         return _jax_data_parallel()
     if backend == "tensorflow":
         return _tensorflow_data_parallel()
-    raise ValueError(f"trainer.distribution=data_parallel supports the tensorflow and jax backends, "
-                     f"not KERAS_BACKEND={backend}")
+    raise ValueError(f"data parallelism runs on the tensorflow and jax backends, not KERAS_BACKEND={backend}")
 
 
 def _jax_data_parallel() -> Replication:
     import jax
     import keras
 
+    if tf_config_task() is not None:
+        raise ValueError("TF_CONFIG names a cluster, but KERAS_BACKEND=jax trains on the devices of one machine: "
+                         "unset TF_CONFIG, or use KERAS_BACKEND=tensorflow")
     devices = jax.devices()
+    kinds = "/".join(sorted({device.platform.upper() for device in devices}))
+    if len(devices) == 1:
+        return Replication(replicas=1, description=f"one {kinds} device")
     distribution = keras.distribution.DataParallel(devices=devices)
-    kinds = sorted({device.platform.upper() for device in devices})
-    return Replication(replicas=len(devices), scope=distribution.scope, batch_multiple=len(devices),
-                       description=f"keras.distribution.DataParallel over {len(devices)} {'/'.join(kinds)} device(s)")
+    return Replication(replicas=len(devices), scope=distribution.scope,
+                       description=f"keras.distribution.DataParallel over {len(devices)} {kinds} devices")
 
 
 def _tensorflow_data_parallel() -> Replication:
@@ -109,16 +119,24 @@ def _tensorflow_data_parallel() -> Replication:
 
     task = tf_config_task()
     if task is not None:
+        if task.type not in TRAINING_TASKS:
+            raise ValueError(f"TF_CONFIG task type {task.type!r}: MultiWorkerMirroredStrategy trains on "
+                             f"{' and '.join(TRAINING_TASKS)} tasks only")
+        log.info("waiting for the %d tasks of the TF_CONFIG cluster to join (this is %s %d; every task "
+                 "must start the same command)", task.tasks, task.type, task.index)
         strategy = _multi_worker_strategy()
-        return Replication(replicas=strategy.num_replicas_in_sync, scope=strategy.scope, is_chief=task.is_chief,
+        return Replication(replicas=strategy.num_replicas_in_sync, scope=strategy.scope, tasks=task.tasks,
+                           is_chief=task.is_chief,
                            description=f"MultiWorkerMirroredStrategy: {strategy.num_replicas_in_sync} replicas "
                                        f"on {task.tasks} tasks; this is {task.type} {task.index}"
                                        f"{' (chief)' if task.is_chief else ''}")
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    kind = devices[0].device_type
+    if len(devices) == 1:  # no strategy: it would only turn XLA's "auto" off
+        return Replication(replicas=1, description=f"one {kind} device")
     strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
-    kinds = sorted({device.device_type for device in devices})
     return Replication(replicas=strategy.num_replicas_in_sync, scope=strategy.scope,
-                       description=f"MirroredStrategy over {len(devices)} {'/'.join(kinds)} device(s)")
+                       description=f"MirroredStrategy over {len(devices)} {kind} devices")
 
 
 def _multi_worker_strategy() -> Any:

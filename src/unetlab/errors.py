@@ -23,6 +23,10 @@ class DataError(UnetlabError):
     """A dataset that is missing, empty, or inconsistent with the config."""
 
 
+class ClusterError(UnetlabError):
+    """Another task of a training cluster (TF_CONFIG) stopped, so this one cannot go on."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) or SIGTERM (docker stop, a preemption): a KeyboardInterrupt that knows its signal."""
 

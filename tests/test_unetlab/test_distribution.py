@@ -5,7 +5,8 @@ import json
 import pytest
 import tensorflow as tf
 
-from unetlab.distribution import data_parallel, single_device, tf_config_task
+from unetlab.distribution import Replication, data_parallel, single_device, tf_config_task
+from unetlab.errors import ConfigError
 
 
 def cluster(monkeypatch, task_type: str, index: int, **jobs: int) -> None:
@@ -34,31 +35,50 @@ def test_the_chief_is_task_chief_else_worker_0(monkeypatch, task_type, index, jo
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"cluster": {"worker": ["a:1", "b:2"]}}', "[1, 2]"])
-def test_an_unreadable_tf_config_is_a_value_error_showing_the_expected_form(monkeypatch, text):
+def test_an_unreadable_tf_config_is_a_config_error_showing_the_expected_form(monkeypatch, text):
     monkeypatch.setenv("TF_CONFIG", text)
-    with pytest.raises(ValueError, match=r'TF_CONFIG is not a cluster spec: expected JSON like \{"cluster"'):
+    with pytest.raises(ConfigError, match=r'TF_CONFIG is not a cluster spec: expected JSON like \{"cluster"'):
         tf_config_task()
 
 
 def test_one_device_leaves_datasets_as_they_are():
     replication = single_device()
     dataset = tf.data.Dataset.range(4)
-    assert (replication.replicas, replication.is_chief, replication.batch_multiple) == (1, True, 1)
+    assert (replication.replicas, replication.tasks, replication.is_chief) == (1, 1, True)
     assert replication.distribute(dataset) is dataset
 
 
-def test_tensorflow_data_parallel_mirrors_over_this_machines_devices_and_shards_by_data_in_a_cluster(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    replication = data_parallel("tensorflow")
-    assert replication.replicas == len(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))
-    assert replication.description.startswith("MirroredStrategy over") and replication.batch_multiple == 1
-    with replication.scope():
-        assert tf.distribute.has_strategy()
-    worker = type(replication)(replicas=2, description="two", is_chief=False)
-    options = worker.distribute(tf.data.Dataset.range(4)).options()
+def test_replicas_shard_batches_by_data_not_by_file():
+    replication = Replication(replicas=2, description="two workers", tasks=2, is_chief=False)
+    options = replication.distribute(tf.data.Dataset.range(4)).options()
     assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
 
 
+def test_tensorflow_on_one_device_trains_without_a_strategy(monkeypatch):
+    """A one-replica MirroredStrategy would only turn off Keras' XLA "auto"."""
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert not tf.config.list_logical_devices("GPU") and len(tf.config.list_logical_devices("CPU")) == 1
+    replication = data_parallel("tensorflow")
+    assert (replication.replicas, replication.description) == (1, "one CPU device")
+    with replication.scope():
+        assert not tf.distribute.has_strategy()
+
+
+def test_jax_refuses_a_tf_config_cluster_it_would_not_join(monkeypatch):
+    cluster(monkeypatch, "worker", 1, worker=2)
+    with pytest.raises(ValueError, match="TF_CONFIG names a cluster, but KERAS_BACKEND=jax trains on the devices "
+                                         "of one machine"):
+        data_parallel("jax")
+
+
+def test_tensorflow_trains_on_chief_and_worker_tasks_only(monkeypatch):
+    cluster(monkeypatch, "ps", 0, worker=2, ps=1)
+    with pytest.raises(ValueError, match="TF_CONFIG task type 'ps': MultiWorkerMirroredStrategy trains on chief and "
+                                         "worker tasks only"):
+        data_parallel("tensorflow")
+
+
 def test_a_backend_without_data_parallelism_is_refused_by_name():
-    with pytest.raises(ValueError, match="supports the tensorflow and jax backends, not KERAS_BACKEND=torch"):
+    with pytest.raises(ValueError, match="data parallelism runs on the tensorflow and jax backends, not "
+                                         "KERAS_BACKEND=torch"):
         data_parallel("torch")

@@ -40,6 +40,12 @@ class MlflowSweep(Callback):
     """Parent/child MLflow runs for Hydra multiruns."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from unetlab.distribution import tf_config_task
+        from unetlab.errors import ConfigError
+
+        if tf_config_task() is not None:  # every task would open its own parent and jobs
+            raise ConfigError("TF_CONFIG names a cluster, which trains one run (trainer.distribution=data_parallel): "
+                              "sweeps (-m) run on one machine; unset TF_CONFIG")
         install_log_filter()
         remember_env_secrets(config)
         if config.get("hparams_search") is None:  # a search opens the parent after its own checks

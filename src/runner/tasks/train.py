@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import mlflow
 import tensorflow as tf
 
 from unetlab.checkpoints import Checkpoints
-from unetlab.errors import DataError
+from unetlab.distribution import Replication
+from unetlab.errors import ClusterError, ConfigError, DataError
 from unetlab.models import describe
 from unetlab.preprocessing import Preprocessing
 
@@ -25,32 +25,48 @@ from ..sweeps.trial import job_trial
 
 log = logging.getLogger(__name__)
 
+REPLICAS = "replicas"  # param: the number of model replicas a run trained on
+
 
 def train(config: Config) -> float | None:
     """Train one model and return the best value of `trainer.monitor` (the sweep objective).
     Under `trainer.distribution=data_parallel` in a TF_CONFIG cluster every worker runs this;
     only the chief tracks the run and keeps checkpoints."""
-    trial = job_trial(config)  # the Optuna trial this job runs (a no-op outside a search)
-    trainer, output_dir = config.trainer, Path(config.output_dir)
+    trainer = config.trainer
+    # Nothing before `builders.replication` may start TensorFlow's runtime: MultiWorkerMirroredStrategy
+    # configures collective ops at program start (seeding, determinism and the dtype policy do not start it).
     keras.utils.set_random_seed(config.seed)
     if trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_dtype_policy(trainer.precision.value)
 
     fingerprint, image_digests = builders.checked_data(config)  # refuses broken folder data before anything is tracked
-    replication = builders.replication(config, in_sweep=tracking.sweep_parent_run_id() is not None)
-    if replication.replicas > 1 or not replication.is_chief:
+    replication = builders.replication(config)
+    if replication.replicas > 1:
         log.info("data parallel: %s; global batch %d = trainer.batch_size %d x %d replicas", replication.description,
                  trainer.batch_size * replication.replicas, trainer.batch_size, replication.replicas)
     elif trainer.distribution.value == "data_parallel":
-        log.warning("trainer.distribution=data_parallel: %s, so one replica trains", replication.description)
+        log.warning("trainer.distribution=data_parallel on %s: one replica trains", replication.description)
+    if replication.is_chief:
+        return train_replicas(config, replication, Path(config.output_dir) / tracking.CHECKPOINTS,
+                              fingerprint, image_digests)
+    # Another worker of a cluster runs the chief's callbacks too, checkpoints included (a collective
+    # op, as reading a synced variable, needs every worker), into a folder it deletes.
+    with tempfile.TemporaryDirectory(prefix="unetlab-worker-") as scratch:
+        return train_replicas(config, replication, Path(scratch), fingerprint, image_digests)
+
+
+def train_replicas(config: Config, replication: Replication, checkpoint_dir: Path, fingerprint: str | None,
+                   image_digests: dict) -> float | None:
+    """Build, fit and (on the chief) track the model, spread as `replication` says."""
+    trial = job_trial(config)  # the Optuna trial this job runs (a no-op outside a search)
+    trainer = config.trainer
     batch_size = trainer.batch_size * replication.replicas  # the global batch
     splits = builders.make_splits(config)
     log.info("data: %s", splits.description)
     steps_per_epoch = builders.steps_per_epoch(config, splits, batch_size)
-    checkpoints = Checkpoints(output_dir / tracking.CHECKPOINTS if replication.is_chief else
-                              Path(tempfile.mkdtemp(prefix="unetlab-worker-")),  # other workers' go at the end
-                              trainer.monitor, config.monitor_direction(), every=trainer.checkpoint_every)
+    checkpoints = Checkpoints(checkpoint_dir, trainer.monitor, config.monitor_direction(),
+                              every=trainer.checkpoint_every)
     with replication.scope():
         model = builders.build_model(config)
         log.info("%s", describe(model, config.model.depth, config.model.filters))
@@ -58,6 +74,7 @@ def train(config: Config) -> float | None:
         first_epoch, logged_epochs = 0, frozenset()
         if config.resume:
             tracking.use_experiment(config.tracking)
+            check_same_replicas(config.resume, replication)
             state = fetch_training_state(config.resume, checkpoints.directory)
             if state is not None:
                 try:
@@ -77,7 +94,7 @@ def train(config: Config) -> float | None:
     train_batches = builders.make_training_batches(config, splits, batch_size, label_size=label_size,
                                                    first_epoch=first_epoch, full_batches=replication.replicas > 1)
     val_batches = builders.make_validation_batches(config, splits, batch_size, label_size=label_size,
-                                                   batch_multiple=replication.batch_multiple)
+                                                   replicas=replication.replicas)
     callbacks = builders.training_callbacks(config, checkpoints, logged_epochs, extra=trial.callbacks(trainer.monitor),
                                             tracked=replication.is_chief)
 
@@ -88,16 +105,18 @@ def train(config: Config) -> float | None:
                           validation_data=replication.distribute(val_batches), steps_per_epoch=steps_per_epoch,
                           callbacks=callbacks, shuffle=False,  # the pipeline shuffles
                           verbose=builders.fit_verbosity(config))
+        except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError) as error:
+            if replication.tasks == 1:
+                raise
+            raise ClusterError(f"another task of the TF_CONFIG cluster stopped (see its log): "
+                               f"{type(error).__name__}; start every worker again, with resume=RUN_ID") from None
         finally:  # also on Ctrl-C, SIGTERM or an error: the last completed epoch's state is kept
             checkpoints.close()
         if checkpoints.best is None:
             raise RuntimeError(f"trainer.monitor={trainer.monitor!r} was never reported (or was NaN every epoch)")
 
-    if not replication.is_chief:  # a worker of a cluster: trains its share, keeps nothing
-        try:
-            fit()
-        finally:
-            shutil.rmtree(checkpoints.directory, ignore_errors=True)
+    if not replication.is_chief:
+        fit()
         return checkpoints.best
 
     tags = {"task": "train", tracking.CHECKPOINTS_DIR_TAG: str(checkpoints.directory.resolve()), **trial.tags(),
@@ -107,7 +126,8 @@ def train(config: Config) -> float | None:
         tracking.log_config(config, params=not config.resume)
         if not config.resume:  # keras_backend: the engine under Keras, KERAS_BACKEND=tensorflow (default) or jax
             tracking.retry_locked(mlflow.log_params, {"keras_backend": keras.backend.backend(),
-                                                      "replicas": replication.replicas})
+                                                      REPLICAS: replication.replicas,
+                                                      "global_batch_size": trainer.batch_size * replication.replicas})
             tracking.log_data(splits, fingerprint, getattr(config.data, "images", None))
             if image_digests:  # evaluations find these images by content (guards.check_overlap)
                 guards.log_image_digests(splits, image_digests)
@@ -119,12 +139,24 @@ def train(config: Config) -> float | None:
         tracking.retry_locked(mlflow.log_metrics, {f"best_{trainer.monitor}": checkpoints.best,
                                                    "best_epoch": checkpoints.best_epoch})
         trial.finished(checkpoints.best)  # the objective is recorded before the optional steps below
+        if replication.replicas > 1:  # the checks below predict on one device
+            val_batches = val_batches.unbatch().batch(trainer.batch_size)
         finish_optional(config, checkpoints, preprocessing_path, splits, train_batches, val_batches)
         store_checkpoints_once(config, checkpoints, run.info.run_id)
         log.info("best %s=%.4f at epoch %d; run %s", trainer.monitor, checkpoints.best, checkpoints.best_epoch + 1,
                  run.info.run_id)
         log.info("view: %s", tracking.runs_link(mlflow.get_tracking_uri(), run.info.experiment_id, run.info.run_id))
     return checkpoints.best
+
+
+def check_same_replicas(run_id: str, replication: Replication) -> None:
+    """Refuse to resume a run on another number of replicas: its global batch, steps per epoch,
+    schedule and data position would all change under it."""
+    trained = int(tracking.run_param(run_id, REPLICAS) or 1)  # runs from before data parallelism: one
+    if trained != replication.replicas:
+        raise ConfigError(f"resume={run_id}: the run trained on {trained} replica(s) and this process has "
+                          f"{replication.replicas} ({replication.description}); resume it on {trained} device(s) "
+                          f"(trainer.distribution), or start a new run")
 
 
 def store_checkpoints_once(config: Config, checkpoints: Checkpoints, run_id: str) -> None:

@@ -63,6 +63,10 @@ def _size_text(size):
     return tf.strings.join([tf.strings.as_string(size[0]), "x", tf.strings.as_string(size[1])])
 
 
+class UnevenBatches(ValueError):
+    """A batch would not split evenly over the replicas (`make_batches(multiple_of=)`)."""
+
+
 def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, seed: int, cache: bool = True,
                  label_size: int | None = None, repeat: bool = False,
                  augment: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None,
@@ -91,8 +95,8 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
     patches, augmentation and crops, and the batches are (images, masks, weights (batch, H, W)):
     Keras passes the weights to the loss as sample weights (metrics stay unweighted).
 
-    `multiple_of` (validation): ValueError unless every batch's size divides by it, as when
-    JAX shards each batch evenly over that many devices.
+    `multiple_of` (validation): UnevenBatches unless every batch's size divides by it, for
+    replicas that each take an equal share of every batch.
     """
     if weights is not None:
         dataset = add_weight_maps(dataset, weights, ignore_index)
@@ -104,7 +108,8 @@ def make_batches(dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, se
         size = int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(size))
     if not shuffle and size % batch_size % multiple_of:
-        raise ValueError(f"pairs ({size}, in batches of {batch_size}) do not split evenly over {multiple_of} devices")
+        raise UnevenBatches(f"{size} pairs do not split evenly over {multiple_of} replicas (batches of {batch_size}, "
+                            f"the last of {size % batch_size})")
 
     def one_pass(number):
         """Pass `number` as (key, pair): key = number * 2**32 + position, the pairs shuffled by (seed, number)."""

@@ -275,12 +275,14 @@ def test_piped_run_prints_a_line_per_epoch_and_no_warning_we_cause(tmp_path):
 
 
 # ---------------------------------------------------------------- data parallel
-# Four steps of a model without batch norm or dropout, on a loss that is a mean over images: one
-# device on batches of 4 and two replicas on batches of 2 each see the same global batches. The
-# replicas sum their float32 gradients in another order, so the losses agree to rounding.
-DATA_PARALLEL = [*TINY, "trainer.run_eagerly=false", "trainer.epochs=1", "loss=bce", "data.num_train=16",
+# Four steps of a model without batch norm or dropout, with plain SGD (a summed gradient would
+# double its steps) on a loss that is a mean over images: one device on batches of 4 and two
+# replicas on batches of 2 each see the same global batches and must end the epoch at the same
+# loss and val_loss, but for the order in which float32 gradients are summed.
+DATA_PARALLEL = [*TINY, "trainer.run_eagerly=false", "trainer.epochs=1", "loss=bce", "optimizer=sgd",
+                 "optimizer.lr=0.5", "optimizer.momentum=0.0", "trainer.schedule=constant", "data.num_train=16",
                  "data.num_val=8"]
-FIRST_EPOCH_LOSS_RTOL = 1e-3
+SAME_LOSS_RTOL = 1e-5
 TWO_TENSORFLOW_DEVICES = (  # `python -m runner` with the machine's CPU split into two logical devices
     "import sys, tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
     "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
@@ -297,15 +299,15 @@ def run_on_two_devices(backend: str, *args: str, cwd: Path) -> subprocess.Comple
                           text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
-def first_epoch_loss(cwd: Path):
+def epoch_losses(cwd: Path):
+    """(loss, val_loss) of the first epoch of the only run in `cwd`, and the run."""
     client, run = only_run(f"sqlite:///{cwd}/mlflow.db")
-    return client.get_metric_history(run.info.run_id, "loss")[0].value, run
+    return tuple(client.get_metric_history(run.info.run_id, key)[0].value for key in ("loss", "val_loss")), run
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_two_replicas_train_the_first_epoch_to_the_loss_of_one_device(tmp_path, backend):
-    pytest.importorskip(backend)
-    one, two = tmp_path / "one", tmp_path / "two"
+def one_and_two_devices(root: Path, backend: str) -> tuple[Path, Path]:
+    """Folders of a run on one device (batches of 4) and one on two (2 per replica)."""
+    one, two = root / "one", root / "two"
     one.mkdir(), two.mkdir()
     single = run_runner(*DATA_PARALLEL, "trainer.batch_size=4", cwd=one, backend=backend)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -313,38 +315,71 @@ def test_two_replicas_train_the_first_epoch_to_the_loss_of_one_device(tmp_path, 
                                   "trainer.batch_size=2", cwd=two)
     assert parallel.returncode == 0, parallel.stderr[-3000:]
     assert "global batch 4 = trainer.batch_size 2 x 2 replicas" in parallel.stdout + parallel.stderr
-    (loss_one, run_one), (loss_two, run_two) = first_epoch_loss(one), first_epoch_loss(two)
-    assert run_one.data.params["replicas"] == "1" and run_two.data.params["replicas"] == "2"
+    return one, two
+
+
+@pytest.fixture(scope="module")
+def tensorflow_runs(tmp_path_factory):
+    return one_and_two_devices(tmp_path_factory.mktemp("tensorflow_runs"), "tensorflow")
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_two_replicas_train_the_first_epoch_to_the_losses_of_one_device(tmp_path, backend, request):
+    pytest.importorskip(backend)
+    one, two = request.getfixturevalue("tensorflow_runs") if backend == "tensorflow" else \
+        one_and_two_devices(tmp_path, backend)
+    (losses_one, run_one), (losses_two, run_two) = epoch_losses(one), epoch_losses(two)
+    assert (run_one.data.params["replicas"], run_one.data.params["global_batch_size"]) == ("1", "4")
+    assert (run_two.data.params["replicas"], run_two.data.params["global_batch_size"]) == ("2", "4")
     assert run_two.data.params["trainer.distribution"] == "data_parallel"
-    assert loss_two == pytest.approx(loss_one, rel=FIRST_EPOCH_LOSS_RTOL)
+    assert losses_two == pytest.approx(losses_one, rel=SAME_LOSS_RTOL)
 
 
-def test_jax_replicas_refuse_validation_batches_they_cannot_split_evenly(tmp_path):
-    pytest.importorskip("jax")
-    result = run_runner(*DATA_PARALLEL, "data.num_val=3", "trainer.distribution=data_parallel", cwd=tmp_path,
-                        backend="jax", env=TWO_JAX_DEVICES)
+def test_a_run_does_not_resume_on_another_number_of_replicas(tensorflow_runs, tmp_path):
+    _, two = tensorflow_runs
+    _, run = epoch_losses(two)
+    result = run_runner(f"resume={run.info.run_id}", "trainer.epochs=2", cwd=two)  # one device
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "error: trainer.distribution=data_parallel under KERAS_BACKEND=jax: the validation pairs (3" in result.stderr
-    assert not (tmp_path / "mlflow.db").exists() or not MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_runs(
-        [e.experiment_id for e in MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()])
+    assert f"error: resume={run.info.run_id}: the run trained on 2 replica(s) and this process has 1" in result.stderr
+    assert MlflowClient(f"sqlite:///{two}/mlflow.db").get_run(run.info.run_id).info.status == "FINISHED"
 
 
-def free_port() -> int:
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_replicas_refuse_validation_batches_they_cannot_split_evenly(tmp_path, backend):
+    pytest.importorskip(backend)
+    result = run_on_two_devices(backend, *DATA_PARALLEL, "data.num_val=3", "trainer.distribution=data_parallel",
+                                cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("error: trainer.distribution=data_parallel: the validation 3 pairs do not split evenly over 2 replicas "
+            "(batches of 8, the last of 3); make the number of validation images (or tiles) a multiple of 2"
+            ) in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run
+
+
+def free_ports(count: int) -> list[int]:
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:  # all bound at once: no two alike
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
-def test_two_tensorflow_workers_train_one_epoch_into_exactly_one_run_kept_by_the_chief(tmp_path):
+def test_two_tensorflow_workers_train_like_one_device_into_exactly_one_run_kept_by_the_chief(tmp_path,
+                                                                                          tensorflow_runs):
     import os
 
-    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     workers = [subprocess.Popen(
         [sys.executable, "-m", "runner", *DATA_PARALLEL, "trainer.distribution=data_parallel", "trainer.batch_size=2",
          f"hydra.run.dir={tmp_path}/worker{index}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+        text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": str(scratch),
                         "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})})
         for index in range(2)]
     try:
@@ -354,11 +389,9 @@ def test_two_tensorflow_workers_train_one_epoch_into_exactly_one_run_kept_by_the
             worker.kill()
     assert [worker.returncode for worker in workers] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert "this is worker 0 (chief)" in logs[0] and "this is worker 1;" in logs[1]
-    client, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")  # exactly one run, the chief's
+    losses, run = epoch_losses(tmp_path)  # exactly one run, the chief's
     assert run.info.status == "FINISHED" and run.data.params["replicas"] == "2"
-    assert len(client.get_metric_history(run.info.run_id, "loss")) == 1
+    assert losses == pytest.approx(epoch_losses(tensorflow_runs[0])[0], rel=SAME_LOSS_RTOL)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     assert "checkpoints/best.keras" in {item.path for item in client.list_artifacts(run.info.run_id, "checkpoints")}
-    assert not (tmp_path / "worker1" / "checkpoints").exists()
-    epoch_lines = [[line.split(" - ", 1)[1] for line in log.splitlines() if "epoch 1/1" in line] for log in logs]
-    assert [len(lines) for lines in epoch_lines] == [1, 1]
-    assert epoch_lines[0][0].split("s lr=")[1] == epoch_lines[1][0].split("s lr=")[1]  # the same synced metrics
+    assert "worker 1" in logs[1] and not list(scratch.glob("unetlab-worker-*"))  # worker 1's checkpoints are gone
