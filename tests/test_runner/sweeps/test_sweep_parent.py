@@ -230,3 +230,16 @@ def test_the_parent_run_shows_no_password_nor_environment_secret(compose, client
     assert parent.data.tags["token"] == "${oc.env:UNETLAB_TEST_TOKEN}"  # as written: not its value
     assert parent.data.tags["note"] == "storage mysql://u:***@h/optuna"
     finish_sweep()
+
+
+def test_a_sweep_on_a_tf_config_cluster_is_refused_before_any_parent_run(compose, client, tmp_path, monkeypatch):
+    """Every task of the cluster would open its own parent and run its own jobs."""
+    from unetlab.errors import ConfigError
+
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+                                    '"task": {"type": "worker", "index": 0}}')
+    with pytest.raises(ConfigError, match=r"TF_CONFIG names a cluster, which trains one run .*: sweeps \(-m\) run on "
+                                          r"one machine; unset TF_CONFIG"):
+        MlflowSweep().on_multirun_start(sweep_config(tmp_path))
+    assert sweep_parent_run_id() is None
+    assert client.search_experiments(filter_string="name = 'unetlab'") == []
