@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under KERAS_BACKEND=jax every process compiles each layer's initializer (about 1 s apiece on
+# this CPU): the tests' JAX subprocesses share those compilations through JAX's persistent cache.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "unetlab-tests-jax-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 from helpers import TINY  # noqa: E402
 

@@ -96,7 +96,7 @@ def test_training_in_float16_with_xla_finishes_and_saves_a_float32_headed_model(
 
 def test_training_runs_under_the_jax_backend_and_logs_it(tmp_path):
     pytest.importorskip("jax")
-    result = run_runner(*TINY, "trainer.epochs=1", cwd=tmp_path, backend="jax")
+    result = run_runner(*TINY, "trainer.epochs=1", "trainer.run_eagerly=false", cwd=tmp_path, backend="jax")
     assert result.returncode == 0, result.stderr[-3000:]
     _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
     assert run.info.status == "FINISHED" and run.data.params["keras_backend"] == "jax"
@@ -344,10 +344,9 @@ def test_a_run_does_not_resume_on_another_number_of_replicas(tensorflow_runs, tm
     assert MlflowClient(f"sqlite:///{two}/mlflow.db").get_run(run.info.run_id).info.status == "FINISHED"
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_replicas_refuse_validation_batches_they_cannot_split_evenly(tmp_path, backend):
-    pytest.importorskip(backend)
-    result = run_on_two_devices(backend, *DATA_PARALLEL, "data.num_val=3", "trainer.distribution=data_parallel",
+def test_replicas_refuse_validation_batches_they_cannot_split_evenly(tmp_path):
+    """The check is the same under JAX (it is unetlab's, before either backend splits a batch)."""
+    result = run_on_two_devices("tensorflow", *DATA_PARALLEL, "data.num_val=3", "trainer.distribution=data_parallel",
                                 cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert ("error: trainer.distribution=data_parallel: the validation 3 pairs do not split evenly over 2 replicas "
