@@ -74,5 +74,6 @@ def test_building_batches_leaves_the_process_random_state_alone():
 def test_validation_batches_that_would_not_split_evenly_over_the_devices_are_refused():
     pairs = tf.data.Dataset.from_tensor_slices((tf.zeros((6, 8, 8, 1)), tf.zeros((6, 8, 8, 1))))
     assert len(list(make_batches(pairs, 4, shuffle=False, seed=0, multiple_of=2))) == 2  # 4 + 2
-    with pytest.raises(UnevenBatches, match=r"^6 pairs do not split evenly over 4 replicas \(batches of 4, the last of 2"):
+    with pytest.raises(UnevenBatches, match=r"^6 pairs do not split evenly over 4 replicas \(batches of 4, the last "
+                                            r"of 2\)$"):
         make_batches(pairs, 4, shuffle=False, seed=0, multiple_of=4)

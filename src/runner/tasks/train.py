@@ -139,9 +139,8 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
         tracking.retry_locked(mlflow.log_metrics, {f"best_{trainer.monitor}": checkpoints.best,
                                                    "best_epoch": checkpoints.best_epoch})
         trial.finished(checkpoints.best)  # the objective is recorded before the optional steps below
-        if replication.replicas > 1:  # the checks below predict on one device
-            val_batches = val_batches.unbatch().batch(trainer.batch_size)
-        finish_optional(config, checkpoints, preprocessing_path, splits, train_batches, val_batches)
+        one_device = val_batches.unbatch().batch(trainer.batch_size) if replication.replicas > 1 else val_batches
+        finish_optional(config, checkpoints, preprocessing_path, splits, train_batches, one_device)
         store_checkpoints_once(config, checkpoints, run.info.run_id)
         log.info("best %s=%.4f at epoch %d; run %s", trainer.monitor, checkpoints.best, checkpoints.best_epoch + 1,
                  run.info.run_id)
