@@ -101,6 +101,17 @@ def test_training_batches_apply_patches_from_the_data_config(make_config, tmp_pa
     assert builders.is_augmented(config)  # random patches: training sees other pairs than the files
 
 
+def test_validation_batches_that_replicas_cannot_split_evenly_are_a_config_error(make_config, tmp_path):
+    """Both backends: `task=train` builds them before it opens a run."""
+    config = make_config([*TINY, "data.num_val=3", "trainer.distribution=data_parallel", f"output_dir={tmp_path}"])
+    splits = builders.make_splits(config)
+    assert len(list(builders.make_validation_batches(config, splits, 8, replicas=3))) == 1
+    with pytest.raises(ConfigError, match=r"^trainer.distribution=data_parallel: the validation 3 pairs do not split "
+                                          r"evenly over 2 replicas \(batches of 8, the last of 3\); make the number of "
+                                          r"validation images \(or tiles\) a multiple of 2$"):
+        builders.make_validation_batches(config, splits, 8, replicas=2)
+
+
 def test_arguments_feed_the_library_by_name(make_config, tmp_path):
     config = make_config(["model.pooling=conv", f"output_dir={tmp_path}"])
     arguments = builders.arguments(config.model)

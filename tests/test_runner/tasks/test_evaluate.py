@@ -38,7 +38,8 @@ def test_evaluate_matches_a_numpy_reference_and_nests_under_its_source_run(train
     assert worst.shape == (28 + 2 + 3 * 200 + 2 * 2, 96 + 2 + 4 * 240 + 3 * 2, 3)  # header; Dice strip; 3 x 4 tiles x5
     assert "all pixels" in result.stdout + result.stderr  # the printed table
     experiment = client.get_experiment_by_name("unetlab").experiment_id
-    (run,) = client.search_runs([experiment], filter_string="tags.task = 'evaluate'")
+    (run,) = client.search_runs([experiment], filter_string="tags.task = 'evaluate' and "
+                                                           "params.keras_backend = 'tensorflow'")
     source = client.get_run(run_id)
     assert run.data.tags["source_run_id"] == run_id and run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == run_id  # folded under its training run in the runs table
@@ -55,14 +56,15 @@ def test_evaluate_matches_a_numpy_reference_and_nests_under_its_source_run(train
     assert {"evaluation/metrics.json", "evaluation/per_image.csv", "evaluation/worst.png"} <= logged
 
 
-def test_a_model_trained_under_jax_evaluates_under_jax_and_the_run_records_the_backend(trained_under_jax):
-    root, run_id, client = trained_under_jax
-    images, masks = shapes_dataset(root / "test", 2, (40, 48))
+def test_evaluate_runs_under_jax_and_the_run_records_the_backend(trained, tmp_path):
+    root, run_id, client = trained  # a TensorFlow checkpoint: it loads under JAX
+    images, masks = shapes_dataset(tmp_path / "test", 2, (40, 48))
     result = run_runner("task=evaluate", f"run_id={run_id}", "data=folder", f"data.images={images}",
-                        f"data.masks={masks}", "evaluate.output=eval", cwd=root, backend="jax")
+                        f"data.masks={masks}", f"evaluate.output={tmp_path}/eval", cwd=root, backend="jax")
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((root / "eval" / "metrics.json").read_text())
-    (run,) = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id], "tags.task = 'evaluate'")
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    (run,) = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id],
+                                "tags.task = 'evaluate' and params.keras_backend = 'jax'")
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == run_id
     assert run.data.params["keras_backend"] == "jax"
     assert metrics["num_images"] == 2 and run.data.metrics["eval_num_images"] == 2

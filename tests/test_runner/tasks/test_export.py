@@ -41,23 +41,22 @@ def test_export_writes_a_saved_model_with_a_serving_signature(trained):
     assert "serve" in tf.saved_model.load(str(root / "sm")).signatures
 
 
-def test_export_under_jax_writes_a_saved_model_that_tensorflow_serves_like_the_checkpoint(trained_under_jax,
-                                                                                          tmp_path):
-    root, run_id, client = trained_under_jax  # Keras exports a JAX model through jax2tf
-    result = run_runner("task=export", f"run_id={run_id}", "export.format=saved_model", "export.output=sm", cwd=root,
-                        backend="jax")
+def test_export_under_jax_writes_a_saved_model_that_tensorflow_serves_like_the_checkpoint(trained, tmp_path):
+    root, run_id, client = trained  # under JAX, Keras exports the model through jax2tf
+    result = run_runner("task=export", f"run_id={run_id}", "export.format=saved_model", "export.output=sm_jax",
+                        cwd=root, backend="jax")
     assert result.returncode == 0, result.stderr[-3000:]
     import keras
     import tensorflow as tf
 
     model = keras.saving.load_model(client.download_artifacts(run_id, "checkpoints/best.keras", str(tmp_path)))
     images = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
-    served = tf.saved_model.load(str(root / "sm")).signatures["serve"](image=tf.constant(images))["output_0"]
+    served = tf.saved_model.load(str(root / "sm_jax")).signatures["serve"](image=tf.constant(images))["output_0"]
     np.testing.assert_allclose(served.numpy(), model.predict(images, verbose=0), atol=1e-5)
 
 
-def test_export_under_jax_registers_a_pyfunc_model_that_predicts_under_jax(trained_under_jax):
-    root, run_id, client = trained_under_jax
+def test_export_under_jax_registers_a_pyfunc_model_that_predicts_under_jax(trained):
+    root, run_id, client = trained
     result = run_runner("task=export", f"run_id={run_id}", "export.name=shapes_jax", cwd=root, backend="jax")
     assert result.returncode == 0, result.stderr[-3000:]
     assert [v.version for v in client.search_model_versions("name='shapes_jax'")] == [1]
