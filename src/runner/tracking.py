@@ -306,6 +306,12 @@ def run_status(run_id: str) -> str:
     return retry_locked(mlflow.MlflowClient().get_run, run_id).info.status
 
 
+def backend_params() -> dict[str, str]:
+    """The param that names the engine under Keras: KERAS_BACKEND=tensorflow (the default) or jax.
+    Training and evaluation runs log it: figures can differ slightly between backends."""
+    return {"keras_backend": keras.backend.backend()}
+
+
 def run_param(run_id: str, key: str) -> str | None:
     """The param `key` a run logged, or None."""
     return retry_locked(mlflow.MlflowClient().get_run, run_id).data.params.get(key)

@@ -81,8 +81,7 @@ def evaluate(config: Config) -> dict:
             **guards.check_overlap(source_run_ids, image_digests, config.tracking.uri)}
     home, parent_run_id, what = evaluation_home(config, [member.source_run_id for member in members])
     with tracking.tracked_run(home, tags, what=what, parent_run_id=parent_run_id):
-        params = {**tracking.config_params(config), "keras_backend": keras.backend.backend()}  # as train logs it
-        tracking.retry_locked(mlflow.log_params, params)
+        tracking.retry_locked(mlflow.log_params, {**tracking.config_params(config), **tracking.backend_params()})
         tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary

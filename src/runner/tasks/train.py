@@ -124,9 +124,8 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
     with tracking.tracked_run(config.tracking, tags, resume=config.resume, what=tracking.training_name(config)) as run:
         trial.started(run.info.run_id)
         tracking.log_config(config, params=not config.resume)
-        if not config.resume:  # keras_backend: the engine under Keras, KERAS_BACKEND=tensorflow (default) or jax
-            tracking.retry_locked(mlflow.log_params, {"keras_backend": keras.backend.backend(),
-                                                      REPLICAS: replication.replicas,
+        if not config.resume:
+            tracking.retry_locked(mlflow.log_params, {**tracking.backend_params(), REPLICAS: replication.replicas,
                                                       "global_batch_size": trainer.batch_size * replication.replicas})
             tracking.log_data(splits, fingerprint, getattr(config.data, "images", None))
             if image_digests:  # evaluations find these images by content (guards.check_overlap)
