@@ -41,6 +41,10 @@ class Replication:
     tasks: int = 1
     is_chief: bool = True
 
+    def global_batch(self, per_replica: int) -> int:
+        """The batch each step trains on: `per_replica` images for each replica."""
+        return per_replica * self.replicas
+
     def distribute(self, dataset):
         """`dataset` with the sharding a cluster needs (each worker keeps its part of each
         batch; the inputs are not split by file); unchanged with one replica."""

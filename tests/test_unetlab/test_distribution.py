@@ -82,3 +82,8 @@ def test_a_backend_without_data_parallelism_is_refused_by_name():
     with pytest.raises(ValueError, match="data parallelism runs on the tensorflow and jax backends, not "
                                          "KERAS_BACKEND=torch"):
         data_parallel("torch")
+
+
+def test_the_global_batch_is_the_per_replica_batch_times_the_replicas():
+    assert Replication(replicas=4, description="four").global_batch(8) == 32
+    assert single_device().global_batch(8) == 8

@@ -44,9 +44,12 @@ def train(config: Config) -> float | None:
     replication = builders.replication(config)
     if replication.replicas > 1:
         log.info("data parallel: %s; global batch %d = trainer.batch_size %d x %d replicas", replication.description,
-                 trainer.batch_size * replication.replicas, trainer.batch_size, replication.replicas)
+                 replication.global_batch(trainer.batch_size), trainer.batch_size, replication.replicas)
     elif trainer.distribution.value == "data_parallel":
         log.warning("trainer.distribution=data_parallel on %s: one replica trains", replication.description)
+    if config.resume:  # before the model is built: the refusal costs nothing
+        tracking.use_experiment(config.tracking)
+        check_same_replicas(config.resume, replication)
     if replication.is_chief:
         return train_replicas(config, replication, Path(config.output_dir) / tracking.CHECKPOINTS,
                               fingerprint, image_digests)
@@ -61,7 +64,7 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
     """Build, fit and (on the chief) track the model, spread as `replication` says."""
     trial = job_trial(config)  # the Optuna trial this job runs (a no-op outside a search)
     trainer = config.trainer
-    batch_size = trainer.batch_size * replication.replicas  # the global batch
+    batch_size = replication.global_batch(trainer.batch_size)
     splits = builders.make_splits(config)
     log.info("data: %s", splits.description)
     steps_per_epoch = builders.steps_per_epoch(config, splits, batch_size)
@@ -73,8 +76,6 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
         builders.compile_model(model, config, total_steps=trainer.epochs * steps_per_epoch)
         first_epoch, logged_epochs = 0, frozenset()
         if config.resume:
-            tracking.use_experiment(config.tracking)
-            check_same_replicas(config.resume, replication)
             state = fetch_training_state(config.resume, checkpoints.directory)
             if state is not None:
                 try:
@@ -126,7 +127,7 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
         tracking.log_config(config, params=not config.resume)
         if not config.resume:
             tracking.retry_locked(mlflow.log_params, {**tracking.backend_params(), REPLICAS: replication.replicas,
-                                                      "global_batch_size": trainer.batch_size * replication.replicas})
+                                                      "global_batch_size": batch_size})
             tracking.log_data(splits, fingerprint, getattr(config.data, "images", None))
             if image_digests:  # evaluations find these images by content (guards.check_overlap)
                 guards.log_image_digests(splits, image_digests)
