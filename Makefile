@@ -8,7 +8,7 @@ ARGS ?=
 # 3 on 2 cores: the suite waits on subprocesses, servers and locks, so one more process pays.
 TEST_WORKERS ?= 3
 
-.PHONY: install train test test-fast benchmark clean
+.PHONY: install train test test-fast benchmark docs clean
 
 install: $(STAMP)
 
@@ -29,6 +29,14 @@ test-fast: $(STAMP)  ## skip the tests marked slow
 
 benchmark: $(STAMP)  ## training images/s: runner pipeline vs in-memory tensors
 	$(BIN)/python experiments/benchmarks/train_throughput.py $(ARGS)
+
+docs: $(VENV)/.docs-installed  ## the configuration reference up to date, then the site into site/ (a warning fails)
+	$(BIN)/python -m runner.reference --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+$(VENV)/.docs-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
 
 clean:
 	rm -rf $(VENV) outputs multirun mlruns mlflow.db .pytest_cache
