@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 train: $(STAMP)  ## train the default config (synthetic data) and log it to ./mlflow.db
 	$(BIN)/python -m runner $(ARGS)
 
-test: $(STAMP)  ## every test CI runs
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+test: $(STAMP)  ## every test CI runs; ends with the 15 slowest, so a regression shows
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(ARGS)
 
 test-fast: $(STAMP)  ## skip the tests marked slow
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(ARGS)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -41,12 +44,124 @@ def group_options() -> list[tuple[str, str]]:
 
 
 def run_runner(*args: str, cwd: Path, timeout: float = 300, backend: str | None = None,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`python -m runner ARGS` in a subprocess, as a user would start it (under KERAS_BACKEND=`backend`,
-    with `env` added to the environment)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {}), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+               env: dict[str, str] | None = None, fresh_process: bool = False,
+               with_store: bool = True) -> subprocess.CompletedProcess:
+    """`python -m runner ARGS` launched from `cwd`, as a user would start it: in this test process
+    (the imports, about 10 s a process here, are paid once), or in a subprocess where the process
+    is what is tested (`fresh_process`, signals, a `backend` or an `env` that must be set before
+    Keras starts). `with_store`: the store it tracks to starts as a copy of an empty one, unless it exists
+    (tests that check that nothing was tracked say `with_store=False`)."""
+    if with_store:
+        seed_store(args, cwd)
+    if fresh_process or backend or env:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {}),
+               **(env or {})}
+        return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    return run_in_process(args, cwd)
+
+
+def run_in_process(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`runner.__main__.main()` with `args` as argv, from `cwd`: its exit status (SystemExit's code; 1
+    and the traceback on stderr for an exception it lets through, as Python would) and output."""
+    import contextlib
+    import io
+    import logging.config
+    import signal
+    import traceback
+
+    from runner.__main__ import main
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved = sys.argv, os.getcwd(), signal.getsignal(signal.SIGTERM), dict(os.environ)  # a sweep sets variables
+    hydra_in_use = get_gh_backup()  # the session's `compose` fixture keeps Hydra initialised
+    GlobalHydra.instance().clear()
+    root_logger = logging.getLogger()
+    saved_logging = root_logger.handlers[:], root_logger.level, logging.config._clearExistingHandlers
+    code = 0
+    try:
+        sys.argv = ["runner", *args]
+        os.chdir(cwd)
+        forget_mlflow_stores()
+        # Hydra configures logging with dictConfig, which closes every handler it replaces: pytest's own
+        # would be closed under it. Replaced, not closed, and given back afterwards.
+        logging.config._clearExistingHandlers = lambda: (logging._handlers.clear(), logging._handlerList.clear())
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main()
+            except SystemExit as exited:
+                code = exited.code if isinstance(exited.code, int) else (0 if exited.code is None else 1)
+                if isinstance(exited.code, str):
+                    print(exited.code, file=sys.stderr)
+            except BaseException:  # noqa: BLE001 - what the interpreter would print and exit 1 with
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = saved[0]
+        os.chdir(saved[1])
+        signal.signal(signal.SIGTERM, saved[2])
+        os.environ.clear()
+        os.environ.update(saved[3])
+        restore_gh_from_backup(hydra_in_use)
+        for handler in set(root_logger.handlers) - set(saved_logging[0]):
+            handler.close()  # the run's log file and its stream to the captured stdout
+        root_logger.handlers[:], logging.config._clearExistingHandlers = saved_logging[0], saved_logging[2]
+        root_logger.setLevel(saved_logging[1])
+    return subprocess.CompletedProcess(["runner", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
+def forget_mlflow_stores() -> None:
+    """MLflow keeps a store and an SQLAlchemy engine per tracking URI for the life of a process: the
+    default relative `sqlite:///mlflow.db` (and its `./mlruns` artifact root) would stay bound to the
+    first launch folder. A user's process has one launch folder; the tests' shared process has many,
+    so each in-process launch drops what MLflow holds for relative SQLite URIs (private API: a change
+    in MLflow fails here loudly, not as a test reading another test's store)."""
+    from mlflow.store.jobs.sqlalchemy_store import SqlAlchemyJobStore
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+    from mlflow.tracking._model_registry.registry import ModelRegistryStoreRegistry
+    from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
+
+    TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
+    ModelRegistryStoreRegistry._get_store_with_resolved_uri.cache_clear()
+    for store in (TrackingStore, RegistryStore, SqlAlchemyJobStore):
+        for uri in [uri for uri in store._engine_map if uri.startswith("sqlite:///") and uri[10:11] != "/"]:
+            store._engine_map.pop(uri).dispose()
+
+
+def seed_store(args: Sequence[str], cwd: Path) -> None:
+    """Copy an empty MLflow SQLite store to where `args` will track (`tracking.uri=sqlite:///PATH`, or
+    the default ./mlflow.db of `cwd`) unless one is there: MLflow creates a store's tables in ~2.5 s."""
+    uri = next((arg.split("=", 1)[1] for arg in args if arg.startswith("tracking.uri=")), "sqlite:///mlflow.db")
+    if not uri.startswith("sqlite:///"):
+        return
+    target = Path(cwd) / uri[len("sqlite:///"):]  # an absolute path stays absolute
+    if not target.exists() and target.parent.is_dir():
+        shutil.copyfile(empty_store(), target)
+
+
+def empty_store() -> Path:
+    """An MLflow SQLite store with its tables and nothing else, made once per machine and MLflow version
+    (under a lock: test processes start together)."""
+    import fcntl
+
+    import mlflow
+
+    folder = Path(tempfile.gettempdir()) / f"unetlab-tests-empty-store-{mlflow.__version__}"
+    folder.mkdir(exist_ok=True)
+    store = folder / "mlflow.db"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not store.exists():
+            from mlflow import MlflowClient
+
+            partial = folder / f"partial-{os.getpid()}.db"
+            MlflowClient(f"sqlite:///{partial}").search_experiments()
+            partial.rename(store)
+    return store
 
 
 def write_png(path: Path, array: np.ndarray) -> None:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
     ("model.filters=2,4", "to sweep over it add -m"),
 ])
 def test_bad_config_fails_with_one_line_and_no_traceback(override, expected, tmp_path):
-    result = run_runner(*override.split(" "), cwd=tmp_path, timeout=120)
+    result = run_runner(*override.split(" "), cwd=tmp_path, timeout=120, with_store=False)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr

@@ -171,8 +171,24 @@ CASES = [
 ]
 
 
+FRESH_PROCESS_CASES = ("unknown-key", "image-without-mask")
+
+
 @pytest.mark.parametrize("overrides, setup, expected", CASES)
 def test_a_mistake_is_one_error_line_and_exit_2(overrides, setup, expected, tmp_path, request):
+    """Run in this test process (`runner.__main__.main`, its exit status from SystemExit)."""
+    check_mistake(overrides, setup, expected, tmp_path, request)
+
+
+@pytest.mark.parametrize("overrides, setup, expected", [case for case in CASES if case.id in FRESH_PROCESS_CASES])
+def test_a_mistake_in_a_fresh_process_is_one_error_line_and_exit_status_2(overrides, setup, expected, tmp_path,
+                                                                          request):
+    """The same, as a user's shell sees it: the interpreter's own exit status and streams, for a mistake
+    found at composition and one found in the data once TensorFlow has started."""
+    check_mistake(overrides, setup, expected, tmp_path, request, fresh_process=True)
+
+
+def check_mistake(overrides, setup, expected, tmp_path, request, fresh_process=False):
     user = tmp_path / "user"
     if setup:
         setup(user)
@@ -183,7 +199,8 @@ def test_a_mistake_is_one_error_line_and_exit_2(overrides, setup, expected, tmp_
             cwd, values[key] = stores[key], stores["run_id"]
     before = snapshot(user)
 
-    result = run_runner(*(override.format(**values) for override in overrides), cwd=cwd, timeout=240)
+    result = run_runner(*(override.format(**values) for override in overrides), cwd=cwd, timeout=240,
+                        fresh_process=fresh_process)
 
     assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()

@@ -2,16 +2,14 @@
 valid config; the five-minute tour runs in order on a small dataset, as a user would run it; the
 other lines name Makefile targets and programs that exist."""
 
-import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, TINY, shapes_dataset, write_pairs
+from helpers import ROOT, TINY, run_runner, shapes_dataset, write_pairs
 
 README = (ROOT / "README.md").read_text()
 FAKE_RUN_ID = "0123456789abcdef0123456789abcdef"  # stands in for RUN_ID where a command is only composed
@@ -92,41 +90,31 @@ def test_readme_shows_the_two_set_up_commands_and_stays_a_quickstart():
 
 
 @pytest.mark.slow
-def test_the_readme_tour_runs_in_order_on_a_small_dataset(tmp_path, monkeypatch, make_config):
-    """Each command of the tour with the tiny config added (less the keys it sets), from one folder:
-    in this process, but for the sweep, which Hydra launches (a subprocess, as a user starts it)."""
+def test_the_readme_tour_runs_in_order_on_a_small_dataset(tmp_path):
+    """Each command of the tour with the tiny config added (less the keys it sets), from one folder,
+    as `python -m runner` (in this test process)."""
     from mlflow import MlflowClient
 
-    from runner.tasks import task_function
-
-    monkeypatch.chdir(tmp_path)
     shapes_dataset(tmp_path / "data", 8, (32, 32))  # data/images, data/masks
     write_pairs(tmp_path / "data" / "test", count=3, size=32)  # data/test/images, data/test/masks: other pictures
-    store = f"sqlite:///{tmp_path}/mlflow.db"
-    client = MlflowClient(store)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")  # the tour's default tracking.uri, in its folder
     tiny = [o for o in TINY if not o.startswith(("data.num_", "trainer.epochs="))] + ["trainer.epochs=1"]
     trained = None
     lines = bash_lines(section("A five-minute tour"))
     assert [line.split()[0] for line in lines] == ["source", "python", "python", "python", "mlflow", "python",
                                                    "python"], lines
-    for number, line in enumerate(lines):
+    for line in lines:
         if not line.startswith("python -m runner"):
             continue  # the venv, the MLflow UI (a server: its program is checked above)
         args = [arg.replace("RUN_ID", trained or "RUN_ID") for arg in runner_args(line)]
         training = not any(arg.startswith("task=") for arg in args)
         given = {key(arg) for arg in args}
         extra = [o for o in tiny if key(o) not in given] if training else []
-        extra.append(f"tracking.uri={store}")
-        if "-m" in args:
-            result = subprocess.run([sys.executable, "-m", "runner", *args, *extra], cwd=tmp_path, capture_output=True,
-                                    text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-            assert result.returncode == 0, (line, result.stderr[-3000:])
-            continue
-        config = make_config([*args, *extra, f"output_dir={tmp_path}/out{number}"])
-        result = task_function(config.task)(config)
-        if config.task.value == "check_data":
-            assert result["pairs"] == 8
-        if training and trained is None:
+        result = run_runner(*args, *extra, cwd=tmp_path)
+        assert result.returncode == 0, (line, result.stderr[-3000:])
+        if "task=check_data" in args:
+            assert re.search(r"pairs: +8\n", result.stdout), result.stdout
+        if training and "-m" not in args and trained is None:
             experiment = client.get_experiment_by_name("unetlab").experiment_id
             trained = client.search_runs([experiment], order_by=["attributes.start_time DESC"])[0].info.run_id
 

@@ -29,7 +29,7 @@ def test_training_refuses_a_broken_dataset_before_tracking_anything(tmp_path):
     (images / "s4.png").write_bytes(b"broken")
     tiny = [o for o in TINY if not o.startswith("data.num_")]
     result = run_runner("data=folder", f"data.images={images}", f"data.masks={masks}", *tiny, cwd=tmp_path,
-                        timeout=120)
+                        timeout=120, with_store=False)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "undecodable" in errors[0] and "s4.png" in errors[0], result.stderr

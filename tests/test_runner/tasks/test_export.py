@@ -71,7 +71,7 @@ def test_export_registers_a_new_version(trained):
 
 
 def test_export_refuses_an_ensemble_as_one_line(tmp_path):
-    result = run_runner("task=export", "run_id=[a1,b2,c3]", "export.name=shapes", cwd=tmp_path)
+    result = run_runner("task=export", "run_id=[a1,b2,c3]", "export.name=shapes", cwd=tmp_path, with_store=False)
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == ["error: task=export takes one model: run_id=[a1,b2,c3] names 3; export each run on its own "

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 def test_preview_writes_the_augmented_pairs_without_training_or_tracking(tmp_path):
     result = run_runner("task=preview", "augment=paper", "data.image_size=32", "tracking.num_predictions=3",
-                        "output_dir=preview", cwd=tmp_path, timeout=120)
+                        "output_dir=preview", cwd=tmp_path, timeout=120, with_store=False)
     assert result.returncode == 0, result.stderr[-2000:]
     from PIL import Image
 

@@ -255,7 +255,8 @@ def test_piped_run_prints_a_line_per_epoch_and_no_warning_we_cause(tmp_path):
     tiny = [o for o in TINY if not o.startswith(("data.num_", "trainer.verbose"))]
     # Folder data with tiled validation (batches of unknown count to tf.data) and an MLflow dataset input.
     result = run_runner(*tiny, "data=folder", f"data.images={images}", f"data.masks={masks}", "data.patch_size=16",
-                        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)
+                        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path,
+                        fresh_process=True)  # Python shows a warning once per process, and pytest takes them
     assert result.returncode == 0, result.stderr[-3000:]
     for text in ("can be interpreted in multiple ways", "ran out of data", "structure of `inputs`", "retracing"):
         assert text not in result.stderr, result.stderr
