@@ -157,21 +157,23 @@ def _download(location: str, path: str, target: str, tracking_uri: str) -> Path:
 
 
 def _from_checkpoint(path: Path, preprocessing_path: Path | None = None) -> LoadedModel:
+    """A `.keras` file and its preprocessing: `preprocessing_path`, or the `preprocessing.json`
+    beside it (training writes one there). A bare model file is refused: its normalisation and
+    training scale cannot be read from the network, and guessing them predicts garbage silently."""
     if path.suffix != ".keras" or not path.is_file():
         raise ConfigError(f"checkpoint={str(path)!r} is not a .keras file")
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"checkpoint={str(path)!r} is not a .keras file (not a zip archive: cut short or "
                           "another format)")
+    preprocessing_path = preprocessing_path or path.with_name(Preprocessing.FILENAME)
+    if not preprocessing_path.is_file():
+        raise ConfigError(f"checkpoint={str(path)!r} has no {Preprocessing.FILENAME} beside it ({preprocessing_path} "
+                          "is missing): copy the training run's checkpoints/preprocessing.json there, or use "
+                          "run_id=RUN_ID")
     return _load(path, preprocessing_path)
 
 
-def _load(path: Path, preprocessing_path: Path | None = None) -> LoadedModel:
-    """A `.keras` file in Keras safe mode, with the preprocessing beside it (or read from its shapes)."""
+def _load(path: Path, preprocessing_path: Path) -> LoadedModel:
+    """A `.keras` file in Keras safe mode, with its preprocessing."""
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    preprocessing_path = preprocessing_path or path.with_name(Preprocessing.FILENAME)
-    if preprocessing_path.is_file():
-        preprocessing = Preprocessing.load(preprocessing_path)
-    else:  # a bare model file: read what we can from its shapes
-        _, height, _, channels = model.input_shape
-        preprocessing = Preprocessing(channels=channels, num_classes=model.output_shape[-1], tile_size=height or 256)
-    return LoadedModel(model, preprocessing, None, str(path))
+    return LoadedModel(model, Preprocessing.load(preprocessing_path), None, str(path))

@@ -203,3 +203,26 @@ def test_a_single_model_source_refuses_an_ensemble(make_config, member_runs):
                           "predict.input=x", f"output_dir={root}/out"])
     with pytest.raises(ConfigError, match=rf"^run_id=\[{runs['a']},{runs['b']}\] names 2 runs where one model"):
         load_model_source(config)
+
+
+def test_a_checkpoint_without_its_preprocessing_is_refused_naming_the_missing_file(make_config, tmp_path):
+    import keras
+
+    from runner.model_source import load_model_source
+    from unetlab.errors import ConfigError
+    from unetlab.preprocessing import Preprocessing
+
+    keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(1, 1, activation="sigmoid")]).save(
+        tmp_path / "best.keras")
+    config = make_config(["task=predict", f"checkpoint={tmp_path}/best.keras", "predict.input=x",
+                          f"output_dir={tmp_path}/out"])
+    with pytest.raises(ConfigError) as error:  # it used to guess normalize=scale and full-resolution tiles
+        load_model_source(config)
+    message = str(error.value)
+    assert message.startswith(f"checkpoint='{tmp_path}/best.keras' has no preprocessing.json beside it "
+                              f"({tmp_path}/preprocessing.json is missing): ")
+    assert "run_id=RUN_ID" in message and "\n" not in message
+    Preprocessing(channels=1, num_classes=1, normalize="minmax", tile_size=32).save(tmp_path / Preprocessing.FILENAME)
+    loaded = load_model_source(config)
+    assert (loaded.preprocessing.normalize, loaded.preprocessing.tile_size) == ("minmax", 32)
+    assert loaded.description == f"{tmp_path}/best.keras" and loaded.source_run_id is None
