@@ -3,8 +3,9 @@ off the training thread.
 
 The training state is one `.npz` file (NumPy arrays only: loading it runs no code): every
 variable of the model and its optimizer (weights, moments, step count, learning rate, seed
-generator states), the last completed epoch, and the counters of the callbacks that carry
-state between epochs (best value, early stopping and plateau waits). It alternates between two
+generator states) with its path, the last completed epoch, the number of steps the learning-rate
+schedule spans, and the counters of the callbacks that carry state between epochs (best value,
+early stopping and plateau waits). It alternates between two
 slots, so a process killed while writing or uploading one still leaves the other whole.
 
 At each epoch end the training thread only copies the variables to memory (tens of ms for a
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import uuid
 import zipfile
@@ -73,26 +75,36 @@ def state_variables(model: keras.Model) -> list:
     return list(model.variables) + list(optimizer.variables)
 
 
+def comparable_path(path: str) -> str:
+    """A variable's path without the counters Keras appends to names it makes unique in a process
+    (`adam_1/conv2d_3_kernel_momentum` -> `adam/conv2d_kernel_momentum`): the same config built in
+    another process, or again in this one, gives the same comparable paths."""
+    return re.sub(r"_\d+(?=/|_|$)", "", path)
+
+
 @dataclass
 class TrainingState:
-    """What training needs to go on after `epoch` (the last completed epoch, 0-based). Variables
-    are matched by order and shape (the same config builds them in the same order; `names` are
-    their paths then, for reading)."""
+    """What training needs to go on after `epoch` (the last completed epoch, 0-based): the
+    variables' values and `names` (their paths, in order), and `schedule_steps`, the steps the
+    learning-rate schedule spans (None: a state saved before it was recorded)."""
 
     epoch: int
     arrays: list[np.ndarray]
-    names: list[str]
+    names: list[str] | None  # None: a state saved before the paths were compared (matched by order and shape)
     counters: dict[str, dict] = field(default_factory=dict)
     source: Path | None = None  # the file it was loaded from
+    schedule_steps: int | None = None
 
     @classmethod
-    def capture(cls, model: keras.Model, epoch: int, callbacks: Sequence[keras.callbacks.Callback]) -> "TrainingState":
+    def capture(cls, model: keras.Model, epoch: int, callbacks: Sequence[keras.callbacks.Callback],
+                schedule_steps: int | None = None) -> "TrainingState":
         variables = state_variables(model)
         return cls(epoch, [np.array(keras.ops.convert_to_numpy(v)) for v in variables], [v.path for v in variables],
-                   callback_counters(callbacks))
+                   callback_counters(callbacks), schedule_steps=schedule_steps)
 
     def save(self, path: Path) -> Path:
-        info = json.dumps({"epoch": self.epoch, "names": self.names, "counters": self.counters})
+        info = json.dumps({"epoch": self.epoch, "names": self.names, "counters": self.counters,
+                           "schedule_steps": self.schedule_steps, "variables": len(self.arrays)})
         return write_atomically(path, lambda partial: np.savez(
             partial, *self.arrays, info=np.frombuffer(info.encode(), np.uint8)))
 
@@ -102,19 +114,38 @@ class TrainingState:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 info = json.loads(archive["info"].tobytes().decode())
-                arrays = [archive[f"arr_{index}"] for index in range(len(info["names"]))]
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+                count = info.get("variables") or len(info.get("names") or  # states before "variables"
+                                                     [name for name in archive.files if name.startswith("arr_")])
+                arrays = [archive[f"arr_{index}"] for index in range(count)]
+        except (OSError, KeyError, TypeError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise ValueError(f"{path} is not a readable training state ({error})") from None
-        return cls(info["epoch"], arrays, info["names"], info["counters"], Path(path))
+        return cls(info["epoch"], arrays, info.get("names"), info["counters"], Path(path),
+                   info.get("schedule_steps"))
 
     def restore(self, model: keras.Model) -> None:
-        """Assign the saved variables to `model` (compiled like the saved one; its optimizer is built here)."""
+        """Assign the saved variables to `model` (compiled like the saved one; its optimizer is built
+        here). ValueError naming the first variable whose path (when the state has them) or shape
+        differs, or that one side lacks."""
         variables = state_variables(model)
-        if len(variables) != len(self.arrays) or any(tuple(v.shape) != a.shape for v, a in zip(variables, self.arrays)):
-            raise ValueError("the saved training state does not match this model and optimizer "
-                             f"({len(self.names)} saved variables, {len(variables)} here)")
+        for index, (variable, array) in enumerate(zip(variables, self.arrays)):
+            if self.names and comparable_path(self.names[index]) != comparable_path(variable.path):
+                raise self._mismatch(f"{self._name(index)} in the state is {variable.path} here", variables)
+            if tuple(variable.shape) != array.shape:
+                raise self._mismatch(f"{self._name(index)} has shape {array.shape} in the state and "
+                                     f"{tuple(variable.shape)} here", variables)
+        if len(variables) > len(self.arrays):
+            raise self._mismatch(f"{variables[len(self.arrays)].path} is not in the state", variables)
+        if len(variables) < len(self.arrays):
+            raise self._mismatch(f"{self._name(len(variables))} of the state is not here", variables)
         for variable, array in zip(variables, self.arrays):
             variable.assign(array)
+
+    def _name(self, index: int) -> str:
+        return self.names[index] if self.names else f"variable {index}"
+
+    def _mismatch(self, detail: str, variables: list) -> ValueError:
+        return ValueError(f"the saved training state does not match this model and optimizer: {detail} "
+                          f"({len(self.arrays)} saved variables, {len(variables)} here)")
 
 
 def latest_state(paths: Sequence[Path]) -> TrainingState | None:
@@ -211,6 +242,7 @@ class Checkpoints(keras.callbacks.Callback):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.monitor, self.mode, self.every, self.on_written = monitor, mode, every, on_written
+        self.schedule_steps: int | None = None  # recorded in each state (the steps the schedule spans)
         self.best, self.best_epoch = None, None
         self.watched: list[keras.callbacks.Callback] = [self]
         self.restored: TrainingState | None = None
@@ -254,7 +286,7 @@ class Checkpoints(keras.callbacks.Callback):
             self.best, self.best_epoch = float(value), epoch
             weights = [np.array(w) for w in self.inference_model.get_weights()]
             self.writer.submit(lambda: self._write_best(weights))
-        self.latest = TrainingState.capture(self.model, epoch, self.watched)
+        self.latest = TrainingState.capture(self.model, epoch, self.watched, self.schedule_steps)
         last_epoch = epoch + 1 >= self.params.get("epochs", epoch + 1) or self.model.stop_training
         if (epoch + 1) % self.every == 0 or last_epoch:
             self._write_latest()

@@ -1,5 +1,8 @@
 """Checkpoints and the training state, driven epoch by epoch on a tiny real Keras model."""
 
+import json
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -149,3 +152,67 @@ def test_a_failed_background_write_is_raised_in_the_training_thread():
     writer.submit(lambda: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         writer.wait()
+
+
+def two_named_layers(first: str, second: str):
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 1, name=first),
+                              keras.layers.Conv2D(2, 1, name=second)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def saved_state(tmp_path, model):
+    checkpoints = started(Checkpoints(tmp_path, "loss", "min"), model)
+    checkpoints.on_epoch_end(0, {"loss": 0.5})
+    checkpoints.close()
+    return checkpoints.state_paths[0]
+
+
+def test_a_state_whose_variable_paths_differ_is_refused_naming_the_first_one(tmp_path):
+    """The same shapes in the same order, but other variables: it used to load them silently."""
+    state = TrainingState.load(saved_state(tmp_path, two_named_layers("left", "right")))
+    other = two_named_layers("right", "left")
+    with pytest.raises(ValueError) as error:
+        state.restore(other)
+    assert re.fullmatch(r"the saved training state does not match this model and optimizer: sequential\w*/left/kernel "
+                        r"in the state is sequential\w*/right/kernel here \(14 saved variables, 14 here\)",
+                        str(error.value))
+    extra = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 1, name="left"),
+                              keras.layers.Conv2D(2, 1, name="right"), keras.layers.Conv2D(2, 1, name="more")])
+    extra.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match=r": adam\w*/iteration in the state is sequential\w*/more/kernel here "
+                                         r"\(14 saved variables, 20 here\)$"):  # the model's variables come first
+        state.restore(extra)
+
+
+def test_paths_made_unique_by_keras_in_one_process_still_match(tmp_path):
+    """Keras numbers auto-named layers, optimizers and seed generators per process (`adam_3`)."""
+    first, second = tiny_model(), tiny_model()
+    assert [v.path for v in second.variables] != [v.path for v in first.variables]
+    TrainingState.load(saved_state(tmp_path, first)).restore(second)
+
+
+def test_a_state_saved_before_paths_were_compared_is_matched_by_order_and_shape(tmp_path):
+    model = tiny_model()
+    model.fit(X, Y, epochs=1, verbose=0)
+    new = TrainingState.load(saved_state(tmp_path, model))
+    assert new.schedule_steps is None and new.names[0] == model.variables[0].path
+    for info, name in [({"epoch": 0, "names": new.names, "counters": {}}, "format-1.npz"),  # no count, no schedule
+                       ({"epoch": 0, "counters": {}}, "no-paths.npz")]:
+        np.savez(tmp_path / name, *new.arrays, info=np.frombuffer(json.dumps(info).encode(), np.uint8))
+        old = TrainingState.load(tmp_path / name)
+        assert len(old.arrays) == len(new.arrays) and old.schedule_steps is None
+        other = tiny_model(seed=1)
+        old.restore(other)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(other.variables[0]), new.arrays[0])
+    with pytest.raises(ValueError, match=r"variable 0 has shape \(3, 3, 1, 2\) in the state and \(1, 1, 1, 2\) here"):
+        old.restore(two_named_layers("left", "right"))
+
+
+def test_the_steps_the_schedule_spans_travel_with_the_state(tmp_path):
+    checkpoints = Checkpoints(tmp_path, "loss", "min")
+    checkpoints.schedule_steps = 12  # what the runner compiled the schedule for
+    started(checkpoints, tiny_model())
+    checkpoints.on_epoch_end(0, {"loss": 0.5})
+    checkpoints.close()
+    assert TrainingState.load(checkpoints.state_paths[0]).schedule_steps == 12
