@@ -315,6 +315,8 @@ class SearchConfig:
     n_startup_trials: int = MISSING
     pruner: PrunerConfig = MISSING
     max_failure_rate: float = MISSING
+    heartbeat_interval: int = MISSING
+    grace_period: int = MISSING
     params: Optional[Dict[str, str]] = None
     trial_id: Optional[int] = None  # set by the sweeper for each trial's job
 
@@ -323,6 +325,9 @@ class SearchConfig:
         _require(self.n_jobs is None or self.n_jobs >= 1, "hparams_search.n_jobs", self.n_jobs, ">= 1 or null")
         _require(0.0 <= self.max_failure_rate <= 1.0, "hparams_search.max_failure_rate", self.max_failure_rate,
                  "in [0, 1]")
+        _require(self.heartbeat_interval >= 1, "hparams_search.heartbeat_interval", self.heartbeat_interval, ">= 1")
+        _require(self.grace_period > self.heartbeat_interval, "hparams_search.grace_period", self.grace_period,
+                 f"> hparams_search.heartbeat_interval={self.heartbeat_interval}")
 
 
 # ---------------------------------------------------------------- inference

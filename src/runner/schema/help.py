@@ -148,6 +148,9 @@ KEY_HELP: Dict[str, str] = {
     "hparams_search.max_failure_rate": "stop when more than this share of `n_trials` failed",
     "hparams_search.params": "the search space in Hydra's sweep syntax; null = only the command line's sweeps",
     "hparams_search.trial_id": "set by the sweeper for each trial's job",
+    "hparams_search.heartbeat_interval": "seconds between the heartbeats a sweep records of each trial it runs",
+    "hparams_search.grace_period": "seconds without a heartbeat after which a sweep on the study fails a "
+                                   "RUNNING trial (its sweep died) and runs it again; a live sweep's trials are left alone",
     "hparams_search.pruner.name": "the Optuna pruner, asked after every epoch of a trial",
     "hparams_search.pruner.n_startup_trials": "median, percentile: trials completed before any is pruned",
     "hparams_search.pruner.n_warmup_epochs": "median, percentile, threshold: epochs before a trial can be pruned",

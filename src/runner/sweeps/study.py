@@ -1,13 +1,17 @@
-"""The Optuna study of a sweep: its name, storage, sampler and pruner; resuming it; what it
-records of itself (its search space, fixed settings, parent run, interrupted trials) as study user
-attrs, never a password."""
+"""The Optuna study of a sweep: its name, storage, sampler and pruner; resuming it; the
+heartbeat of the trials a sweep runs, which tells another sweep on the study its live trials
+from those a dead sweep left RUNNING; what it records of itself (its search space, fixed
+settings, parent run, interrupted trials) as study user attrs, never a password."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+import threading
+import warnings
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
@@ -31,13 +35,16 @@ FIXED_OVERRIDES = "fixed_overrides"  # the command line's other overrides
 _in_memory: dict[str, optuna.Study] = {}  # studies without storage, for jobs run in this process
 
 
-def storage(url: str | None) -> optuna.storages.BaseStorage | None:
-    """The study storage at `url`; SQLite waits up to a minute for a lock instead of failing."""
+def storage(url: str | None, **options: Any) -> optuna.storages.RDBStorage | None:
+    """The study storage at `url` (`options` go to RDBStorage); SQLite waits up to a minute for a
+    lock instead of failing."""
     if url is None:
         return None
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
     except Exception as error:  # bad URL, unreachable server, missing driver
         message = f"hparams_search.storage={url!r}: {' '.join(str(error).split())[:300]}"
         raise ConfigError(mask_secrets(message)) from None
@@ -161,14 +168,67 @@ def set_parent_run_id(study: optuna.Study, run_id: str) -> None:
     study.set_user_attr(PARENT_RUN_ID, run_id)
 
 
-# ---------------------------------------------------------------- resume
+# ---------------------------------------------------------------- heartbeat and resume
+@contextmanager
+def heartbeat(search: SearchConfig, trials) -> Iterator[None]:
+    """Record a heartbeat of `trials` (asked by this sweep) now and every
+    `hparams_search.heartbeat_interval` seconds from a thread while the block runs: another sweep
+    on the study leaves them alone while it beats (`reclaim_stale_trials`). Nothing in memory."""
+    store = storage(search.storage)
+    if store is None:
+        yield
+        return
+    ids = [trial._trial_id for trial in trials]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in ids:
+                try:
+                    store.record_heartbeat(trial_id)
+                except Exception as error:  # a store locked past its timeout: the next beat may pass
+                    log.warning("trial id %d: could not record its heartbeat: %s", trial_id, error)
+            if stop.wait(search.heartbeat_interval):
+                return
+
+    for trial_id in ids:  # the first beat before the block starts, so no trial is RUNNING without one
+        store.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        store.remove_session()
+
+
+def reclaim_stale_trials(search: SearchConfig, study: optuna.Study) -> list:
+    """Fail the RUNNING trials whose heartbeat stopped more than `hparams_search.grace_period`
+    seconds ago (their sweep died: killed, its machine lost) with Optuna's `fail_stale_trials`,
+    set them aside and queue them again with the same parameters; return them. A trial whose
+    sweep still beats (another sweep on the same study) is left alone, RUNNING."""
+    if search.storage is None:  # in this process's memory: no other sweep can have left a trial
+        return []
+    stale: list = []
+    store = storage(search.storage, heartbeat_interval=search.heartbeat_interval, grace_period=search.grace_period,
+                    heartbeat_stale_trial_callback=lambda _, trial: stale.append(trial))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(optuna.load_study(study_name=study.study_name, storage=store))
+    store.remove_session()
+    for trial in stale:
+        log.info("trial %d lost its sweep (no heartbeat for over hparams_search.grace_period=%d s): it runs again "
+                 "with the same parameters", trial.number, search.grace_period)
+    set_aside(study, stale, again=True)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        log.info("trial %d is running in another sweep (its heartbeat is not older than "
+                 "hparams_search.grace_period=%d s): left alone", trial.number, search.grace_period)
+    return stale
+
+
 def trials_to_run(study: optuna.Study, n_trials: int) -> int:
-    """How many more trials reach `n_trials` finished ones. Trials a dead sweep left RUNNING
-    are set aside and queued again with the same parameters."""
-    left_running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in left_running:
-        log.info("trial %d was interrupted: it runs again with the same parameters", trial.number)
-    set_aside(study, left_running, again=True)
+    """How many more trials reach `n_trials` finished ones (trials set aside do not count)."""
     interrupted = set(study.user_attrs.get(INTERRUPTED, []))
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
     return max(0, n_trials - len([t for t in finished if t.number not in interrupted]))

@@ -42,15 +42,14 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
-        from optuna.trial import TrialState
 
         from unetlab.errors import UnetlabError
 
         from ..redact import install_log_filter, remember_env_secrets
         from .parent import log_to_parent, open_parent
         from .space import sample_overrides, search_space
-        from .study import (check_same_settings, check_same_space, failed_trials, open_study, parent_run_id,
-                            set_parent_run_id, study_name, trials_to_run)
+        from .study import (check_same_settings, check_same_space, failed_trials, heartbeat, open_study,
+                            parent_run_id, reclaim_stale_trials, set_parent_run_id, study_name, trials_to_run)
 
         install_log_filter()
         remember_env_secrets(self.config)
@@ -67,16 +66,16 @@ class OptunaSweeper(Sweeper):
         self.parent_run_id = open_parent(self.config, resume=parent_run_id(study))
         set_parent_run_id(study, self.parent_run_id)
         log_to_parent([], "optuna", {"optuna.study": study.study_name})
-        left_running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))  # by a dead sweep
+        self._record_set_aside(study, reclaim_stale_trials(settings, study))  # left RUNNING by a dead sweep
         remaining = trials_to_run(study, settings.n_trials)
-        self._record_set_aside(study, left_running)
         n_jobs = settings.n_jobs or self._launcher_jobs()
         log.info("%d of %d trials finished, running %d (%d at a time); search space: %s",
                  settings.n_trials - remaining, settings.n_trials, remaining, n_jobs, ", ".join(space) or "(empty)")
         try:
             while remaining > 0:
                 trials = [study.ask(space) for _ in range(min(n_jobs, remaining))]
-                self._run_batch(study, trials, fixed)
+                with heartbeat(settings, trials):  # so that another sweep on the study leaves them alone
+                    self._run_batch(study, trials, fixed)
                 remaining -= len(trials)
                 failed = failed_trials(study)
                 if failed > settings.max_failure_rate * settings.n_trials:

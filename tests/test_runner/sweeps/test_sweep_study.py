@@ -4,6 +4,7 @@ import logging
 import re
 import sqlite3
 import threading
+import time
 
 import optuna
 import pytest
@@ -12,8 +13,8 @@ from optuna.trial import TrialState
 
 from runner.settings import to_config
 from runner.sweeps.space import search_space
-from runner.sweeps.study import (build_pruner, check_same_settings, check_same_space, open_study, recorded_space,
-                                 storage, study_name, trials_to_run)
+from runner.sweeps.study import (build_pruner, check_same_settings, check_same_space, heartbeat, open_study,
+                                 reclaim_stale_trials, recorded_space, storage, study_name, trials_to_run)
 from runner.tracking import retry_locked
 from unetlab.errors import ConfigError
 
@@ -81,19 +82,70 @@ def test_threshold_pruner_needs_a_bound(compose, tmp_path):
         to_config(compose(["hparams_search=optuna", "hparams_search.pruner.name=threshold", f"output_dir={tmp_path}"]))
 
 
+def stop_heartbeat(tmp_path, trial, seconds_ago: int = 3600) -> None:
+    """Date the last heartbeat of `trial` `seconds_ago` back: its sweep died that long ago."""
+    with sqlite3.connect(tmp_path / "optuna.db") as db:
+        db.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', ?) WHERE trial_id = ?",
+                   (f"-{seconds_ago} seconds", trial._trial_id))
+
+
 def test_resuming_reruns_an_interrupted_trial_with_its_parameters_and_counts_only_finished_ones(compose, tmp_path):
     settings = search_settings(compose, tmp_path)
     study = open_study(settings, "maximize")
     space = {"model.filters": CategoricalDistribution([2, 4, 8])}
     for value in (0.5, 0.6):
         study.tell(study.ask(space), value)
-    left_running = study.ask(space)  # a sweep died while this trial ran
+    left_running = study.ask(space)  # a sweep died while this trial ran: its heartbeat stopped
+    with heartbeat(settings, [left_running]):
+        pass
+    stop_heartbeat(tmp_path, left_running)
 
     resumed = open_study(settings, "maximize")
+    assert [t.number for t in reclaim_stale_trials(settings, resumed)] == [left_running.number]
     assert trials_to_run(resumed, 4) == 2  # 2 finished; the interrupted one does not count
     assert resumed.trials[left_running.number].state is TrialState.FAIL
     assert resumed.ask(space).params == left_running.params  # queued again, same parameters
     assert trials_to_run(open_study(settings, "maximize"), 4) == 2  # asked, not yet finished: still 2
+
+
+def test_a_second_sweep_reruns_the_trials_of_a_dead_sweep_and_leaves_a_live_sweeps_trials_alone(compose, tmp_path,
+                                                                                                   caplog):
+    settings = search_settings(compose, tmp_path, "hparams_search.heartbeat_interval=1",
+                               "hparams_search.grace_period=3")
+    space = {"model.filters": CategoricalDistribution([2, 4, 8])}
+    first = open_study(settings, "maximize")
+    dead, live = first.ask(space), first.ask(space)
+    with heartbeat(settings, [dead]):  # one beat, then its sweep is killed
+        pass
+    started, finish = threading.Event(), threading.Event()
+
+    def live_sweep() -> None:  # another sweep, still running its trial
+        with heartbeat(settings, [live]):
+            started.set()
+            finish.wait(timeout=30)
+
+    other = threading.Thread(target=live_sweep)
+    other.start()
+    try:
+        started.wait(timeout=30)
+        time.sleep(4.5)  # over grace_period=3 since the dead trial's only beat; the live one beats every second
+        second = open_study(settings, "maximize")
+        with caplog.at_level(logging.INFO, logger="runner.sweeps.study"):
+            reclaimed = reclaim_stale_trials(settings, second)
+        states = {t.number: t.state for t in second.get_trials(deepcopy=False)}
+    finally:
+        finish.set()
+        other.join()
+    assert [t.number for t in reclaimed] == [dead.number]
+    assert states[dead.number] is TrialState.FAIL and states[live.number] is TrialState.RUNNING
+    assert f"trial {live.number} is running in another sweep" in caplog.text
+    assert second.ask(space).params == dead.params  # the dead sweep's trial runs again, with its parameters
+
+
+def test_the_heartbeat_grace_period_must_outlast_its_interval(compose, tmp_path):
+    with pytest.raises(ConfigError, match=re.escape("hparams_search.grace_period must be > "
+                                                    "hparams_search.heartbeat_interval=5. Received: grace_period=5")):
+        search_settings(compose, tmp_path, "hparams_search.heartbeat_interval=5", "hparams_search.grace_period=5")
 
 
 def test_a_study_cannot_be_resumed_in_the_opposite_direction(compose, tmp_path):

@@ -89,9 +89,13 @@ def wait_for_epoch(client_uri: str, process: subprocess.Popen, timeout: float = 
         time.sleep(1)
 
 
+HEARTBEAT = ["hparams_search.heartbeat_interval=1", "hparams_search.grace_period=2"]
+
+
 def test_resuming_a_killed_sweep_ends_the_run_of_its_interrupted_trial_killed(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    killed = subprocess.Popen([sys.executable, "-m", "runner", "-m", *SEARCH, "trainer.epochs=500"], cwd=tmp_path,
+    killed = subprocess.Popen([sys.executable, "-m", "runner", "-m", *SEARCH, *HEARTBEAT, "trainer.epochs=500"],
+                              cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     try:
@@ -103,7 +107,8 @@ def test_resuming_a_killed_sweep_ends_the_run_of_its_interrupted_trial_killed(tm
     (parent,), (left,) = runs_of(client)
     assert parent.info.status == left.info.status == "RUNNING"
 
-    resumed = run_runner("-m", *SEARCH, "trainer.epochs=1", cwd=tmp_path)
+    time.sleep(3.5)  # the killed sweep's heartbeat is older than grace_period=2: its trial is reclaimed
+    resumed = run_runner("-m", *SEARCH, *HEARTBEAT, "trainer.epochs=1", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"run {left.info.run_id} (job 0) was still RUNNING after trial 0 (FAIL): ended KILLED" in resumed.stdout
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path}/optuna.db")
