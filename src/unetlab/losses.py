@@ -195,15 +195,18 @@ class PixelWeightedLoss(SegmentationLoss):
                               f"Received: reduction={self.reduction!r}")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is None:
-            return super().__call__(y_true, y_pred)
-        y_true, y_pred = ops.convert_to_tensor(y_true, self.dtype), ops.convert_to_tensor(y_pred, self.dtype)
-        per_image = self.weighted(y_true, y_pred, ops.convert_to_tensor(sample_weight, self.dtype))
-        if self.reduction in (None, "none"):
-            return per_image
-        return ops.sum(per_image) if self.reduction == "sum" else ops.mean(per_image)
+        """The pixel weights travel to `call` as a second channel of `y_true`, so that Keras' own
+        `Loss.__call__` reduces the per-image values (and, under `tf.distribute`, divides the mean
+        by the replicas, as Keras sums the replicas' losses) as it does for every other loss."""
+        if sample_weight is not None:
+            y_true = ops.convert_to_tensor(y_true, self.dtype)
+            sample_weight = ops.reshape(ops.convert_to_tensor(sample_weight, self.dtype), ops.shape(y_true))
+            y_true = ops.concatenate([y_true, sample_weight], axis=-1)
+        return super().__call__(y_true, y_pred)
 
     def call(self, y_true, y_pred):
+        if y_true.shape[-1] == 2:  # class ids and pixel weights (from `__call__`)
+            return self.weighted(y_true[..., :1], y_pred, y_true[..., 1])
         return self.weighted(y_true, y_pred, None)
 
     def weighted(self, y_true, y_pred, pixel_weight):

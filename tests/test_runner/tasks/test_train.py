@@ -275,6 +275,10 @@ DATA_PARALLEL = [*TINY, "trainer.run_eagerly=false", "trainer.epochs=1", "loss=b
                  "optimizer.lr=0.5", "optimizer.momentum=0.0", "trainer.schedule=constant", "data.num_train=16",
                  "data.num_val=8"]
 SAME_LOSS_RTOL = 1e-5
+DATA_PARALLEL_LOSSES = {  # the losses the replicas are checked on: Keras' own reduction, and a pixel-weighted one's
+    "bce": ["loss=bce"],
+    "weighted_ce_dice": ["loss=weighted_ce_dice", "data.num_classes=2"],
+}
 TWO_TENSORFLOW_DEVICES = (  # `python -m runner` with the machine's CPU split into two logical devices
     "import sys, tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
     "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
@@ -297,13 +301,14 @@ def epoch_losses(cwd: Path):
     return tuple(client.get_metric_history(run.info.run_id, key)[0].value for key in ("loss", "val_loss")), run
 
 
-def one_and_two_devices(root: Path, backend: str) -> tuple[Path, Path]:
-    """Folders of a run on one device (batches of 4) and one on two (2 per replica)."""
+def one_and_two_devices(root: Path, backend: str, loss: str = "bce") -> tuple[Path, Path]:
+    """Folders of a run on one device (batches of 4) and one on two (2 per replica), with `loss`."""
     one, two = root / "one", root / "two"
     one.mkdir(), two.mkdir()
-    single = run_runner(*DATA_PARALLEL, "trainer.batch_size=4", cwd=one, backend=backend)
+    args = [arg for arg in DATA_PARALLEL if arg != "loss=bce"] + DATA_PARALLEL_LOSSES[loss]
+    single = run_runner(*args, "trainer.batch_size=4", cwd=one, backend=backend)
     assert single.returncode == 0, single.stderr[-3000:]
-    parallel = run_on_two_devices(backend, *DATA_PARALLEL, "trainer.distribution=data_parallel",
+    parallel = run_on_two_devices(backend, *args, "trainer.distribution=data_parallel",
                                   "trainer.batch_size=2", cwd=two)
     assert parallel.returncode == 0, parallel.stderr[-3000:]
     assert "global batch 4 = trainer.batch_size 2 x 2 replicas" in parallel.stdout + parallel.stderr
@@ -315,11 +320,13 @@ def tensorflow_runs(tmp_path_factory):
     return one_and_two_devices(tmp_path_factory.mktemp("tensorflow_runs"), "tensorflow")
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_two_replicas_train_the_first_epoch_to_the_losses_of_one_device(tmp_path, backend, request):
+# weighted_ce_dice: a pixel-weighted loss (its own `__call__`; weighted_bce takes the same path) must be
+# reduced, and divided by the replicas, like Keras' own (it once trained at twice the gradient on two)
+@pytest.mark.parametrize("backend, loss", [("tensorflow", "bce"), ("jax", "bce"), ("tensorflow", "weighted_ce_dice")])
+def test_two_replicas_train_the_first_epoch_to_the_losses_of_one_device(tmp_path, backend, loss, request):
     pytest.importorskip(backend)
-    one, two = request.getfixturevalue("tensorflow_runs") if backend == "tensorflow" else \
-        one_and_two_devices(tmp_path, backend)
+    one, two = request.getfixturevalue("tensorflow_runs") if (backend, loss) == ("tensorflow", "bce") else \
+        one_and_two_devices(tmp_path, backend, loss)
     (losses_one, run_one), (losses_two, run_two) = epoch_losses(one), epoch_losses(two)
     for run in (run_one, run_two):  # also: training runs under either backend, and says which
         assert run.info.status == "FINISHED" and run.data.params["keras_backend"] == backend
