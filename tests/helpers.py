@@ -197,3 +197,26 @@ def write_pairs(root: Path, count: int = 6, size: int = 40) -> tuple[Path, Path]
             root / "images" / f"s{i}.png")
         Image.fromarray(mask).save(root / "masks" / f"s{i}.png")
     return root / "images", root / "masks"
+
+
+def register_model(root: Path, model, name: str):
+    """`model` logged by `runner.serving` as models:/NAME/1 in a fresh SQLite store under `root`
+    (1-channel, binary, 32-pixel tiles); returns the store's URI, its client and the run."""
+    import mlflow
+
+    from runner.serving import log_segmentation_model
+    from unetlab.preprocessing import Preprocessing
+
+    uri = f"sqlite:///{root}/mlflow.db"
+    model.save(root / "best.keras")
+    Preprocessing(channels=1, num_classes=1, tile_size=32).save(root / Preprocessing.FILENAME)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("unetlab", artifact_location=str(root / "artifacts"))
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=experiment) as run:
+            log_segmentation_model(root / "best.keras", root / Preprocessing.FILENAME, name)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return uri, client, run

@@ -49,10 +49,35 @@ def logged_files(mlmodel: dict) -> dict[str, str]:
     return {name: listed[name]["path"] for name in ARTIFACTS}
 
 
+def pip_requirements(environment: dict[str, str] | None = None) -> list[str]:
+    """The logged model's pip requirements: unetlab's core dependencies, read from its installed
+    metadata (extras left out), those whose environment markers hold for `environment` (this
+    interpreter's by default; keys as in PEP 508, e.g. `sys_platform`), each pinned to the version
+    installed here (the one the model was trained and logged with) or, where it is not installed,
+    as the metadata states it. On Linux x86_64 that is `tensorflow-cpu`, elsewhere `tensorflow`.
+
+    All core dependencies, not only the predict path's: the model bundles the whole of `unetlab`
+    and `runner` (`code_paths`), so whatever they import is covered, with no second list to keep.
+    """
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    pinned = []
+    for line in metadata.requires("unetlab") or []:
+        requirement = Requirement(line)
+        if requirement.marker and not requirement.marker.evaluate({**(environment or {}), "extra": ""}):
+            continue  # another platform's, or an extra's (test, docs, ray)
+        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+        try:
+            pinned.append(f"{requirement.name}{extras}=={metadata.version(requirement.name)}")
+        except metadata.PackageNotFoundError:
+            pinned.append(f"{requirement.name}{extras}{requirement.specifier}")
+    return pinned
+
+
 def log_segmentation_model(model_path: Path, preprocessing_path: Path, registered_name: str | None = None):
     """Log (and optionally register) the pyfunc model in the active MLflow run; returns its ModelInfo."""
-    import keras
-    import tensorflow as tf
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
@@ -74,7 +99,6 @@ def log_segmentation_model(model_path: Path, preprocessing_path: Path, registere
         code_paths=[str(source / "unetlab"), str(source / "runner")],
         signature=signature,
         input_example=example,
-        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
-                          f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}", "pillow"],
+        pip_requirements=pip_requirements(),
         registered_model_name=registered_name,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import run_runner, shapes_dataset
+from helpers import register_model, run_runner, shapes_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -26,26 +26,11 @@ class _Payload:
 def registry(tmp_path_factory):
     """A tiny model registered as models:/guarded/1 (alias champion) whose python_model.pkl is hostile."""
     import keras
-    import mlflow
-
-    from runner.serving import log_segmentation_model
-    from unetlab.preprocessing import Preprocessing
 
     root = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{root}/mlflow.db"
     model = keras.Sequential([keras.Input((32, 32, 1)),
                               keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")])
-    model.save(root / "best.keras")
-    Preprocessing(channels=1, num_classes=1, tile_size=32).save(root / Preprocessing.FILENAME)
-    client = mlflow.MlflowClient(uri)
-    experiment = client.create_experiment("unetlab", artifact_location=str(root / "artifacts"))
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run(experiment_id=experiment) as run:
-            log_segmentation_model(root / "best.keras", root / Preprocessing.FILENAME, "guarded")
-    finally:
-        mlflow.set_tracking_uri(previous)
+    uri, client, run = register_model(root, model, "guarded")
     client.set_registered_model_alias("guarded", "champion", "1")
     marker = root / "unpickled"
     stored = Path(client.get_model_version_download_uri("guarded", "1"))
