@@ -96,11 +96,17 @@ def test_resuming_a_finished_run_does_nothing_unless_more_epochs_are_asked_for(f
     uri = f"sqlite:///{root}/mlflow.db"
     result = run_runner(f"resume={run_id}", cwd=root)
     assert result.returncode == 0 and "is FINISHED after 2 epochs: nothing to do" in result.stdout
-    result = run_runner(f"resume={run_id}", "trainer.epochs=3", cwd=root)
+    result = run_runner(f"resume={run_id}", "trainer.epochs=4", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     [run] = runs(uri)
     assert run.info.status == "FINISHED"
-    assert [m.step for m in MlflowClient(uri).get_metric_history(run_id, "val_dice")] == [0, 1, 2]
+    client = MlflowClient(uri)
+    assert [m.step for m in client.get_metric_history(run_id, "val_dice")] == [0, 1, 2, 3]
+    # The cosine schedule of 2 epochs is not restarted nor stretched to 4: it ends where it would
+    # have, and the extra epochs train at trainer.min_lr (before: 4 epochs' decay, back up at epoch 3).
+    rates = [m.value for m in sorted(client.get_metric_history(run_id, "learning_rate"), key=lambda m: m.step)]
+    assert len(rates) == 4 and all(later <= earlier for earlier, later in zip(rates, rates[1:])), rates
+    assert rates[1:] == pytest.approx([float(run.data.params["trainer.min_lr"])] * 3, rel=1e-3)
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -12,7 +12,7 @@ import keras
 import mlflow
 import tensorflow as tf
 
-from unetlab.checkpoints import Checkpoints
+from unetlab.checkpoints import Checkpoints, TrainingState
 from unetlab.distribution import Replication
 from unetlab.errors import ClusterError, ConfigError, DataError
 from unetlab.models import describe
@@ -73,10 +73,11 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
     with replication.scope():
         model = builders.build_model(config)
         log.info("%s", describe(model, config.model.depth, config.model.filters))
-        builders.compile_model(model, config, total_steps=trainer.epochs * steps_per_epoch)
+        state = fetch_training_state(config.resume, checkpoints.directory) if config.resume else None
+        checkpoints.schedule_steps = schedule_steps(state, trainer.epochs * steps_per_epoch)
+        builders.compile_model(model, config, total_steps=checkpoints.schedule_steps)
         first_epoch, logged_epochs = 0, frozenset()
         if config.resume:
-            state = fetch_training_state(config.resume, checkpoints.directory)
             if state is not None:
                 try:
                     checkpoints.resume_from(model, state)
@@ -146,6 +147,17 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
                  run.info.run_id)
         log.info("view: %s", tracking.runs_link(mlflow.get_tracking_uri(), run.info.experiment_id, run.info.run_id))
     return checkpoints.best
+
+
+def schedule_steps(state: TrainingState | None, planned: int) -> int:
+    """The steps the learning-rate schedule spans (`total_steps` of `builders.compile_model`): `planned`
+    (trainer.epochs x steps per epoch) for a new run, and for a resumed one the span its training
+    state recorded, whatever `trainer.epochs` says now. A run resumed with its own epochs follows its
+    schedule step for step; one trained longer (`resume=RUN_ID trainer.epochs=N`) neither restarts
+    nor stretches it: `cosine` decays to `trainer.min_lr` where it first would have, and the extra
+    epochs train at `trainer.min_lr` (the learning rate never rises). A state saved before the span
+    was recorded: `planned`, as then."""
+    return state.schedule_steps if state is not None and state.schedule_steps else planned
 
 
 def check_same_replicas(run_id: str, replication: Replication) -> None:
