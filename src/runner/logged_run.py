@@ -4,12 +4,18 @@ Both start from the run's own `config.yaml` (its resolved config, as logged), ty
 same schemas as a composed config. `+from_run` applies every command-line override on top
 and starts a new run tagged `from_run`; `resume` accepts only the overrides that cannot change
 what was trained (`SAFE_FOR_RESUME`) and continues the same run from its training state.
+
+A config logged by an older release is read in three steps: `MIGRATIONS` renames and removes the
+keys its `config_version` had and this one has not; each group is typed by the option it was
+composed from (its `name`); a key added since takes its default from that option as composed today.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import tempfile
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +24,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from unetlab.errors import ConfigError, DataError
 
-from .schema import SCHEMAS, Config
+from .schema import CONFIG_VERSION, SCHEMAS, Config
+from .settings import checked
 
 SAFE_FOR_RESUME = ("resume", "trainer.epochs", "trainer.checkpoint_every", "trainer.verbose", "tracking.uri")
 CONFIG_ARTIFACT = "config.yaml"
+FIRST_VERSION = 1  # the config_version of a config.yaml that has none (logged before versions were)
+
+# MIGRATIONS[N] takes a logged config of version N to version N + 1, applied in order before typing:
+# {"renamed": {"old.dotted.key": "new.dotted.key"}, "removed": ["dotted.key", ...]}. A key added to
+# a schema needs no entry (it takes its option's default); one renamed or removed raises CONFIG_VERSION.
+MIGRATIONS: dict[int, dict[str, Any]] = {}
 
 
 def logged_config(cfg: DictConfig) -> DictConfig:
@@ -97,23 +110,126 @@ def set_path(values: dict, dotted: str, value: Any) -> None:
 
 
 def typed(values: dict[str, Any], origin: str) -> DictConfig:
-    """Plain config values as the typed tree `settings.to_config` reads: each group by the
-    schema whose fields are exactly its keys (the option it was composed from)."""
-    groups = {}
-    for group, options in SCHEMAS.items():
-        node = values.get(group)
-        if node is None:
-            continue
-        schema = next((s for s in options.values() if {f.name for f in dataclasses.fields(s)} == set(node)), None)
-        if schema is None:
-            raise ConfigError(f"{origin}: its {group} config matches no {group} option of this version "
-                              f"({', '.join(options)})")
-        groups[group] = OmegaConf.merge(OmegaConf.structured(schema), node)
+    """Plain logged config values, of this version or an older one, as the typed tree
+    `settings.to_config` reads: migrated (`MIGRATIONS`), each group typed by the option it was
+    composed from (`logged_option`), and keys added since filled from those options' defaults."""
+    values = migrated(copy.deepcopy(values), origin)
+    choices = {group: logged_option(group, values[group], origin) for group in SCHEMAS if values.get(group) is not None}
+    if lacks_keys(values, choices):
+        fill(values, composed(choices))
+    groups = {group: checked(lambda: OmegaConf.merge(OmegaConf.structured(SCHEMAS[group][option]), values[group]))
+              for group, option in choices.items()}
     rest = {key: value for key, value in values.items() if key not in groups}
-    root = OmegaConf.merge(OmegaConf.structured(Config), rest)
+    root = checked(lambda: OmegaConf.merge(OmegaConf.structured(Config), rest))
     for group, node in groups.items():
         root[group] = node
     return root
+
+
+def migrated(values: dict[str, Any], origin: str) -> dict[str, Any]:
+    """`values` (changed in place) brought from its `config_version` to `CONFIG_VERSION`."""
+    version = values.pop("config_version", FIRST_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < FIRST_VERSION:
+        raise ConfigError(f"{origin}: its config_version must be a whole number >= {FIRST_VERSION}. "
+                          f"Received: config_version={version!r}")
+    if version > CONFIG_VERSION:
+        raise ConfigError(f"{origin}: its config_version={version} is newer than this unetlab reads (up to "
+                          f"config_version={CONFIG_VERSION}): upgrade unetlab to resume or reproduce it")
+    for step in range(version, CONFIG_VERSION):
+        change = MIGRATIONS.get(step, {})
+        for old, new in change.get("renamed", {}).items():
+            if has_path(values, old):
+                set_path(values, new, pop_path(values, old))
+        for key in change.get("removed", ()):
+            if has_path(values, key):
+                pop_path(values, key)
+    values["config_version"] = CONFIG_VERSION
+    return values
+
+
+def logged_option(group: str, node: dict[str, Any], origin: str) -> str:
+    """The option of `group` a logged group was composed from: the one its `name` names (the only
+    one, in a group without names) if that option's schema takes every logged key; else the options
+    whose schema takes them and whose composed `name` is the logged one (`data=isbi2012` logs
+    `data.name=folder`), the smallest schema first."""
+    options, name = SCHEMAS[group], node.get("name")
+    takes = [option for option, schema in options.items() if set(node) <= field_names(schema)]
+    direct = name if name in options else (next(iter(options)) if name is None and len(options) == 1 else None)
+    if direct in takes:
+        return direct
+    named = [option for option in takes if composed({group: option})[group].get("name") == name]
+    if named:
+        return min(named, key=lambda option: len(field_names(options[option])))
+    if direct is None and name is not None:
+        raise ConfigError(f"{origin}: its {group}.name={name} is no {group} option of this version "
+                          f"({', '.join(options)})")
+    closest = options[direct] if direct else options[min(options, key=lambda o: len(set(node) - field_names(options[o])))]
+    unknown = ", ".join(f"{group}.{key}" for key in node if key not in field_names(closest))
+    raise ConfigError(f"{origin}: its {group} config has keys no {group} option of this version takes: {unknown} "
+                      "(renamed or removed without a migration)")
+
+
+def field_names(schema: type) -> set[str]:
+    return {field.name for field in dataclasses.fields(schema)}
+
+
+def lacks_keys(values: dict[str, Any], choices: dict[str, str]) -> bool:
+    """Whether the config lacks a key its schemas declare (one added since it was logged)."""
+    def lacks(node: Any, schema: type) -> bool:
+        hints = typing.get_type_hints(schema)
+        for field in dataclasses.fields(schema):
+            if field.name not in node:
+                return True
+            inner = choices.get(field.name) if schema is Config else None
+            inner = SCHEMAS[field.name][inner] if inner else hints[field.name]
+            if dataclasses.is_dataclass(inner) and isinstance(node[field.name], dict) and lacks(node[field.name], inner):
+                return True
+        return False
+
+    return lacks(values, Config)
+
+
+def fill(values: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Add to `values`, at every depth, the keys of `defaults` it lacks."""
+    for key, default in defaults.items():
+        if key not in values:
+            values[key] = default
+        elif isinstance(values[key], dict) and isinstance(default, dict):
+            fill(values[key], default)
+
+
+def composed(choices: dict[str, str]) -> dict[str, Any]:
+    """The config composed today from the options `choices` ({group: option}), unresolved: the
+    defaults a logged config lacks. Within the app Hydra is initialised; elsewhere it is for this call."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from .schema import register_configs
+
+    overrides = [f"{group}={option}" for group, option in choices.items()]
+    if GlobalHydra.instance().is_initialized():
+        cfg = compose("config", overrides=overrides)
+    else:
+        register_configs()
+        with initialize_config_module(config_module="runner.conf", version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def has_path(values: dict, dotted: str) -> bool:
+    *parents, last = dotted.split(".")
+    for parent in parents:
+        values = values.get(parent)
+        if not isinstance(values, dict):
+            return False
+    return last in values
+
+
+def pop_path(values: dict, dotted: str) -> Any:
+    *parents, last = dotted.split(".")
+    for parent in parents:
+        values = values[parent]
+    return values.pop(last)
 
 
 def fetch_training_state(run_id: str, directory: Path):

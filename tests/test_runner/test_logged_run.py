@@ -1,5 +1,6 @@
 """resume=RUN_ID and +from_run=RUN_ID: real runs in subprocesses, a real MLflow SQLite store."""
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -10,10 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
-from helpers import TINY, run_runner
+from helpers import TINY, empty_store, run_runner
+from runner import logged_run
+from runner.logged_run import typed
+from runner.schema import CONFIG_VERSION, SCHEMAS, NamedFolderDataConfig, TrainerConfig
+from runner.settings import to_config
 from unetlab.checkpoints import Checkpoints, latest_state
+from unetlab.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 
@@ -157,3 +165,129 @@ def test_a_training_state_that_does_not_fit_the_model_is_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"error: resume={by_name['big'].info.run_id}: the saved training state does not match this model")
+
+
+# ---------------------------------------------------------------- configs logged by older releases
+def logged_v1() -> dict:
+    """The config.yaml of a run logged before configs had a version (fixtures/config_v1.yaml)."""
+    return yaml.safe_load((Path(__file__).parent / "fixtures" / "config_v1.yaml").read_text())
+
+
+def fake_logged_run(root: Path, values: dict) -> str:
+    """A task=train run in `root`/mlflow.db whose config.yaml artifact is `values` (nothing trained)."""
+    shutil.copyfile(empty_store(), root / "mlflow.db")
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiment = client.create_experiment("unetlab", artifact_location=str(root / "mlruns"))
+    run_id = client.create_run(experiment, tags={"task": "train"}).info.run_id
+    client.log_text(run_id, yaml.safe_dump(values, sort_keys=False), "config.yaml")
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+@pytest.fixture
+def trainer_key_added(monkeypatch):
+    """trainer=default as a later release would have it: one key more (`warmup_epochs`, default 3), in
+    SCHEMAS and in the schema Hydra composes the option from; calling it adds the key again."""
+    from hydra.core.config_store import ConfigStore
+
+    @dataclasses.dataclass
+    class WarmupTrainerConfig(TrainerConfig):
+        warmup_epochs: int = 3
+
+    def add_key():
+        monkeypatch.setitem(SCHEMAS["trainer"], "default", WarmupTrainerConfig)
+        ConfigStore.instance().store(group="schema/trainer", name="default", node=WarmupTrainerConfig)
+
+    add_key()
+    yield add_key
+    ConfigStore.instance().store(group="schema/trainer", name="default", node=TrainerConfig)
+
+
+def test_a_config_logged_before_versions_is_typed_as_version_1_with_its_values():
+    config = to_config(typed(logged_v1(), "+from_run=R"))
+    assert config.config_version == CONFIG_VERSION == 1
+    assert (config.model.filters, config.trainer.epochs, config.loss.name) == (4, 2, "bce_dice")
+
+
+def test_a_logged_config_is_typed_after_a_key_is_added_to_its_group_with_that_options_default(trainer_key_added):
+    config = to_config(typed(logged_v1(), "+from_run=R"))
+    assert config.trainer.warmup_epochs == 3 and config.trainer.epochs == 2
+
+
+def test_a_logged_isbi2012_group_is_typed_as_isbi2012_though_its_name_is_folder(compose):
+    values = logged_v1()
+    values["data"] = OmegaConf.to_container(compose(["data=isbi2012", "data.root=/isbi"]).data, resolve=True)
+    del values["data"]["foreground_oversample"]  # a key isbi2012 did not have then
+    root = typed(values, "+from_run=R")
+    assert OmegaConf.get_type(root.data) is NamedFolderDataConfig
+    assert root.data.masks == "/isbi/label" and root.data.foreground_oversample == 0.33
+
+
+def test_an_older_config_version_is_migrated_before_it_is_typed(monkeypatch):
+    """A fake version 2 that renamed model.base_filters to model.filters and removed model.legacy."""
+    old = logged_v1()
+    old["config_version"] = 1
+    old["model"]["base_filters"] = old["model"].pop("filters")
+    old["model"]["legacy"] = True
+    monkeypatch.setattr(logged_run, "CONFIG_VERSION", 2)
+    with pytest.raises(ConfigError, match="takes: model.base_filters, model.legacy .renamed or removed"):
+        typed(old, "+from_run=R")
+    monkeypatch.setitem(logged_run.MIGRATIONS, 1, {"renamed": {"model.base_filters": "model.filters"},
+                                                    "removed": ["model.legacy"]})
+    root = typed(old, "+from_run=R")
+    assert root.model.filters == 4 and "legacy" not in root.model and root.config_version == 2
+
+
+def test_from_run_of_a_run_logged_without_a_key_that_exists_today_trains_with_its_default(tmp_path):
+    old = logged_v1()
+    del old["trainer"]["jit_compile"], old["tracking"]["num_predictions"]  # default null; 4 (logged: 2)
+    run_id = fake_logged_run(tmp_path, old)
+    result = run_runner(f"+from_run={run_id}", "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    [new] = [run for run in runs(uri) if run.data.tags.get("from_run") == run_id]
+    assert new.info.status == "FINISHED"
+    assert new.data.params["trainer.jit_compile"] == "None" and new.data.params["tracking.num_predictions"] == "4"
+    (tmp_path / "new").mkdir()
+    logged = yaml.safe_load(Path(MlflowClient(uri).download_artifacts(
+        new.info.run_id, "config.yaml", str(tmp_path / "new"))).read_text())
+    assert logged["config_version"] == CONFIG_VERSION and logged["model"]["filters"] == 4
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"model": {"name": "transformer"}}, "its model.name=transformer is no model option of this version (unet)"),
+    ({"config_version": CONFIG_VERSION + 1}, f"its config_version={CONFIG_VERSION + 1} is newer than this unetlab "
+                                             f"reads (up to config_version={CONFIG_VERSION}): upgrade unetlab"),
+])
+def test_a_logged_config_of_an_unknown_option_or_a_newer_version_is_one_line(tmp_path, change, expected):
+    values = logged_v1()
+    for key, value in change.items():
+        values[key] = {**values[key], **value} if isinstance(value, dict) else value
+    run_id = fake_logged_run(tmp_path, values)
+    result = run_runner(f"+from_run={run_id}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: from_run={run_id}: {expected}")
+
+
+def test_a_run_logged_before_a_key_was_added_resumes_after_it_was(tmp_path, trainer_key_added):
+    """The run trains (and logs its config) while trainer=default has no `warmup_epochs`; a later release adds it;
+    the run still resumes from its training state, with the new key at its default."""
+    from hydra.core.config_store import ConfigStore
+
+    SCHEMAS["trainer"]["default"] = TrainerConfig  # this release first (the fixture restores SCHEMAS afterwards)
+    ConfigStore.instance().store(group="schema/trainer", name="default", node=TrainerConfig)
+    result = run_runner(*TINY, "trainer.epochs=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    [run] = runs(uri)
+    (tmp_path / "logged").mkdir()
+    logged = yaml.safe_load(Path(MlflowClient(uri).download_artifacts(
+        run.info.run_id, "config.yaml", str(tmp_path / "logged"))).read_text())
+    assert "warmup_epochs" not in logged["trainer"]
+
+    trainer_key_added()  # the later release: trainer=default takes `warmup_epochs`
+    result = run_runner(f"resume={run.info.run_id}", "trainer.epochs=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [resumed] = runs(uri)
+    assert resumed.info.status == "FINISHED"
+    assert [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "val_dice")] == [0, 1]

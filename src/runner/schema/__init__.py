@@ -24,6 +24,10 @@ from .groups import (AdamConfig, AugmentSettings, BorderWeightedDiceLossConfig, 
                      NamedFolderDataConfig, Normalize, OptimizerConfig, PredictConfig, SearchConfig, SGDConfig,
                      SyntheticDataConfig, Task, TrackingConfig, TrainerConfig, TverskyLossConfig)
 
+# The layout of a logged config.yaml: raised when a release renames or removes a key (with its entry
+# in runner.logged_run.MIGRATIONS); an added key needs no new version. A config without one is version 1.
+CONFIG_VERSION = 1
+
 
 @dataclass
 class Config:
@@ -45,6 +49,7 @@ class Config:
     checkpoint: Optional[str] = None
     hparams_search: Optional[SearchConfig] = None
     resume: Optional[str] = None  # a task=train run id: continue that run (its own config, see runner.resume)
+    config_version: int = CONFIG_VERSION  # written into config.yaml; runner.logged_run reads older ones
 
     def __post_init__(self) -> None:
         self.run_id = checked_run_id(self.run_id)

@@ -16,6 +16,8 @@ KEY_HELP: Dict[str, str] = {
     "seed": "seeds Python, NumPy, TensorFlow, the data split, synthetic data and augmentation",
     "output_dir": "checkpoints and pictures of this run (`outputs/DATE/TIME-UNIQUE`; sweeps: `multirun/...`)",
     "resume": "RUN_ID of a task=train run to continue, with its own config (see Resume, reproduce, stop)",
+    "config_version": "the layout of the config, written into a run's `config.yaml` so that later releases read it "
+                      "(a file without it is version 1); set by unetlab, not by hand",
     "run_id": "the model of evaluate / predict / export: an MLflow task=train run, or `[A,B,C]`: an ensemble",
     "model_uri": "the model of evaluate / predict / export: `models:/NAME/VERSION`, `models:/NAME@ALIAS` or "
                  "`models:/NAME/latest`",
@@ -146,11 +148,11 @@ KEY_HELP: Dict[str, str] = {
     "hparams_search.seed": "the sampler's seed",
     "hparams_search.n_startup_trials": "TPE: random trials before the model-based ones",
     "hparams_search.max_failure_rate": "stop when more than this share of `n_trials` failed",
-    "hparams_search.params": "the search space in Hydra's sweep syntax; null = only the command line's sweeps",
-    "hparams_search.trial_id": "set by the sweeper for each trial's job",
     "hparams_search.heartbeat_interval": "seconds between the heartbeats a sweep records of each trial it runs",
     "hparams_search.grace_period": "seconds without a heartbeat after which a sweep on the study fails a "
                                    "RUNNING trial (its sweep died) and runs it again; a live sweep's trials are left alone",
+    "hparams_search.params": "the search space in Hydra's sweep syntax; null = only the command line's sweeps",
+    "hparams_search.trial_id": "set by the sweeper for each trial's job",
     "hparams_search.pruner.name": "the Optuna pruner, asked after every epoch of a trial",
     "hparams_search.pruner.n_startup_trials": "median, percentile: trials completed before any is pruned",
     "hparams_search.pruner.n_warmup_epochs": "median, percentile, threshold: epochs before a trial can be pruned",
