@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from unetlab.checkpoints import Checkpoints
 from unetlab.errors import ConfigError, DataError
+from unetlab.models import with_any_input_size
 from unetlab.preprocessing import Preprocessing
 
 from .schema import Config
@@ -174,6 +175,7 @@ def _from_checkpoint(path: Path, preprocessing_path: Path | None = None) -> Load
 
 
 def _load(path: Path, preprocessing_path: Path) -> LoadedModel:
-    """A `.keras` file in Keras safe mode, with its preprocessing."""
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    """A `.keras` file in Keras safe mode, for inputs of any height and width (any `predict.tile_size`
+    the network's size rule allows; training saved it for its image size), with its preprocessing."""
+    model = with_any_input_size(keras.saving.load_model(path, compile=False, safe_mode=True))
     return LoadedModel(model, Preprocessing.load(preprocessing_path), None, str(path))

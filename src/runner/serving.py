@@ -28,9 +28,11 @@ class SegmentationModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         import keras
 
+        from unetlab.models import with_any_input_size
         from unetlab.preprocessing import Preprocessing
 
-        self.model = keras.saving.load_model(context.artifacts["model"], compile=False, safe_mode=True)
+        model = keras.saving.load_model(context.artifacts["model"], compile=False, safe_mode=True)
+        self.model = with_any_input_size(model)
         self.preprocessing = Preprocessing.load(context.artifacts["preprocessing"])
 
     def predict(self, context, model_input, params=None):

@@ -242,8 +242,10 @@ def predict_image(model, image: np.ndarray, preprocessing, *, tile_size: int | N
 
     `preprocessing` (`unetlab.preprocessing.Preprocessing`) normalises the image; a model trained on
     whole images resized to `preprocessing.resize` predicts at that scale and its probabilities are
-    resized back, otherwise the image is predicted at full resolution in tiles of `tile_size`
-    (default: the training size).
+    resized back (in tiles of `tile_size` of the resized image when given), otherwise the image is
+    predicted at full resolution in tiles of `tile_size` (default: the training size). A tile size
+    other than the training size needs a model with an open input size
+    (`unetlab.models.with_any_input_size`).
     """
     array = preprocessing.apply(image)
     if not preprocessing.resize:
@@ -253,7 +255,8 @@ def predict_image(model, image: np.ndarray, preprocessing, *, tile_size: int | N
 
     size = preprocessing.resize
     small = tf.image.resize(array, [size, size], method="bilinear").numpy()
-    probabilities = predict_tiled(model, small, tile_size=size, overlap=overlap, batch_size=batch_size, tta=tta)
+    probabilities = predict_tiled(model, small, tile_size=tile_size or size, overlap=overlap, batch_size=batch_size,
+                                  tta=tta)
     return tf.image.resize(probabilities, array.shape[:2], method="bilinear").numpy()
 
 

@@ -25,7 +25,8 @@ KEY_HELP: Dict[str, str] = {
                   "checkpoint)",
     "predict.input": "task=predict: an image file or a directory of images",
     "predict.output": "task=predict: where the masks go (PNG class ids; 0/255 for a binary model)",
-    "predict.tile_size": "sliding-window tile size; null = the training image size",
+    "predict.tile_size": "sliding-window tile size (any size the network takes: a multiple of 2**depth for same padding); "
+                         "null = the training image size; a model trained on resized images tiles the resized image",
     "predict.overlap": "tile overlap; tiles blend with Gaussian weights (sigma = tile/8)",
     "predict.batch_size": "tiles per batch",
     "predict.tta": "test-time augmentation: the mean over 4 flipped (`flips`) or 8 flipped and turned (`d4`) views",

@@ -6,7 +6,10 @@ import logging
 import tempfile
 from pathlib import Path
 
+import keras
+
 from unetlab.checkpoints import Checkpoints
+from unetlab.models import with_input_size
 from unetlab.preprocessing import Preprocessing
 
 from .. import tracking
@@ -23,8 +26,9 @@ def export(config: Config) -> dict:
     loaded = load_model_source(config)
     if config.export.format is ExportFormat.saved_model:
         output = Path(config.export.output)
-        loaded.model.export(str(output), format="tf_saved_model", verbose=False)
-        log.info("wrote a TensorFlow SavedModel (signature 'serve') to %s", output)
+        model, size = saved_model_input(loaded)
+        model.export(str(output), format="tf_saved_model", verbose=False)
+        log.info("wrote a TensorFlow SavedModel (signature 'serve', input %s) to %s", size, output)
         return {"output": str(output)}
 
     tags = {"task": "export", "model_source": loaded.description}
@@ -38,3 +42,12 @@ def export(config: Config) -> dict:
     version = info.registered_model_version
     log.info("registered models:/%s/%s (%s)", config.export.name, version, loaded.description)
     return {"model_uri": f"models:/{config.export.name}/{version}"}
+
+
+def saved_model_input(loaded) -> tuple:
+    """The model a SavedModel is exported from, and its input size in words: any height and width
+    under TensorFlow; under JAX (jax2tf needs shapes it can check) the training tile size."""
+    if keras.backend.backend() != "jax":
+        return loaded.model, "of any height and width"
+    size = loaded.preprocessing.resize or loaded.preprocessing.tile_size
+    return with_input_size(loaded.model, size), f"{size}x{size}"

@@ -31,7 +31,8 @@ def predict(config: Config) -> dict:
     check_output(output, settings.input)
     members = load_model_sources(config)
     output.mkdir(parents=True, exist_ok=True)
-    scale = ", ".join(sorted({f"resized to {member.preprocessing.resize}" if member.preprocessing.resize
+    scale = ", ".join(sorted({f"resized to {member.preprocessing.resize}, tiles of "
+                              f"{settings.tile_size or member.preprocessing.resize}" if member.preprocessing.resize
                               else f"tiles of {settings.tile_size or member.preprocessing.tile_size}"
                               for member in members}))
     log.info("predicting %d image(s) with %s (%s, overlap %.2f, tta %s) -> %s", len(files), describe(members),

@@ -38,7 +38,10 @@ def test_export_writes_a_saved_model_with_a_serving_signature(trained):
     assert result.returncode == 0, result.stderr[-3000:]
     import tensorflow as tf
 
-    assert "serve" in tf.saved_model.load(str(root / "sm")).signatures
+    serve = tf.saved_model.load(str(root / "sm")).signatures["serve"]
+    for size in (32, 48):  # the training size, and any other the network takes (a multiple of 2**depth)
+        assert tuple(serve(image=tf.zeros((1, size, size, 1)))["output_0"].shape) == (1, size, size, 1)
+    assert "input of any height and width" in result.stdout + result.stderr
 
 
 def test_export_under_jax_writes_a_saved_model_that_tensorflow_serves_like_the_checkpoint(trained, tmp_path):
@@ -53,6 +56,7 @@ def test_export_under_jax_writes_a_saved_model_that_tensorflow_serves_like_the_c
     images = np.random.default_rng(0).random((2, 32, 32, 1), np.float32)
     served = tf.saved_model.load(str(root / "sm_jax")).signatures["serve"](image=tf.constant(images))["output_0"]
     np.testing.assert_allclose(served.numpy(), model.predict(images, verbose=0), atol=1e-5)
+    assert "input 32x32" in result.stdout + result.stderr  # jax2tf: the training tile size
 
 
 def test_export_under_jax_registers_a_pyfunc_model_that_predicts_under_jax(trained):

@@ -26,6 +26,18 @@ def test_predict_writes_same_size_masks_overlays_and_probabilities(trained):
         assert np.asarray(Image.open(root / "out" / f"{name}_overlay.png")).shape == (61, 97, 3)
 
 
+@pytest.mark.parametrize("tile_size", [16, 64])
+def test_predict_takes_a_tile_size_other_than_the_training_size(trained, tile_size):
+    """The run trained on 32x32 images (depth 2): any multiple of 4 tiles the image."""
+    root, run_id, _ = trained
+    images, _ = shapes_dataset(root / f"tiles{tile_size}", 1, (61, 97))
+    result = run_runner("task=predict", f"run_id={run_id}", f"predict.input={images}",
+                        f"predict.output=tiled{tile_size}", f"predict.tile_size={tile_size}", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"tiles of {tile_size}" in result.stdout + result.stderr
+    assert np.asarray(Image.open(root / f"tiled{tile_size}" / "s0.png")).shape == (61, 97)
+
+
 def predictions_agree_across_backends(root, run_id: str) -> None:
     """`run_id`'s model predicts two images the same under TensorFlow and under JAX: probabilities
     within 2e-3 (they are saved as float16; the two backends' float32 sums differ by ~1e-4 at most)."""
@@ -93,6 +105,7 @@ def test_an_ensemble_predicts_from_the_mean_of_its_members_probabilities(trained
     (["RUN", "predict.input=clash"], "a.png and a.tif in predict.input='clash' share the stem 'a'"),
     (["RUN", "predict.input=latin1"], "caf\\xe9.png in predict.input='latin1': file name not UTF-8, rename it"),
     (["RUN", "predict.input=bomb"], "bomb/a.png cannot be decoded (more than MAX_PIXELS=268435456 pixels"),
+    (["RUN", "predict.input=clash/a.png", "predict.tile_size=30"], "tile_size=30 does not fit the model (a same-padding U-Net needs a multiple"),
 ])
 def test_bad_requests_fail_with_their_own_one_line_error(trained, args, message):
     root, run_id, _ = trained
