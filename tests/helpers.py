@@ -48,11 +48,15 @@ def run_runner(*args: str, cwd: Path, timeout: float = 300, backend: str | None 
                with_store: bool = True) -> subprocess.CompletedProcess:
     """`python -m runner ARGS` launched from `cwd`, as a user would start it: in this test process
     (the imports, about 10 s a process here, are paid once), or in a subprocess where the process
-    is what is tested (`fresh_process`, signals, a `backend` or an `env` that must be set before
-    Keras starts). `with_store`: the store it tracks to starts as a copy of an empty one, unless it exists
-    (tests that check that nothing was tracked say `with_store=False`)."""
+    is what is tested (`fresh_process`, signals, a `backend` other than this process's or an `env`
+    that must be set before Keras starts). `with_store`: the store it tracks to starts as a copy of an
+    empty one, unless it exists (tests that check that nothing was tracked say `with_store=False`)."""
+    import keras
+
     if with_store:
         seed_store(args, cwd)
+    if backend == keras.backend.backend():
+        backend = None  # this process runs it under that backend already
     if fresh_process or backend or env:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {}),
                **(env or {})}

@@ -25,7 +25,7 @@ from unetlab.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 20
+EPOCHS = 6  # killed after epoch 2: 4 more epochs of the resumed run to compare
 DETERMINISTIC = [o for o in TINY if not o.startswith("trainer.epochs")] + [
     f"trainer.epochs={EPOCHS}", "trainer.deterministic=true", "trainer.verbose=2"]
 

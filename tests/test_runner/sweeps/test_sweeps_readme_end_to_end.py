@@ -30,11 +30,14 @@ def key(override: str) -> str:
 
 def shrunk(commands: list[list[str]]) -> list[list[str]]:
     """Each command with the tiny config (less the keys it sets) and one trial more than the
-    earlier commands of its search space ran (same arguments, n_trials and hydra settings aside)."""
+    earlier commands of its search space ran (same arguments, n_trials and hydra settings aside);
+    joblib runs its one trial in this process (n_jobs=1: parallel trials are
+    test_sweeps_end_to_end's, and worker processes cost ~10 s of imports each)."""
     seen: dict[frozenset, int] = {}
     runs = []
     for args in commands:
-        args = [a for a in args if key(a) != "hparams_search.n_trials"]
+        args = [a if key(a) != "hydra.launcher.n_jobs" else "hydra.launcher.n_jobs=1"
+                for a in args if key(a) != "hparams_search.n_trials"]
         space = frozenset(a for a in args if not key(a).startswith(("hydra.", "hydra/")))
         seen[space] = seen.get(space, 0) + 1
         tiny = [o for o in TINY if key(o) not in {key(a) for a in args} and key(o) != "trainer.epochs"]
