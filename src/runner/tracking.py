@@ -49,11 +49,13 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     return {prefix[:-1]: str(value)}
 
 
-def config_params(config: Config) -> dict[str, str]:
-    """The config as MLflow params with dotted keys. A search's space is left out: a trial's
-    own values are its params, and the parent run holds the space (optuna/search_space.json)."""
+def config_params(config: Config, only: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The config as MLflow params with dotted keys; `only`: just these keys and the keys under them
+    (`"data"` takes `data.images`, ...). A search's space is left out: a trial's own values are its
+    params, and the parent run holds the space (optuna/search_space.json)."""
     params = flatten(masked(plain(config)))
-    return {key: value for key, value in params.items() if not key.startswith("hparams_search.params")}
+    return {key: value for key, value in params.items() if not key.startswith("hparams_search.params")
+            and (only is None or any(key == name or key.startswith(f"{name}.") for name in only))}
 
 
 def log_config(config: Config, params: bool = True) -> None:

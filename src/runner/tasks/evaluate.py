@@ -32,6 +32,13 @@ OBJECT_SCORES = ("rand_error", "vi", "vi_split", "vi_merge")  # per image; the s
 METRIC_PREFIX = "eval_"  # MLflow keys of the summary (eval_dice: never a training curve's key); metrics.json: dice
 
 
+# The config keys an evaluation reads, and so logs as its params: the model source, the data, the
+# prediction settings (`builders.prediction_settings`), its own group and where it is tracked. Not the
+# model, loss, optimizer or trainer of the composed config: the source run's, which may differ.
+EVALUATION_PARAMS = ("task", "run_id", "model_uri", "checkpoint", "config_version", "data", "predict.tile_size",
+                     "predict.overlap", "predict.batch_size", "predict.tta", "evaluate", "tracking")
+
+
 def evaluate(config: Config) -> dict:
     """Write metrics.json, per_image.csv and worst.png (image | truth | prediction | overlay of the
     lowest-Dice images), print a table, and log an evaluation run linked to its source run.
@@ -81,7 +88,8 @@ def evaluate(config: Config) -> dict:
             **guards.check_overlap(source_run_ids, image_digests, config.tracking.uri)}
     home, parent_run_id, what = evaluation_home(config, [member.source_run_id for member in members])
     with tracking.tracked_run(home, tags, what=what, parent_run_id=parent_run_id):
-        tracking.retry_locked(mlflow.log_params, {**tracking.config_params(config), **tracking.backend_params()})
+        params = tracking.config_params(config, only=EVALUATION_PARAMS)
+        tracking.retry_locked(mlflow.log_params, {**params, **tracking.backend_params()})
         tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary

@@ -50,6 +50,12 @@ def test_evaluate_matches_a_numpy_reference_and_nests_under_its_source_run(train
     assert run.data.metrics["eval_dice"] == pytest.approx(metrics["dice"])
     assert run.data.metrics["eval_rand_error"] == pytest.approx(metrics["rand_error"])
     assert run.data.params["keras_backend"] == "tensorflow"
+    # only what evaluation used: the model source, data, prediction settings; not the default config's
+    # model, loss, optimizer or trainer, which the source run may not have had
+    params = run.data.params
+    assert params["run_id"] == run_id and params["data.images"] == str(images) and params["predict.tta"] == "none"
+    assert not [key for key in params if key.startswith(("model.", "loss.", "optimizer.", "trainer.", "augment.",
+                                                         "predict.input", "predict.output", "export."))]
     assert all(key.startswith("eval_") for key in run.data.metrics)
     assert not set(run.data.metrics) & set(source.data.metrics)  # no chart mixes evaluation and training
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
