@@ -6,4 +6,9 @@ TensorFlow is imported by the submodules that need it (`unetlab.models`,
 `unetlab.data`, `unetlab.losses`, ...).
 """
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:  # the version pyproject.toml declares, as installed (one place for it)
+    __version__ = _metadata.version("unetlab")
+except _metadata.PackageNotFoundError:  # the source tree on sys.path, not installed
+    __version__ = "0+unknown"

@@ -1,4 +1,4 @@
-"""Segmentation losses, selected by name from `LOSSES` (`build_loss(name)`).
+"""Segmentation losses, selected by name from `LOSSES` (`build_loss(name)`), named in `unetlab.names.LOSS_NAMES`.
 
 Every loss takes `y_true` as class ids of shape (batch, H, W, 1) (0/1 for a
 binary model) and `y_pred` as probabilities (batch, H, W, C) from the model's
@@ -22,7 +22,7 @@ from keras import ops
 
 from .errors import ConfigError
 from .labels import check_ignore_index
-from .names import check_choice
+from .names import LOSS_NAMES, check_choice
 
 _EPSILON = 1e-7
 
@@ -239,19 +239,8 @@ class WeightedCrossentropyDice(PixelWeightedLoss):
                 + dice_loss_per_image(y_true, y_pred, self.params["smooth"], self.ignore_index))
 
 
-LOSSES = {
-    "bce": Crossentropy,
-    "ce": Crossentropy,
-    "dice": DiceLoss,
-    "bce_dice": CrossentropyDiceLoss,
-    "ce_dice": CrossentropyDiceLoss,
-    "focal": FocalLoss,
-    "tversky": TverskyLoss,
-    "weighted_bce": WeightedCrossentropy,
-    "weighted_ce": WeightedCrossentropy,
-    "weighted_bce_dice": WeightedCrossentropyDice,
-    "weighted_ce_dice": WeightedCrossentropyDice,
-}
+# name -> class, from the registry (`unetlab.names.LOSS_NAMES`: the names, heads and help)
+LOSSES = {name: globals()[loss.cls] for name, loss in LOSS_NAMES.items()}
 
 
 def build_loss(name: str, ignore_index: int | None = None, **params) -> keras.losses.Loss:

@@ -6,6 +6,8 @@ lists and checks the monitored metric's name without importing the library's hea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .errors import ConfigError
 
 POOLING = ("max", "conv")  # unetlab.models.build_unet(pooling=)
@@ -18,6 +20,41 @@ DISTRIBUTION = ("none", "data_parallel")  # unetlab.distribution: one device, or
 OBJECTS = ("foreground", "background")  # the class whose connected components are the objects (cells)
 
 METRICS = ("loss", "dice", "iou", "pixel_accuracy")  # what a model compiled by unetlab reports
+
+HEADS = ("sigmoid", "softmax", "any")  # the head a loss needs: num_classes=1, num_classes >= 2, either
+
+
+@dataclass(frozen=True)
+class LossName:
+    """One loss of the registry: the `unetlab.losses` class that computes it, the head it needs
+    (one of `HEADS`), and what it is, in a line (the config reference and `--help` show it)."""
+
+    cls: str
+    head: str
+    help: str
+
+
+# The losses, by the name `build_loss(name)`, `loss=NAME` and the docs use: the one list of them. A
+# sigmoid and a softmax form of one loss share a class (it reads the head from the prediction).
+LOSS_NAMES: dict[str, LossName] = {
+    "bce": LossName("Crossentropy", "sigmoid", "binary cross-entropy"),
+    "ce": LossName("Crossentropy", "softmax", "categorical cross-entropy"),
+    "dice": LossName("DiceLoss", "any", "1 - soft Dice"),
+    "bce_dice": LossName("CrossentropyDiceLoss", "sigmoid", "binary cross-entropy + (1 - soft Dice)"),
+    "ce_dice": LossName("CrossentropyDiceLoss", "softmax", "categorical cross-entropy + (1 - soft Dice)"),
+    "focal": LossName("FocalLoss", "any", "focal loss, Lin et al. 2017: down-weights easy pixels"),
+    "tversky": LossName("TverskyLoss", "any", "1 - Tversky index: false positives and negatives weighed apart"),
+    "weighted_bce": LossName("WeightedCrossentropy", "sigmoid", "the U-Net paper's border-weighted cross-entropy"),
+    "weighted_ce": LossName("WeightedCrossentropy", "softmax", "the U-Net paper's border-weighted cross-entropy"),
+    "weighted_bce_dice": LossName("WeightedCrossentropyDice", "sigmoid", "weighted_bce + an unweighted Dice term"),
+    "weighted_ce_dice": LossName("WeightedCrossentropyDice", "softmax", "weighted_ce + an unweighted Dice term"),
+}
+
+
+def losses_for(head: str) -> tuple[str, ...]:
+    """The loss names that need `head` ("sigmoid" or "softmax"; "any" fits both)."""
+    check_choice("head", head, HEADS)
+    return tuple(name for name, loss in LOSS_NAMES.items() if loss.head == head)
 
 
 def check_choice(argument: str, value, choices: tuple[str, ...]):

@@ -93,3 +93,10 @@ def test_run_id_names_one_run_or_an_ensemble_of_runs(make_config, tmp_path):
 
     assert run_id("a") == run_id("[a]") == ("a", ["a"])
     assert run_id("[a,b]") == (["a", "b"], ["a", "b"])
+
+
+def test_the_loss_options_are_unetlabs_registered_losses_each_with_a_yaml_of_its_name(compose, tmp_path):
+    assert list(SCHEMAS["loss"]) == list(names.LOSS_NAMES)
+    assert {option for group, option in group_options() if group == "loss"} == set(names.LOSS_NAMES)
+    for name in names.LOSS_NAMES:
+        assert compose([f"loss={name}"]).loss.name == name

@@ -157,24 +157,17 @@ def monitor_mode(name: str, mode: MonitorMode) -> str:
     return "min" if name.endswith("loss") else "max"
 
 
-SIGMOID_LOSSES = ("bce", "bce_dice", "weighted_bce", "weighted_bce_dice")  # names for a sigmoid head
-SOFTMAX_LOSSES = ("ce", "ce_dice", "weighted_ce", "weighted_ce_dice")  # the same losses for a softmax head
+SIGMOID_LOSSES = names.losses_for("sigmoid")  # names for a sigmoid head
+SOFTMAX_LOSSES = names.losses_for("softmax")  # the same losses for a softmax head
+# the parameters of each loss class of unetlab.losses (the registry, LOSS_NAMES, names the class)
+LOSS_SCHEMAS = {"Crossentropy": LossConfig, "DiceLoss": DiceLossConfig, "CrossentropyDiceLoss": DiceLossConfig,
+                "FocalLoss": FocalLossConfig, "TverskyLoss": TverskyLossConfig,
+                "WeightedCrossentropy": BorderWeightedLossConfig,
+                "WeightedCrossentropyDice": BorderWeightedDiceLossConfig}
 
 SCHEMAS = {
     "data": {"synthetic": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig},
-    "loss": {
-        "bce": LossConfig,
-        "ce": LossConfig,
-        "dice": DiceLossConfig,
-        "bce_dice": DiceLossConfig,
-        "ce_dice": DiceLossConfig,
-        "focal": FocalLossConfig,
-        "tversky": TverskyLossConfig,
-        "weighted_bce": BorderWeightedLossConfig,
-        "weighted_ce": BorderWeightedLossConfig,
-        "weighted_bce_dice": BorderWeightedDiceLossConfig,
-        "weighted_ce_dice": BorderWeightedDiceLossConfig,
-    },
+    "loss": {name: LOSS_SCHEMAS[loss.cls] for name, loss in names.LOSS_NAMES.items()},
     "model": {"unet": ModelConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamConfig, "sgd": SGDConfig},
     "augment": {"none": AugmentSettings, "basic": AugmentSettings, "paper": AugmentSettings},

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
+from unetlab.names import LOSS_NAMES
+
 KEY_HELP: Dict[str, str] = {
     # ------------------------------------------------------------ the main config
     "task": "what to run (see the tasks above)",
@@ -170,17 +172,6 @@ OPTION_HELP: Dict[Tuple[str, str], str] = {
     ("data", "folder"): "image and mask folders, paired by file stem",
     ("data", "isbi2012"): "the ISBI 2012 EM membranes of the U-Net paper: `folder` under one `root`",
     ("model", "unet"): "the U-Net: the classic Keras one by default, the paper's with `padding=valid`",
-    ("loss", "bce"): "binary cross-entropy (sigmoid)",
-    ("loss", "dice"): "1 - soft Dice (sigmoid or softmax)",
-    ("loss", "bce_dice"): "binary cross-entropy + (1 - soft Dice) (sigmoid)",
-    ("loss", "ce"): "categorical cross-entropy (softmax)",
-    ("loss", "ce_dice"): "categorical cross-entropy + (1 - soft Dice) (softmax)",
-    ("loss", "focal"): "focal loss, Lin et al. 2017: down-weights easy pixels (sigmoid or softmax)",
-    ("loss", "tversky"): "1 - Tversky index: false positives and negatives weighed apart (sigmoid or softmax)",
-    ("loss", "weighted_bce"): "the U-Net paper's border-weighted cross-entropy (sigmoid)",
-    ("loss", "weighted_bce_dice"): "weighted_bce + an unweighted Dice term (sigmoid)",
-    ("loss", "weighted_ce"): "the U-Net paper's border-weighted cross-entropy (softmax)",
-    ("loss", "weighted_ce_dice"): "weighted_ce + an unweighted Dice term (softmax)",
     ("optimizer", "adam"): "Adam",
     ("optimizer", "adamw"): "AdamW: Adam with decoupled weight decay",
     ("optimizer", "sgd"): "SGD with momentum",
@@ -191,3 +182,6 @@ OPTION_HELP: Dict[Tuple[str, str], str] = {
     ("tracking", "mlflow"): "MLflow runs: params, metrics per epoch, checkpoints, the model, pictures",
     ("hparams_search", "optuna"): "with `-m`: an Optuna study (TPE, pruning, resumable)",
 }
+# the losses' lines come from unetlab's registry of them (unetlab.names.LOSS_NAMES), with the head they need
+HEAD_HELP = {"sigmoid": "sigmoid", "softmax": "softmax", "any": "sigmoid or softmax"}
+OPTION_HELP.update({("loss", name): f"{loss.help} ({HEAD_HELP[loss.head]})" for name, loss in LOSS_NAMES.items()})
