@@ -94,7 +94,7 @@ def log_model_summary(model) -> None:
 
 
 def source_tags() -> dict[str, str]:
-    """The command-line overrides and the commit of the unetlab source tree (editable installs)."""
+    """The command-line overrides and the commit of the unetlab checkout (editable installs only)."""
     from hydra.core.hydra_config import HydraConfig
 
     from omegaconf import OmegaConf
@@ -104,10 +104,16 @@ def source_tags() -> dict[str, str]:
     return {"overrides": mask_secrets(" ".join(overrides)), **git_commit()}
 
 
-def git_commit() -> dict[str, str]:
-    """Commit of the unetlab source tree (MLflow's own tag), with a dirty flag."""
-    source = Path(__file__).resolve().parent
+def git_commit(source: Path = Path(__file__).resolve().parent) -> dict[str, str]:
+    """Commit of the unetlab checkout `source` (the `src/runner` folder) was imported from (MLflow's
+    own tag), with a dirty flag; none for an installed package, whose enclosing repository (a
+    user's project around site-packages) is not unetlab's."""
+    root = source.parents[1]
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=source, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        if Path(top).resolve() != root.resolve() or not is_unetlab_project(root / "pyproject.toml"):
+            return {}
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
@@ -115,6 +121,24 @@ def git_commit() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"mlflow.source.git.commit": commit, "git_dirty": str(bool(dirty)).lower()}
+
+
+def is_unetlab_project(pyproject: Path) -> bool:
+    """Whether `pyproject` exists and its [project] is named unetlab."""
+    try:
+        text = pyproject.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the name line under [project]
+        import re
+
+        return re.search(r'^\[project\][^\[]*^name\s*=\s*["\']unetlab["\']', text, re.M) is not None
+    try:
+        return tomllib.loads(text).get("project", {}).get("name") == "unetlab"
+    except tomllib.TOMLDecodeError:
+        return False
 
 
 def retry_locked(action, *args, **kwargs):

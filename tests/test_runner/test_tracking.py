@@ -74,6 +74,26 @@ def test_the_source_commit_is_tagged_once_as_mlflow_tags_it(store):
     assert "git_commit" not in tags
 
 
+def test_only_the_unetlab_checkout_is_tagged_with_a_commit_not_a_repository_around_site_packages(tmp_path):
+    import subprocess
+
+    # A user's project repository with a virtual environment (and unetlab installed into it) inside.
+    installed = tmp_path / ".venv" / "lib" / "python3.11" / "site-packages" / "runner"
+    installed.mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "their-project"\n')
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "pyproject.toml"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "theirs"], cwd=tmp_path, check=True)
+    assert tracking.git_commit(installed) == {}
+    # Even laid out as a checkout (src/runner), a repository whose pyproject names another project.
+    (tmp_path / "src" / "runner").mkdir(parents=True)
+    assert tracking.git_commit(tmp_path / "src" / "runner") == {}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tracking.Path(tracking.__file__).parent,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert tracking.git_commit()["mlflow.source.git.commit"] == head
+
+
 def test_retry_locked_waits_out_a_locked_store_and_reraises_anything_else(monkeypatch):
     monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
     calls = []
