@@ -13,6 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # this CPU): the tests' JAX subprocesses share those compilations through JAX's persistent cache.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "unetlab-tests-jax-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# passed data checks (unetlab.data.check_cache) go to a folder of this session's, not the user's cache
+os.environ.setdefault("UNETLAB_CACHE_DIR", tempfile.mkdtemp(prefix="unetlab-tests-cache-"))
 
 from helpers import TINY  # noqa: E402
 

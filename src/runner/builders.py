@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from unetlab.errors import ConfigError
@@ -22,9 +23,15 @@ def arguments(settings: Any, *leave_out: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- data
-def folder_reports(config: Config) -> list:
-    """Integrity reports of data.images/data.masks and, when given, data.val_images/data.val_masks."""
-    from unetlab.data.checks import check_folders, message_names
+def folder_reports(config: Config, cache_dir: Path | None = None) -> list:
+    """Integrity reports of data.images/data.masks and, when given, data.val_images/data.val_masks;
+    a passed check of the same files and settings is read from `cache_dir` (None: checked afresh)."""
+    from functools import partial
+
+    from unetlab.data.check_cache import checked_folders
+    from unetlab.data.checks import message_names
+
+    check_folders = partial(checked_folders, cache_dir=cache_dir)
 
     data = config.data
     common = dict(channels=data.channels, num_classes=data.num_classes, ignore_index=data.ignore_index,
@@ -42,13 +49,16 @@ def checked_data(config: Config) -> tuple[str | None, dict[str, dict[str, str]]]
     """Refuse a broken folder dataset (DataError naming the files) and return its content
     fingerprint and the sha256 of each image by side ({"train": {file name: digest}, "val": ...}:
     validation folders have their own, a split shares one); (None, {}) for generated data.
-    The check hashed every file; its digests are reused."""
+    The check hashed every file; its digests are reused. A check that passed before on the same
+    files and settings (every sweep trial, every worker) is read from the cache
+    (`unetlab.data.check_cache`) instead of decoding the dataset again."""
+    from unetlab.data.check_cache import default_cache_dir
     from unetlab.data.checks import raise_if_broken
 
     if not isinstance(config.data, FolderDataConfig):
         return None, {}
     summaries = [raise_if_broken(report, more_help="run task=check_data for the full list").summary
-                 for report in folder_reports(config)]
+                 for report in folder_reports(config, default_cache_dir())]
     digests = {"train": summaries[0]["image_digests"], "val": summaries[-1]["image_digests"]}
     if len(summaries) == 1:
         return summaries[0]["fingerprint"], digests

@@ -134,3 +134,20 @@ def test_fit_verbosity_auto_is_the_bar_on_a_terminal_only(make_config, monkeypat
     config = make_config([f"trainer.verbose={verbose}", f"output_dir={tmp_path}"])
     monkeypatch.setattr(sys, "stdout", Stdout())
     assert builders.fit_verbosity(config) == expected
+
+
+def test_training_checks_folder_data_once_per_content_and_check_data_always(make_config, monkeypatch, tmp_path):
+    """What every sweep trial and every worker does: the second check of unchanged data is read
+    from the cache; task=check_data's report (folder_reports without a cache) decodes again."""
+    from helpers import write_pairs
+    from unetlab.data import checks
+
+    monkeypatch.setenv("UNETLAB_CACHE_DIR", str(tmp_path / "cache"))
+    images, masks = write_pairs(tmp_path, count=3, size=32)
+    config = make_config(["data=folder", f"data.images={images}", f"data.masks={masks}", f"output_dir={tmp_path}/out"])
+    first = builders.checked_data(config)
+    decoded = []
+    original = checks._check_pair
+    monkeypatch.setattr(checks, "_check_pair", lambda *args: decoded.append(args) or original(*args))
+    assert builders.checked_data(config) == first and not decoded
+    assert builders.folder_reports(config)[0].ok and len(decoded) == 3
