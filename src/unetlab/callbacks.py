@@ -55,7 +55,8 @@ class InterruptBetweenSteps(keras.callbacks.Callback):
     a finalizer (TensorFlow and database drivers run many) it is printed and lost, and training
     goes on. This callback only notes the request and raises it from the callback; a second
     signal raises at once. The previous handlers are back when training ends. Only in the main
-    thread (where Python allows signal handlers); elsewhere it does nothing.
+    thread (where Python allows signal handlers); elsewhere it does nothing. Put it last in a
+    callback list: at an epoch's end, the callbacks after it (checkpoints) would not run.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)

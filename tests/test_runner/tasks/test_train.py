@@ -172,6 +172,30 @@ def test_a_failing_prediction_grid_is_a_warning_and_the_run_still_finishes(make_
     assert "prediction_grid failed (the training is kept): MemoryError: no room for a picture" in caplog.text
 
 
+def test_a_signal_during_the_end_of_epoch_logging_stops_after_that_epoch_state_is_saved(make_config, tiny_overrides,
+                                                                                         tmp_path, monkeypatch):
+    import os
+
+    from runner.tracking import MlflowMetrics
+    from unetlab.checkpoints import Checkpoints, TrainingState
+    from unetlab.errors import Interrupted
+
+    log_epoch = MlflowMetrics.on_epoch_end
+
+    def ctrl_c_while_logging(self, epoch, logs=None):
+        log_epoch(self, epoch, logs)
+        if epoch == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # noted by InterruptBetweenSteps, which runs later
+
+    monkeypatch.setattr(MlflowMetrics, "on_epoch_end", ctrl_c_while_logging)
+    with pytest.raises(Interrupted):
+        train(make_config(tiny_overrides + ["trainer.epochs=3"]))
+    state = TrainingState.load(tmp_path / "out" / "checkpoints" / Checkpoints.STATE_SLOTS[0])
+    assert state.epoch == 0  # the interrupted epoch is resumable, not lost
+    _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
+    assert run.info.status == "KILLED"
+
+
 def start_training(cwd, *args):
     """`python -m runner` training the tiny model for 200 epochs; returns once epoch 2 has ended."""
     import os
