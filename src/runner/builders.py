@@ -217,8 +217,9 @@ def training_callbacks(config: Config, checkpoints, logged_epochs: frozenset = f
                        extra: list = (), tracked: bool = True) -> list:
     """A summary line and (when `tracked`) MLflow metrics per epoch (but for `logged_epochs`), NaN guard, Ctrl-C
     and SIGTERM that stop between steps, the configured schedule on plateau and early stopping,
-    all watching `trainer.monitor`, then `extra` (a trial's pruning), and last the checkpoints,
-    which carry the others' counters."""
+    all watching `trainer.monitor`, then `extra` (a trial's pruning), the checkpoints, which carry
+    the others' counters, and last the stop on Ctrl-C and SIGTERM: a signal noted during an epoch's
+    end (its logging) stops training only once that epoch's state is captured."""
     import keras
 
     from unetlab.callbacks import EpochSummary, InterruptBetweenSteps
@@ -229,7 +230,8 @@ def training_callbacks(config: Config, checkpoints, logged_epochs: frozenset = f
     mode = config.monitor_direction()
     callbacks = [EpochSummary(trainer.epochs, trainer.monitor, mode),
                  *([MlflowMetrics(logged_epochs)] if tracked else []),
-                 keras.callbacks.TerminateOnNaN(), InterruptBetweenSteps()]
+                 keras.callbacks.TerminateOnNaN()]
+    interrupt = InterruptBetweenSteps()
     if trainer.schedule.value == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(trainer.monitor, factor=trainer.plateau_factor,
                                                            patience=trainer.plateau_patience, mode=mode,
@@ -238,7 +240,7 @@ def training_callbacks(config: Config, checkpoints, logged_epochs: frozenset = f
         callbacks.append(keras.callbacks.EarlyStopping(trainer.monitor, patience=trainer.early_stopping_patience,
                                                        mode=mode))
     checkpoints.watch(callbacks + [checkpoints])
-    return callbacks + list(extra) + [checkpoints]
+    return callbacks + list(extra) + [checkpoints, interrupt]
 
 
 # ---------------------------------------------------------------- prediction

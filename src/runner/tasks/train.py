@@ -12,7 +12,6 @@ import keras
 import mlflow
 import tensorflow as tf
 
-from unetlab.callbacks import InterruptBetweenSteps
 from unetlab.checkpoints import Checkpoints, TrainingState
 from unetlab.distribution import Replication
 from unetlab.errors import ClusterError, ConfigError, DataError
@@ -100,9 +99,6 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
                                                    replicas=replication.replicas)
     callbacks = builders.training_callbacks(config, checkpoints, logged_epochs, extra=trial.callbacks(trainer.monitor),
                                             tracked=replication.is_chief)
-    # Ctrl-C and SIGTERM stop after the checkpoints: a signal noted during an epoch's end (its logging)
-    # stops only once that epoch's state is captured (written by `checkpoints.close`), not before.
-    callbacks.sort(key=lambda callback: isinstance(callback, InterruptBetweenSteps))
 
     def fit() -> None:
         try:
