@@ -72,3 +72,29 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("UNETLAB_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert check_cache.default_cache_dir() == tmp_path / "xdg" / "unetlab" / "data-checks"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(check_cache.Path, "home", staticmethod(no_home))
+    assert check_cache.default_cache_dir() is None  # no cache, rather than a crash before training
+
+
+def test_a_lower_pixel_limit_checks_again(dataset, monkeypatch):
+    images, masks, cache = dataset
+    assert check_cache.checked_folders(images, masks, cache_dir=cache, **RULES).ok
+    monkeypatch.setattr(check_cache.image_files, "MAX_PIXELS", 15 * 15)
+    report = check_cache.checked_folders(images, masks, cache_dir=cache, **RULES)
+    assert not report.ok and "MAX_PIXELS" in str(report.problems[0])
+
+
+def test_an_entry_that_cannot_be_written_leaves_no_temporary_file(dataset, monkeypatch):
+    images, masks, cache = dataset
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(check_cache.os, "replace", full_disk)
+    assert check_cache.checked_folders(images, masks, cache_dir=cache, **RULES).ok
+    assert list(cache.iterdir()) == []

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .checks import DataReport, check_folders, message_names
+from . import image_files
 from .fingerprint import file_digest
 from .image_files import READ_WORKERS, SUPPORTED_SUFFIXES
 
@@ -29,11 +30,16 @@ CACHE_VERSION = "unetlab-data-check-v1"  # raise when the check or its summary c
 _INT_KEYED = ("channels", "class_frequencies")  # summary dicts whose keys JSON turns into text
 
 
-def default_cache_dir() -> Path:
+def default_cache_dir() -> Path | None:
     """`$UNETLAB_CACHE_DIR`, else `$XDG_CACHE_HOME/unetlab`, else `~/.cache/unetlab`; checks go in
-    its `data-checks/`."""
-    root = os.environ.get("UNETLAB_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "unetlab"
-    return Path(root) / "data-checks"
+    its `data-checks/`. None (no cache) where none is set and there is no home folder."""
+    if os.environ.get("UNETLAB_CACHE_DIR"):
+        return Path(os.environ["UNETLAB_CACHE_DIR"]) / "data-checks"
+    try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # no $HOME and no passwd entry (a container's arbitrary uid)
+        return None
+    return cache / "unetlab" / "data-checks"
 
 
 def checked_folders(images: str | Path, masks: str | Path, *, cache_dir: Path | None, **arguments) -> DataReport:
@@ -57,7 +63,8 @@ def checked_folders(images: str | Path, masks: str | Path, *, cache_dir: Path | 
 
 
 def cache_key(images: str | Path, masks: str | Path, arguments: dict) -> str | None:
-    """sha256 of the check's version, its rules and the digests of both folders' image files."""
+    """sha256 of the check's version, its rules, what decodes the files (the pixel limit, Pillow's
+    and tifffile's versions) and the digests of both folders' image files."""
     rules = {name: value for name, value in arguments.items() if name != "names"}  # names only word messages
     try:
         files = [(role, path) for role, folder in (("image", images), ("mask", masks))
@@ -67,8 +74,15 @@ def cache_key(images: str | Path, masks: str | Path, arguments: dict) -> str | N
             digests = list(pool.map(lambda item: file_digest(*item), files))
     except (OSError, DataError):
         return None
-    text = json.dumps([CACHE_VERSION, rules, digests], default=str)
+    text = json.dumps([CACHE_VERSION, rules, decoders(), digests], default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def decoders() -> list:
+    """What decides whether a file decodes, beside its bytes: a change of either may turn a pass into a fail."""
+    from importlib import metadata
+
+    return [image_files.MAX_PIXELS, *(metadata.version(name) for name in ("pillow", "tifffile"))]
 
 
 def read_entry(entry: Path, images, masks, names) -> DataReport | None:
@@ -89,6 +103,7 @@ def write_entry(entry: Path, report: DataReport, images, masks) -> None:
     written is skipped."""
     stored = {"summary": {key: value for key, value in report.summary.items() if key not in ("images", "masks")},
               "pairs": [(Path(image).name, Path(mask).name) for image, mask in report.pairs]}
+    temporary = None
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=entry.parent, suffix=".tmp", delete=False) as handle:
@@ -96,4 +111,6 @@ def write_entry(entry: Path, report: DataReport, images, masks) -> None:
             json.dump(stored, handle)
         os.replace(temporary, entry)
     except OSError as error:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
         log.warning("data check not cached in %s: %s", entry.parent, error)
