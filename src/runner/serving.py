@@ -18,6 +18,8 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from unetlab.errors import ConfigError
+
 ARTIFACT_PATH = "model"
 ARTIFACTS = ("model", "preprocessing")  # the pyfunc artifacts: the .keras file and its preprocessing.json
 
@@ -41,6 +43,7 @@ class SegmentationModel(mlflow.pyfunc.PythonModel):
 
         params = params or {}
         probabilities = predict_image(self.model, np.asarray(model_input), self.preprocessing,
+                                      tile_size=int(params.get("tile_size", 0)) or None,
                                       overlap=float(params.get("overlap", 0.5)), tta=str(params.get("tta", "none")))
         return predicted_class_map(probabilities).astype(np.uint8)
 
@@ -65,8 +68,13 @@ def pip_requirements(environment: dict[str, str] | None = None) -> list[str]:
 
     from packaging.requirements import Requirement
 
+    try:
+        requirements = metadata.requires("unetlab") or []
+    except metadata.PackageNotFoundError:
+        raise ConfigError("unetlab is not installed (run from its sources?): the logged model's pip requirements "
+                          "are read from its package metadata; install it with `pip install -e .`") from None
     pinned = []
-    for line in metadata.requires("unetlab") or []:
+    for line in requirements:
         requirement = Requirement(line)
         if requirement.marker and not requirement.marker.evaluate({**(environment or {}), "extra": ""}):
             continue  # another platform's, or an extra's (test, docs, ray)
@@ -91,7 +99,8 @@ def log_segmentation_model(model_path: Path, preprocessing_path: Path, registere
     signature = ModelSignature(  # one image of any height and width in, its class-id mask out
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, preprocessing.channels))]),
         outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1))]),
-        params=ParamSchema([ParamSpec("tta", "string", "none"), ParamSpec("overlap", "double", 0.5)]),
+        params=ParamSchema([ParamSpec("tta", "string", "none"), ParamSpec("overlap", "double", 0.5),
+                            ParamSpec("tile_size", "long", 0)]),  # 0: the training size
     )
     source = Path(__file__).resolve().parents[1]  # src/: bundle our packages with the model
     return mlflow.pyfunc.log_model(

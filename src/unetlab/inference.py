@@ -187,7 +187,8 @@ def _tile_output(model, tile_size: int, channels: int) -> tuple[int, int]:
     except Exception as error:  # noqa: BLE001 - Keras raises ValueError or a TensorFlow error
         raise ConfigError(
             f"tile_size={tile_size} does not fit the model (a same-padding U-Net needs a multiple "
-            f"of 2**depth). Received: tile_size={tile_size}"
+            f"of 2**depth; a valid-padding one a size its convolutions and poolings divide evenly). "
+            f"Received: tile_size={tile_size}"
         ) from error
     if len(shape) != 4 or shape[1] != shape[2] or shape[1] > tile_size or (tile_size - shape[1]) % 2:
         raise ConfigError(

@@ -13,6 +13,7 @@ from packaging.requirements import Requirement
 
 from helpers import register_model
 from runner.serving import pip_requirements
+from unetlab.errors import ConfigError
 
 LINUX_X86 = {"sys_platform": "linux", "platform_machine": "x86_64"}
 MACOS_ARM = {"sys_platform": "darwin", "platform_machine": "arm64"}
@@ -39,6 +40,15 @@ def test_requirements_honour_the_markers_of_the_tensorflow_distribution():
     version = metadata.version("tensorflow-cpu") if "tensorflow-cpu" in linux else None
     if version:  # this machine installs tensorflow-cpu, so its own requirements name it
         assert f"tensorflow-cpu=={version}" in pip_requirements()
+
+
+def test_without_unetlabs_metadata_the_requirements_are_one_line_saying_to_install_it(monkeypatch):
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "requires", not_installed)  # as when run from src/ on PYTHONPATH
+    with pytest.raises(ConfigError, match=r"^unetlab is not installed .*pip install -e \.`$"):
+        pip_requirements()
 
 
 @pytest.mark.slow
