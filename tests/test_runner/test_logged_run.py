@@ -269,7 +269,7 @@ def test_a_logged_config_of_an_unknown_option_or_a_newer_version_is_one_line(tmp
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: from_run={run_id}: {expected}")
 
 
-def test_a_run_logged_before_a_key_was_added_resumes_after_it_was(tmp_path, trainer_key_added):
+def test_a_run_logged_before_a_key_was_added_resumes_after_it_was(tmp_path, trainer_key_added, monkeypatch):
     """The run trains (and logs its config) while trainer=default has no `warmup_epochs`; a later release adds it;
     the run still resumes from its training state, with the new key at its default."""
     from hydra.core.config_store import ConfigStore
@@ -286,8 +286,14 @@ def test_a_run_logged_before_a_key_was_added_resumes_after_it_was(tmp_path, trai
     assert "warmup_epochs" not in logged["trainer"]
 
     trainer_key_added()  # the later release: trainer=default takes `warmup_epochs`
+    from runner import builders
+
+    trained_with, check_data = [], builders.checked_data
+    monkeypatch.setattr(builders, "checked_data", lambda config: trained_with.append(config) or check_data(config))
     result = run_runner(f"resume={run.info.run_id}", "trainer.epochs=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    [config] = trained_with
+    assert (config.trainer.warmup_epochs, config.trainer.epochs, config.resume) == (3, 2, run.info.run_id)
     [resumed] = runs(uri)
     assert resumed.info.status == "FINISHED"
     assert [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "val_dice")] == [0, 1]

@@ -74,6 +74,7 @@ def test_monitor_direction_follows_the_metric_unless_set(make_config, tmp_path):
     (["run_id=[a,'']"], "run_id must be a run id or a list of run ids (run_id=[A,B]), each a non-empty string"),
     (["run_id=[]"], "Received: run_id=[]"),
     (["task=export", "export.name=x", "run_id=[a,b,c]"], "task=export takes one model: run_id=[a,b,c] names 3"),
+    (["config_version=2"], "config_version=2: it is written by unetlab, not set"),  # its run could not be read back
 ])
 def test_cross_field_rules_name_the_key(make_config, overrides, message, tmp_path):
     with pytest.raises(ConfigError) as error:

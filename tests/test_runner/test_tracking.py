@@ -81,7 +81,7 @@ def test_only_the_unetlab_checkout_is_tagged_with_a_commit_not_a_repository_arou
     installed = tmp_path / ".venv" / "lib" / "python3.11" / "site-packages" / "runner"
     installed.mkdir(parents=True)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "their-project"\n')
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run([*git, "add", "pyproject.toml"], cwd=tmp_path, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "theirs"], cwd=tmp_path, check=True)

@@ -52,6 +52,9 @@ class Config:
     config_version: int = CONFIG_VERSION  # written into config.yaml; runner.logged_run reads older ones
 
     def __post_init__(self) -> None:
+        if self.config_version != CONFIG_VERSION:  # a logged older one is migrated before it gets here
+            raise ConfigError(f"config_version={self.config_version}: it is written by unetlab, not set (this "
+                              f"release writes config_version={CONFIG_VERSION}); leave it out")
         self.run_id = checked_run_id(self.run_id)
         if self.task in (Task.train, Task.preview):
             self._check_training()
