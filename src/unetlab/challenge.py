@@ -37,7 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 FIJI_GRID = (0.0, 1.0, 0.1)  # the challenge's thresholds: min, max, step (Fiji's loop, see thresholds())
 SCORES = ("pixel_error", "rand_error", "v_rand", "v_info")  # errors: lower is better; v_*: higher
@@ -57,7 +57,7 @@ def thresholds(minimum: float = FIJI_GRID[0], maximum: float = FIJI_GRID[1], ste
     """Fiji's threshold grid: `minimum`, then adding `step` while <= `maximum` (in float64, as Fiji
     does, so 0.1 x 10 sums to 0.9999999999999999). A grid with no threshold is a one-line error naming `key`."""
     if not (0.0 <= minimum <= maximum <= 1.0) or not step > 0:
-        raise DataError(f"{key} must be [MIN, MAX, STEP] with 0 <= MIN <= MAX <= 1 and STEP > 0 (a grid with at "
+        raise ConfigError(f"{key} must be [MIN, MAX, STEP] with 0 <= MIN <= MAX <= 1 and STEP > 0 (a grid with at "
                         f"least one threshold). Received: {key}=[{minimum}, {maximum}, {step}]")
     grid, value = [], float(minimum)
     while value <= maximum:
@@ -94,7 +94,7 @@ def challenge_scores(cells: Sequence[np.ndarray], probabilities: Sequence[np.nda
     the cell (non-membrane) probability maps of the same slices, `grid` the thresholds (Fiji's by default)."""
     grid = thresholds() if grid is None else list(grid)
     if not grid:
-        raise DataError("the threshold grid is empty: give at least one threshold")
+        raise ConfigError("the threshold grid is empty: give at least one threshold")
     if len(cells) != len(probabilities) or not len(cells):
         raise DataError(f"the challenge's scores need one probability map per label: got {len(cells)} labels and "
                         f"{len(probabilities)} maps")

@@ -1,5 +1,6 @@
-"""Segmentation scores (NumPy): Dice, IoU, precision, recall and pixel error from a confusion
-matrix; the adapted Rand error and the variation of information between objects.
+"""Segmentation scores (NumPy): Dice, IoU, precision, recall and the misclassified share from a
+confusion matrix; scikit-image's adapted Rand error and the variation of information between objects.
+(The ISBI 2012 challenge's own pixel and Rand errors, from probabilities: `unetlab.challenge`.)
 
 Conventions match `unetlab.metrics`: a binary model is scored on class 1; for K
 classes the summary is the mean over classes 1..K-1 (class 0 = background), and
@@ -42,8 +43,8 @@ def scores(confusion: np.ndarray) -> dict[str, float]:
     foreground = slice(1, None)
     result = {name: float(values[foreground].mean()) for name, values in per_class.items()}
     total = confusion.sum()
-    result["pixel_error"] = float(1.0 - hits.sum() / total) if total else 0.0
-    result["pixel_accuracy"] = 1.0 - result["pixel_error"]
+    result["misclassified"] = float(1.0 - hits.sum() / total) if total else 0.0
+    result["pixel_accuracy"] = 1.0 - result["misclassified"]
     if len(hits) > 2:
         for name in ("dice", "iou"):
             result.update({f"{name}_class{c}": float(v) for c, v in enumerate(per_class[name])})
@@ -60,7 +61,7 @@ def object_scores(truth: np.ndarray, prediction: np.ndarray, objects: str = "for
     true_objects, predicted_objects = (_label_objects(classes, objects, ignore_index) for classes in (truth, prediction))
     error, _, _ = adapted_rand_error(true_objects, predicted_objects, ignore_labels=(0,))
     split, merge = variation_of_information(true_objects, predicted_objects, ignore_labels=(0,))
-    return {"rand_error": float(error), "vi": float(split + merge), "vi_split": float(split),
+    return {"adapted_rand_error": float(error), "vi": float(split + merge), "vi_split": float(split),
             "vi_merge": float(merge)}
 
 

@@ -189,3 +189,21 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
     tf.io.write_file(str(path), tf.io.encode_png(np.ascontiguousarray(array)))
     return path
+
+
+def save_curves(curves: dict[str, list[tuple[float, float]]], path: str | Path, xlabel: str = "threshold") -> Path:
+    """A line plot (PNG) of named curves of (x, value) points, each marked at its points: the challenge's
+    scores against the threshold of the cell probability (errors: lower is better; V scores: higher)."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    figure = Figure(figsize=(6, 4), dpi=100)
+    axes = figure.subplots()
+    for name, points in curves.items():
+        x, y = zip(*points)
+        axes.plot(x, y, marker="o", label=name)
+    axes.set(xlabel=xlabel, ylabel="score", ylim=(0, 1))
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(str(path))
+    return Path(path)

@@ -49,6 +49,8 @@ def test_isbi2012_cpu_trains_and_its_model_is_evaluated_with_the_rand_error(tmp_
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_images"] == 2 and 0.0 <= metrics["rand_error"] <= 1.0 and metrics["vi"] >= 0.0
+    assert 0.0 <= metrics["pixel_error"] <= 1.0 and 0.0 <= metrics["v_rand"] <= 1.0  # the challenge's own
     per_image = (tmp_path / "eval" / "per_image.csv").read_text().splitlines()
-    assert per_image[0].split(",")[-4:] == ["rand_error", "vi", "vi_split", "vi_merge"]
+    assert per_image[0].split(",")[-12:-8] == ["adapted_rand_error", "vi", "vi_split", "vi_merge"]
+    assert per_image[0].split(",")[-8:-4] == ["pixel_error", "rand_error", "v_rand", "v_info"]
     assert np.isfinite([float(value) for value in per_image[1].split(",")[1:]]).all()

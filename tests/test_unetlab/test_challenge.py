@@ -8,7 +8,7 @@ import pytest
 
 from unetlab.challenge import (Overlap, challenge_scores, information_f_score, rand_pair_counts, thinned_segments,
                                thresholds)
-from unetlab.errors import DataError
+from unetlab.errors import ConfigError, DataError
 
 # 3x7: cell A in columns 0-2, a 1-pixel membrane in column 3, cell B in columns 4-6 (18 cell pixels).
 CELLS = np.full((3, 7), 255, np.uint8)
@@ -163,5 +163,5 @@ def test_bad_input_is_one_line_naming_the_image(cells, probability, message):
 
 @pytest.mark.parametrize("grid", [(0.5, 0.4, 0.1), (0.0, 1.0, 0.0), (-0.1, 1.0, 0.1), (0.0, 1.5, 0.1)])
 def test_a_grid_without_thresholds_is_one_line_naming_the_key(grid):
-    with pytest.raises(DataError, match=r"^evaluate.thresholds must be \[MIN, MAX, STEP\] .*Received: "):
+    with pytest.raises(ConfigError, match=r"^evaluate.thresholds must be \[MIN, MAX, STEP\] .*Received: "):
         thresholds(*grid, key="evaluate.thresholds")

@@ -21,7 +21,7 @@ def test_scores_match_scikit_learn(num_classes):
     assert result["iou"] == pytest.approx(jaccard_score(truth.ravel(), prediction.ravel(), **kwargs))
     assert result["precision"] == pytest.approx(precision_score(truth.ravel(), prediction.ravel(), **kwargs))
     assert result["recall"] == pytest.approx(recall_score(truth.ravel(), prediction.ravel(), **kwargs))
-    assert result["pixel_error"] == pytest.approx((truth != prediction).mean())
+    assert result["misclassified"] == pytest.approx((truth != prediction).mean())
     if num_classes > 1:
         per_class = jaccard_score(truth.ravel(), prediction.ravel(), labels=list(range(classes)), average=None)
         assert [result[f"iou_class{c}"] for c in range(classes)] == pytest.approx(per_class)
@@ -30,7 +30,7 @@ def test_scores_match_scikit_learn(num_classes):
 def test_ignored_pixels_do_not_count():
     truth = np.array([[0, 1], [255, 255]])
     prediction = np.array([[0, 1], [1, 0]])
-    assert scores(confusion_matrix(truth, prediction, 1, ignore_index=255))["pixel_error"] == 0.0
+    assert scores(confusion_matrix(truth, prediction, 1, ignore_index=255))["misclassified"] == 0.0
 
 
 # --- objects: adapted Rand error and variation of information ----------------------------------
@@ -44,7 +44,7 @@ def cells_between_membranes():
 
 def test_identical_objects_score_zero_errors():
     classes = cells_between_membranes()
-    assert object_scores(classes, classes, "background") == {"rand_error": 0.0, "vi": 0.0, "vi_split": 0.0,
+    assert object_scores(classes, classes, "background") == {"adapted_rand_error": 0.0, "vi": 0.0, "vi_split": 0.0,
                                                              "vi_merge": 0.0}
 
 
@@ -57,7 +57,7 @@ def test_a_missing_membrane_merges_two_cells():
     merged = np.zeros_like(truth)
     found = object_scores(truth, merged, "background")
     precision = (2 * 100 ** 2 - 200) / (200 ** 2 - 200)
-    assert found["rand_error"] == pytest.approx(1 - 2 * precision / (precision + 1))
+    assert found["adapted_rand_error"] == pytest.approx(1 - 2 * precision / (precision + 1))
     assert found["vi_merge"] == pytest.approx(1.0) and found["vi_split"] == pytest.approx(0.0)
 
 
@@ -67,10 +67,10 @@ def test_a_spurious_membrane_splits_a_cell_and_foreground_objects_work_alike():
     split[:, 10] = 0  # a false gap: one nucleus predicted as two (of 10 and 9 columns)
     found = object_scores(truth, split, "foreground")
     assert found["vi_split"] > 0.9 and found["vi_merge"] == pytest.approx(0.0, abs=1e-9)
-    assert 0.3 < found["rand_error"] < 0.4
+    assert 0.3 < found["adapted_rand_error"] < 0.4
 
 
 def test_ignored_pixels_belong_to_no_object():
     truth = cells_between_membranes()
     truth[0, :] = 255
-    assert object_scores(truth, truth, "background", ignore_index=255)["rand_error"] == 0.0
+    assert object_scores(truth, truth, "background", ignore_index=255)["adapted_rand_error"] == 0.0

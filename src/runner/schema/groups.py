@@ -352,6 +352,13 @@ class PredictConfig:
 class EvaluateConfig:
     output: str = MISSING
     num_worst: int = MISSING
+    thresholds: List[float] = MISSING  # the challenge scores' grid: [MIN, MAX, STEP] (unetlab.challenge)
+
+    def __post_init__(self) -> None:
+        from unetlab.challenge import thresholds
+
+        _require(len(self.thresholds) == 3, "evaluate.thresholds", list(self.thresholds), "[MIN, MAX, STEP]")
+        thresholds(*self.thresholds, key="evaluate.thresholds")
 
 
 @dataclass

@@ -32,10 +32,13 @@ KEY_HELP: Dict[str, str] = {
     "predict.overlap": "tile overlap; tiles blend with Gaussian weights (sigma = tile/8)",
     "predict.batch_size": "tiles per batch",
     "predict.tta": "test-time augmentation: the mean over 4 flipped (`flips`) or 8 flipped and turned (`d4`) views",
-    "predict.save_probabilities": "also write `NAME.npy`, the (H, W, K) float16 class probabilities",
+    "predict.save_probabilities": "also write `NAME.npy`, the (H, W, K) float32 class probabilities (K = 1: of class 1, the sigmoid)",
     "predict.save_overlay": "also write `NAME_overlay.png`",
     "evaluate.output": "task=evaluate: where `metrics.json`, `per_image.csv` and `worst.png` go",
     "evaluate.num_worst": "rows of `worst.png`: the images with the lowest Dice",
+    "evaluate.thresholds": "the ISBI 2012 challenge's threshold grid `[MIN, MAX, STEP]` of the cell probability "
+                           "(its default: Fiji's 0.0 to 1.0 by 0.1); the challenge's scores are computed for a "
+                           "binary model on `data.objects=background` (cells between membranes)",
     "export.name": "task=export: the registered model name in the MLflow Model Registry",
     "export.format": "a registered MLflow pyfunc model that predicts in tiles, or a SavedModel for TF Serving",
     "export.output": "format=saved_model: the SavedModel directory",

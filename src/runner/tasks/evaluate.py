@@ -15,10 +15,11 @@ import numpy as np
 from unetlab.data.checks import check_folders, message_names, raise_if_broken
 from unetlab.data.decode import decode_mask
 from unetlab.data.image_files import read_array
+from unetlab import challenge
 from unetlab.errors import ConfigError, DataError
 from unetlab.evaluation import confusion_matrix, object_scores, scores
 from unetlab.inference import predict_ensemble
-from unetlab.visualize import predicted_class_map, prediction_grid, save_png
+from unetlab.visualize import predicted_class_map, prediction_grid, save_curves, save_png
 
 from .. import builders, guards, tracking
 from ..model_source import describe, load_model_sources, source_tags
@@ -27,8 +28,8 @@ from ..settings import config_group
 
 log = logging.getLogger(__name__)
 
-SUMMARY = ("dice", "iou", "precision", "recall", "pixel_error", "rand_error", "vi")
-OBJECT_SCORES = ("rand_error", "vi", "vi_split", "vi_merge")  # per image; the summary holds their means
+SUMMARY = ("dice", "iou", "precision", "recall", "misclassified", "adapted_rand_error", "vi")
+OBJECT_SCORES = ("adapted_rand_error", "vi", "vi_split", "vi_merge")  # per image; the summary holds their means
 METRIC_PREFIX = "eval_"  # MLflow keys of the summary (eval_dice: never a training curve's key); metrics.json: dice
 
 
@@ -43,7 +44,9 @@ def evaluate(config: Config) -> dict:
     """Write metrics.json, per_image.csv and worst.png (image | truth | prediction | overlay of the
     lowest-Dice images), print a table, and log an evaluation run linked to its source run.
     Pixel scores are over all pixels of all images; the object scores (adapted Rand error, variation
-    of information) are per image, and their means."""
+    of information) are per image, and their means. A binary model of cells between membranes
+    (`challenge_applies`) also gets the ISBI 2012 challenge's scores (`unetlab.challenge`), per image and
+    of the whole stack, and challenge_curves.csv/.png (each score against the threshold)."""
     members = load_model_sources(config)  # several run ids: an ensemble, its mean probabilities decide
     loaded, ensemble = members[0], [(member.model, member.preprocessing) for member in members]
     log.info("evaluating %s", describe(members))
@@ -54,12 +57,15 @@ def evaluate(config: Config) -> dict:
     output.mkdir(parents=True, exist_ok=True)
 
     total = 0
-    rows, worst = [], []
+    rows, worst, cells = [], [], []
+    grid = challenge.thresholds(*config.evaluate.thresholds, key="evaluate.thresholds")
+    scored_as_challenge = challenge_applies(config, num_classes)
     progress = keras.utils.Progbar(len(pairs), unit_name="image")
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
         image = read_array(image_path)
         truth = read_classes(mask_path, num_classes, config.data)
-        prediction = predicted_class_map(predict_ensemble(ensemble, image, **builders.prediction_settings(config)))
+        probabilities = predict_ensemble(ensemble, image, **builders.prediction_settings(config))
+        prediction = predicted_class_map(probabilities)
         if truth.shape != prediction.shape:
             raise DataError(f"{mask_path} is {truth.shape[0]}x{truth.shape[1]} but its image is "
                             f"{prediction.shape[0]}x{prediction.shape[1]}")
@@ -67,12 +73,19 @@ def evaluate(config: Config) -> dict:
         total = total + confusion
         rows.append({"image": Path(image_path).name, **scores(confusion),
                      **object_scores(truth, prediction, config.data.objects.value, ignore_index)})
+        if scored_as_challenge:
+            cells.append((truth == 0, cell_probability(probabilities), str(mask_path)))
+            rows[-1].update(challenge_figures(stack_scores(cells[-1:], grid)))
         worst = sorted(worst + [(rows[-1]["dice"], done, image, truth, prediction)], key=lambda w: w[:2])
         worst = worst[: config.evaluate.num_worst]
         progress.update(done)
 
     summary = {**scores(total), **{name: float(np.mean([row[name] for row in rows])) for name in OBJECT_SCORES},
                "num_images": len(rows), "mean_image_dice": float(np.mean([row["dice"] for row in rows]))}
+    if cells:  # the challenge's figures of the whole stack: counts pooled (errors), slices averaged (V scores)
+        stack = stack_scores(cells, grid)
+        summary.update(challenge_figures(stack))
+        write_challenge_curves(stack, output)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2))
     with open(output / "per_image.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -93,6 +106,42 @@ def evaluate(config: Config) -> dict:
         tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary
+
+
+def challenge_applies(config: Config, num_classes: int) -> bool:
+    """Whether the ISBI 2012 challenge's scores apply: a binary model whose objects are the cells between
+    membranes (data.objects=background: class 0 the cells, class 1 the membranes), no ignored pixels."""
+    return num_classes <= 2 and config.data.objects.value == "background" and config.data.ignore_index is None
+
+
+def cell_probability(probabilities: np.ndarray) -> np.ndarray:
+    """The challenge's proposal: the probability of class 0 (the cells) from (H, W, 1) sigmoid or (H, W, 2)
+    softmax probabilities."""
+    return 1.0 - probabilities[..., 0] if probabilities.shape[-1] == 1 else probabilities[..., 0]
+
+
+def stack_scores(cells: list[tuple[np.ndarray, np.ndarray, str]], grid: list[float]) -> dict:
+    """challenge_scores of (label cells, cell probability, mask file) slices."""
+    labels, maps, names = zip(*cells)
+    return challenge.challenge_scores(labels, maps, grid=grid, names=names)
+
+
+def challenge_figures(scores_by_name: dict) -> dict[str, float]:
+    """{pixel_error, rand_error, v_rand, v_info, and each one's `_threshold`} of challenge_scores."""
+    figures = {name: score.value for name, score in scores_by_name.items()}
+    return {**figures, **{f"{name}_threshold": score.threshold for name, score in scores_by_name.items()}}
+
+
+def write_challenge_curves(scores_by_name: dict, output: Path) -> None:
+    """challenge_curves.csv (every score at every threshold) and challenge_curves.png (their plot)."""
+    grid = [threshold for threshold, _ in next(iter(scores_by_name.values())).curve]
+    with open(output / "challenge_curves.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["threshold", *scores_by_name])
+        writer.writerows([threshold, *(score.curve[index][1] for score in scores_by_name.values())]
+                         for index, threshold in enumerate(grid))
+    save_curves({name: score.curve for name, score in scores_by_name.items()}, output / "challenge_curves.png",
+                xlabel="threshold of the cell probability")
 
 
 def evaluation_home(config: Config, source_run_ids: list[str | None]) -> tuple[TrackingConfig, str | None, str]:
@@ -151,8 +200,12 @@ def read_classes(path: str, num_classes: int, data) -> np.ndarray:
 
 def format_table(summary: dict, rows: list[dict]) -> str:
     """Per-image scores and the whole-set summary as an aligned text table."""
-    header = f"{'image':<28}" + "".join(f"{name:>12}" for name in SUMMARY)
-    lines = [header] + [f"{row['image'][:28]:<28}" + "".join(f"{row[name]:>12.4f}" for name in SUMMARY)
-                        for row in rows]
-    lines.append(f"{'all pixels':<28}" + "".join(f"{summary[name]:>12.4f}" for name in SUMMARY))
+    names = SUMMARY + tuple(name for name in challenge.SCORES if name in summary)
+    widths = [max(12, len(name) + 1) for name in names]
+
+    def line(label: str, values, spec: str = ".4f") -> str:
+        return f"{label[:28]:<28}" + "".join(f"{value:>{width}{spec}}" for value, width in zip(values, widths))
+
+    lines = [line("image", names, ""), *(line(row["image"], [row[name] for name in names]) for row in rows),
+             line("all pixels", [summary[name] for name in names])]
     return "evaluation\n" + "\n".join(lines)

@@ -45,7 +45,7 @@ def predict(config: Config) -> dict:
         classes = predicted_class_map(probabilities)
         save_png(mask_png(classes, num_classes), output / f"{path.stem}.png")
         if settings.save_probabilities:
-            np.save(output / f"{path.stem}.npy", probabilities.astype(np.float16))
+            np.save(output / f"{path.stem}.npy", probabilities.astype(np.float32))
         if settings.save_overlay:
             save_png(overlay(image, classes), output / f"{path.stem}_overlay.png")
         progress.update(done)

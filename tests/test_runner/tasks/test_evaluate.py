@@ -29,9 +29,10 @@ def test_evaluate_matches_a_numpy_reference_and_nests_under_its_source_run(train
     both = (truth & predicted).sum()
     expected_dice = 1.0 if truth.sum() + predicted.sum() == 0 else 2 * both / (truth.sum() + predicted.sum())
     assert metrics["dice"] == pytest.approx(expected_dice)
-    assert metrics["pixel_error"] == pytest.approx((truth != predicted).mean())
+    assert metrics["misclassified"] == pytest.approx((truth != predicted).mean())
+    assert "pixel_error" not in metrics  # the challenge's name, for its own figure (objects here: foreground)
     assert metrics["num_images"] == 3
-    assert metrics["rand_error"] == pytest.approx(np.mean([rand_error(masks / f"s{i}.png", root / "pred" / f"s{i}.png")
+    assert metrics["adapted_rand_error"] == pytest.approx(np.mean([rand_error(masks / f"s{i}.png", root / "pred" / f"s{i}.png")
                                                            for i in range(3)]))
     assert len((root / "eval" / "per_image.csv").read_text().splitlines()) == 4
     worst = np.asarray(Image.open(root / "eval" / "worst.png"))
@@ -48,7 +49,7 @@ def test_evaluate_matches_a_numpy_reference_and_nests_under_its_source_run(train
     top_level = client.search_runs([experiment], "tags.`mlflow.parentRunId` IS NULL")  # the UI's rows; children fold
     assert run_id in {r.info.run_id for r in top_level} and "evaluate" not in {r.data.tags.get("task") for r in top_level}
     assert run.data.metrics["eval_dice"] == pytest.approx(metrics["dice"])
-    assert run.data.metrics["eval_rand_error"] == pytest.approx(metrics["rand_error"])
+    assert run.data.metrics["eval_adapted_rand_error"] == pytest.approx(metrics["adapted_rand_error"])
     assert run.data.params["keras_backend"] == "tensorflow"
     # only what evaluation used: the model source, data, prediction settings; not the default config's
     # model, loss, optimizer or trainer, which the source run may not have had
@@ -75,7 +76,39 @@ def test_evaluate_runs_under_jax_and_the_run_records_the_backend(trained, tmp_pa
     assert run.data.params["keras_backend"] == "jax"
     assert metrics["num_images"] == 2 and run.data.metrics["eval_num_images"] == 2
     assert run.data.metrics["eval_dice"] == pytest.approx(metrics["dice"])
-    assert run.data.metrics["eval_pixel_error"] == pytest.approx(metrics["pixel_error"])
+    assert run.data.metrics["eval_misclassified"] == pytest.approx(metrics["misclassified"])
+
+
+def test_cells_between_membranes_get_the_challenges_scores_of_the_probabilities_predict_writes(trained, tmp_path):
+    """data.objects=background (class 0 the cells): evaluate's ISBI 2012 figures are challenge_scores of the
+    cell probabilities that task=predict saves, per image and pooled, with their curves, in MLflow too."""
+    from unetlab.challenge import SCORES, challenge_scores
+
+    root, run_id, client = trained
+    images, masks = shapes_dataset(tmp_path / "membranes", 2, (40, 48))
+    assert run_runner("task=predict", f"run_id={run_id}", f"predict.input={images}", f"predict.output={tmp_path}/p",
+                      "predict.save_probabilities=true", cwd=root).returncode == 0
+    result = run_runner("task=evaluate", f"run_id={run_id}", "data=folder", f"data.images={images}",
+                        f"data.masks={masks}", "data.objects=background", f"evaluate.output={tmp_path}/eval", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    labels = [np.asarray(Image.open(masks / f"s{i}.png")) == 0 for i in range(2)]
+    cells = [1.0 - np.load(tmp_path / "p" / f"s{i}.npy")[..., 0] for i in range(2)]  # sigmoid: class 1's probability
+    expected = challenge_scores(labels, cells)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for name in SCORES:
+        assert metrics[name] == pytest.approx(expected[name].value, abs=1e-9)
+        assert metrics[f"{name}_threshold"] == expected[name].threshold
+    per_image = (tmp_path / "eval" / "per_image.csv").read_text().splitlines()
+    header, first = per_image[0].split(","), per_image[1].split(",")
+    assert float(first[header.index("rand_error")]) == pytest.approx(
+        challenge_scores(labels[:1], cells[:1])["rand_error"].value, abs=1e-9)
+    curves = (tmp_path / "eval" / "challenge_curves.csv").read_text().splitlines()
+    assert curves[0] == "threshold,pixel_error,rand_error,v_rand,v_info" and len(curves) == 12
+    assert np.asarray(Image.open(tmp_path / "eval" / "challenge_curves.png")).ndim == 3
+    (run,) = [r for r in client.search_runs([client.get_experiment_by_name("unetlab").experiment_id],
+                                            "tags.task = 'evaluate'") if "eval_v_rand" in r.data.metrics]
+    assert run.data.metrics["eval_rand_error"] == pytest.approx(metrics["rand_error"])
+    assert run.data.params["evaluate.thresholds"] == "[0.0, 1.0, 0.1]"
 
 
 def test_evaluating_images_the_run_trained_on_warns_even_under_other_names(trained, tmp_path):

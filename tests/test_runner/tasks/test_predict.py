@@ -40,7 +40,7 @@ def test_predict_takes_a_tile_size_other_than_the_training_size(trained, tile_si
 
 def predictions_agree_across_backends(root, run_id: str) -> None:
     """`run_id`'s model predicts two images the same under TensorFlow and under JAX: probabilities
-    within 2e-3 (they are saved as float16; the two backends' float32 sums differ by ~1e-4 at most)."""
+    within 2e-3 (the two backends' float32 sums differ by ~1e-4 at most)."""
     images, _ = shapes_dataset(root / "portable", 2, (40, 56))
     for backend in ("tensorflow", "jax"):
         result = run_runner("task=predict", f"run_id={run_id}", f"predict.input={images}",
@@ -85,9 +85,9 @@ def test_an_ensemble_predicts_from_the_mean_of_its_members_probabilities(trained
         single, other, mean = (np.load(root / output / f"{name}.npy").astype(np.float32)[..., 0]
                                for output in ("first", "second", "both"))
         assert not np.allclose(single, other, atol=1e-2)
-        np.testing.assert_allclose(mean, (single + other) / 2, atol=2e-3)  # saved as float16
+        np.testing.assert_allclose(mean, (single + other) / 2, atol=1e-6)  # saved as float32
         mask = np.asarray(Image.open(root / "both" / f"{name}.png"))
-        clear = np.abs(mean - 0.5) > 2e-3  # not on the threshold up to float16 rounding
+        clear = np.abs(mean - 0.5) > 1e-6  # not on the threshold up to rounding
         np.testing.assert_array_equal(mask[clear], np.where(mean[clear] > 0.5, 255, 0))
 
 
