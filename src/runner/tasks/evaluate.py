@@ -12,10 +12,10 @@ import keras
 import mlflow
 import numpy as np
 
+from unetlab import challenge
 from unetlab.data.checks import check_folders, message_names, raise_if_broken
 from unetlab.data.decode import decode_mask
 from unetlab.data.image_files import read_array
-from unetlab import challenge
 from unetlab.errors import ConfigError, DataError
 from unetlab.evaluation import confusion_matrix, object_scores, scores
 from unetlab.inference import predict_ensemble
