@@ -88,35 +88,63 @@ def checked_slice(cells: np.ndarray, probability: np.ndarray, name: str = "image
     return cells > 0, probability.astype(np.float64)
 
 
+@dataclass
+class SliceTally:
+    """What one slice adds at each threshold of `grid`: the cell-pixel counts and the Rand pair counts
+    (tp, fp, fn; pooled over slices by summing) and its V_rand and V_info (averaged over slices)."""
+    grid: list[float]
+    pixels: np.ndarray  # (thresholds, 3)
+    pairs: np.ndarray  # (thresholds, 3)
+    v_rand: np.ndarray  # (thresholds,)
+    v_info: np.ndarray  # (thresholds,)
+
+
+def tally(cells: np.ndarray, probability: np.ndarray, grid: Sequence[float] | None = None,
+          name: str = "image") -> SliceTally:
+    """One slice's SliceTally: `cells` its binary label (cell > 0, membrane 0), `probability` its cell
+    (non-membrane) probability map, `grid` the thresholds (Fiji's by default)."""
+    grid = thresholds() if grid is None else list(grid)
+    if not grid:
+        raise ConfigError("the threshold grid is empty: give at least one threshold")
+    label, probability = checked_slice(cells, probability, name)
+    truth = _components(label)
+    pixels, pairs, v_rand, v_info = [], [], [], []
+    for threshold in grid:
+        proposed = probability > threshold
+        segments = _components(proposed)
+        thinned = Overlap.of(truth, thinned_segments(proposed, segments))
+        pixels.append(_pixel_counts(label, proposed))
+        pairs.append(rand_pair_counts(Overlap.of(truth, segments)))
+        v_rand.append(f_score(*rand_pair_counts(thinned)))
+        v_info.append(information_f_score(thinned))
+    return SliceTally(grid, np.array(pixels), np.array(pairs), np.array(v_rand), np.array(v_info))
+
+
+def scores_of(tallies: Sequence[SliceTally]) -> dict[str, ChallengeScore]:
+    """The four scores of the slices tallied (on one grid): the errors from their summed counts, the V
+    scores their means, each at its best threshold."""
+    if not tallies:
+        raise DataError("the challenge's scores need at least one slice")
+    grid = tallies[0].grid
+    pixels, pairs = sum(t.pixels for t in tallies), sum(t.pairs for t in tallies)
+    values = {"pixel_error": [1.0 - f_score(*counts) for counts in pixels],
+              "rand_error": [1.0 - f_score(*counts) for counts in pairs],
+              "v_rand": np.mean([t.v_rand for t in tallies], axis=0),
+              "v_info": np.mean([t.v_info for t in tallies], axis=0)}
+    return {name: _best([(threshold, float(value)) for threshold, value in zip(grid, values[name])],
+                        lower=name in ERRORS) for name in SCORES}
+
+
 def challenge_scores(cells: Sequence[np.ndarray], probabilities: Sequence[np.ndarray],
                      grid: Sequence[float] | None = None, names: Sequence[str] | None = None) -> dict[str, ChallengeScore]:
     """The four scores of a stack: `cells` the binary labels (cell > 0, membrane 0), `probabilities`
     the cell (non-membrane) probability maps of the same slices, `grid` the thresholds (Fiji's by default)."""
-    grid = thresholds() if grid is None else list(grid)
-    if not grid:
-        raise ConfigError("the threshold grid is empty: give at least one threshold")
     if len(cells) != len(probabilities) or not len(cells):
         raise DataError(f"the challenge's scores need one probability map per label: got {len(cells)} labels and "
                         f"{len(probabilities)} maps")
     names = list(names or (f"slice {index}" for index in range(len(cells))))
-    slices = [checked_slice(label, probability, name) for label, probability, name in zip(cells, probabilities, names)]
-    truths = [_components(label) for label, _ in slices]
-    curves = {name: [] for name in SCORES}
-    for threshold in grid:
-        pixel_counts, rand_counts = np.zeros(3), np.zeros(3)
-        v_rand, v_info = [], []
-        for (label, probability), truth in zip(slices, truths):
-            proposed = probability > threshold
-            pixel_counts += _pixel_counts(label, proposed)
-            rand_counts += rand_pair_counts(Overlap.of(truth, _components(proposed)))
-            thinned = Overlap.of(truth, thinned_segments(proposed))
-            v_rand.append(f_score(*rand_pair_counts(thinned)))
-            v_info.append(information_f_score(thinned))
-        curves["pixel_error"].append((threshold, float(1.0 - f_score(*pixel_counts))))
-        curves["rand_error"].append((threshold, float(1.0 - f_score(*rand_counts))))
-        curves["v_rand"].append((threshold, float(np.mean(v_rand))))
-        curves["v_info"].append((threshold, float(np.mean(v_info))))
-    return {name: _best(curve, lower=name in ERRORS) for name, curve in curves.items()}
+    return scores_of([tally(label, probability, grid, name)
+                      for label, probability, name in zip(cells, probabilities, names)])
 
 
 def f_score(tp: float, fp: float, fn: float) -> float:
@@ -126,12 +154,13 @@ def f_score(tp: float, fp: float, fn: float) -> float:
     return 2.0 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
-def thinned_segments(proposed_cells: np.ndarray) -> np.ndarray:
-    """The proposal's segments after border thinning: its 4-connected cell components flooded over its
-    membranes by a watershed (4-connected) that leaves 1-pixel lines (0) where two segments meet."""
+def thinned_segments(proposed_cells: np.ndarray, markers: np.ndarray | None = None) -> np.ndarray:
+    """The proposal's segments after border thinning: its 4-connected cell components (`markers`, when
+    already labelled) flooded over its membranes by a watershed (4-connected) that leaves 1-pixel lines
+    (0) where two segments meet."""
     from skimage.segmentation import watershed
 
-    markers = _components(proposed_cells)
+    markers = _components(proposed_cells) if markers is None else markers
     if not markers.any():
         return markers  # no cell: every pixel is membrane, a segment of its own
     return watershed((~proposed_cells).astype(np.uint8), markers, connectivity=1, watershed_line=True)

@@ -75,6 +75,8 @@ def test_monitor_direction_follows_the_metric_unless_set(make_config, tmp_path):
     (["run_id=[]"], "Received: run_id=[]"),
     (["task=export", "export.name=x", "run_id=[a,b,c]"], "task=export takes one model: run_id=[a,b,c] names 3"),
     (["config_version=2"], "config_version=2: it is written by unetlab, not set"),  # its run could not be read back
+    (["evaluate.thresholds=[0.0,1.0]"], "evaluate.thresholds must be [MIN, MAX, STEP]. Received: thresholds=[0.0, 1.0]"),
+    (["evaluate.thresholds=[0.5,0.4,0.1]"], "evaluate.thresholds must be [MIN, MAX, STEP] with 0 <= MIN <= MAX <= 1"),
 ])
 def test_cross_field_rules_name_the_key(make_config, overrides, message, tmp_path):
     with pytest.raises(ConfigError) as error:

@@ -57,7 +57,7 @@ def evaluate(config: Config) -> dict:
     output.mkdir(parents=True, exist_ok=True)
 
     total = 0
-    rows, worst, cells = [], [], []
+    rows, worst, tallies = [], [], []
     grid = challenge.thresholds(*config.evaluate.thresholds, key="evaluate.thresholds")
     scored_as_challenge = challenge_applies(config, num_classes)
     progress = keras.utils.Progbar(len(pairs), unit_name="image")
@@ -73,17 +73,17 @@ def evaluate(config: Config) -> dict:
         total = total + confusion
         rows.append({"image": Path(image_path).name, **scores(confusion),
                      **object_scores(truth, prediction, config.data.objects.value, ignore_index)})
-        if scored_as_challenge:
-            cells.append((truth == 0, cell_probability(probabilities), str(mask_path)))
-            rows[-1].update(challenge_figures(stack_scores(cells[-1:], grid)))
+        if scored_as_challenge:  # tallied once per image: its own figures, and its share of the stack's
+            tallies.append(challenge.tally(truth == 0, cell_probability(probabilities), grid, str(mask_path)))
+            rows[-1].update(challenge_figures(challenge.scores_of(tallies[-1:])))
         worst = sorted(worst + [(rows[-1]["dice"], done, image, truth, prediction)], key=lambda w: w[:2])
         worst = worst[: config.evaluate.num_worst]
         progress.update(done)
 
     summary = {**scores(total), **{name: float(np.mean([row[name] for row in rows])) for name in OBJECT_SCORES},
                "num_images": len(rows), "mean_image_dice": float(np.mean([row["dice"] for row in rows]))}
-    if cells:  # the challenge's figures of the whole stack: counts pooled (errors), slices averaged (V scores)
-        stack = stack_scores(cells, grid)
+    if tallies:  # the challenge's figures of the whole stack: counts pooled (errors), slices averaged (V scores)
+        stack = challenge.scores_of(tallies)
         summary.update(challenge_figures(stack))
         write_challenge_curves(stack, output)
     (output / "metrics.json").write_text(json.dumps(summary, indent=2))
@@ -118,12 +118,6 @@ def cell_probability(probabilities: np.ndarray) -> np.ndarray:
     """The challenge's proposal: the probability of class 0 (the cells) from (H, W, 1) sigmoid or (H, W, 2)
     softmax probabilities."""
     return 1.0 - probabilities[..., 0] if probabilities.shape[-1] == 1 else probabilities[..., 0]
-
-
-def stack_scores(cells: list[tuple[np.ndarray, np.ndarray, str]], grid: list[float]) -> dict:
-    """challenge_scores of (label cells, cell probability, mask file) slices."""
-    labels, maps, names = zip(*cells)
-    return challenge.challenge_scores(labels, maps, grid=grid, names=names)
 
 
 def challenge_figures(scores_by_name: dict) -> dict[str, float]:
