@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from unetlab.errors import ConfigError
 
 from .schema import BorderWeightedLossConfig, Config, FolderDataConfig
@@ -246,4 +248,21 @@ def training_callbacks(config: Config, checkpoints, logged_epochs: frozenset = f
 # ---------------------------------------------------------------- prediction
 def prediction_settings(config: Config) -> dict[str, Any]:
     """Keyword arguments of `unetlab.inference.predict_image` from `predict` (tiles, overlap, TTA)."""
-    return arguments(config.predict, "input", "output", "save_probabilities", "save_overlay")
+    return arguments(config.predict, "input", "output", "save_probabilities", "save_overlay", "format", "postprocess",
+                     "watershed")
+
+
+def postprocessed(config: Config, probabilities: np.ndarray) -> np.ndarray:
+    """The probabilities (H, W, K) after `predict.postprocess`: as predicted (none), or a binary model's
+    cells cut along `predict.watershed`'s lines (`unetlab.postprocess`)."""
+    if config.predict.postprocess.value == "none":
+        return probabilities
+    if probabilities.shape[-1] > 2:
+        raise ConfigError(f"predict.postprocess={config.predict.postprocess.value} cuts the cells of a binary "
+                          f"cell/membrane model; this model has {probabilities.shape[-1]} classes: use "
+                          f"predict.postprocess=none")
+    from unetlab.challenge import cell_probability
+    from unetlab.postprocess import Watershed, with_cells
+
+    watershed = Watershed(**arguments(config.predict.watershed))
+    return with_cells(probabilities, watershed.apply(cell_probability(probabilities)))

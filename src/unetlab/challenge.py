@@ -66,6 +66,12 @@ def thresholds(minimum: float = FIJI_GRID[0], maximum: float = FIJI_GRID[1], ste
     return grid
 
 
+def cell_probability(probabilities: np.ndarray) -> np.ndarray:
+    """The challenge's proposal from a binary cell/membrane model's probabilities: 1 - the membrane's of
+    (H, W, 1) sigmoid ones, class 0's of (H, W, 2) softmax ones (class 0 the cells, data.objects=background)."""
+    return 1.0 - probabilities[..., 0] if probabilities.shape[-1] == 1 else probabilities[..., 0]
+
+
 def checked_slice(cells: np.ndarray, probability: np.ndarray, name: str = "image") -> tuple[np.ndarray, np.ndarray]:
     """(label cells as bool, probability as float64) after checking them, one-line errors naming `name`:
     the label must be binary (0 and one other value), the probability of its shape and in [0, 1]."""

@@ -33,6 +33,8 @@ def choice_enum(name: str, choices: tuple[str, ...]) -> type[Enum]:
 
 Normalize = choice_enum("Normalize", names.NORMALIZE)
 TestTimeAugmentation = choice_enum("TestTimeAugmentation", names.TTA)
+Postprocess = choice_enum("Postprocess", names.POSTPROCESS)
+PredictFormat = choice_enum("PredictFormat", names.PREDICT_FORMATS)
 Pooling = choice_enum("Pooling", names.POOLING)
 Upsampling = choice_enum("Upsampling", names.UPSAMPLING)
 Padding = choice_enum("Padding", names.PADDING)
@@ -332,6 +334,18 @@ class SearchConfig:
 
 # ---------------------------------------------------------------- inference
 @dataclass
+class WatershedConfig:  # unetlab.postprocess.Watershed
+    threshold: float = MISSING
+    h: float = MISSING
+    sigma: float = MISSING
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.threshold < 1.0, "predict.watershed.threshold", self.threshold, "in [0, 1)")
+        _require(self.h > 0, "predict.watershed.h", self.h, "> 0 (pixels)")
+        _require(self.sigma >= 0, "predict.watershed.sigma", self.sigma, ">= 0 (pixels)")
+
+
+@dataclass
 class PredictConfig:
     input: Optional[str] = None
     output: str = MISSING
@@ -341,6 +355,9 @@ class PredictConfig:
     tta: TestTimeAugmentation = MISSING
     save_probabilities: bool = MISSING
     save_overlay: bool = MISSING
+    format: PredictFormat = MISSING
+    postprocess: Postprocess = MISSING
+    watershed: WatershedConfig = MISSING
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.overlap < 1.0, "predict.overlap", self.overlap, "in [0, 1)")

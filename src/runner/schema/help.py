@@ -34,6 +34,11 @@ KEY_HELP: Dict[str, str] = {
     "predict.tta": "test-time augmentation: the mean over 4 flipped (`flips`) or 8 flipped and turned (`d4`) views",
     "predict.save_probabilities": "also write `NAME.npy`, the (H, W, K) float32 class probabilities (K = 1: of class 1, the sigmoid)",
     "predict.save_overlay": "also write `NAME_overlay.png`",
+    "predict.format": "`masks`: a mask PNG per image; `challenge`: `challenge.tif`, the ISBI 2012 submission (one float32 page per image in name order, the cell probability: 0 membrane, 1 cell)",
+    "predict.postprocess": "`watershed`: a binary cell/membrane model's cells cut apart where a membrane has a gap (`unetlab.postprocess`; predict and evaluate)",
+    "predict.watershed.threshold": "watershed: the cells are the smoothed cell probability above this",
+    "predict.watershed.h": "watershed: seeds are the h-maxima, in pixels, of the distance to the membranes; a larger h splits less",
+    "predict.watershed.sigma": "watershed: Gaussian smoothing of the probability, in pixels (0: none)",
     "evaluate.output": "task=evaluate: where `metrics.json`, `per_image.csv` and `worst.png` go",
     "evaluate.num_worst": "rows of `worst.png`: the images with the lowest Dice",
     "evaluate.thresholds": "the ISBI 2012 challenge's threshold grid `[MIN, MAX, STEP]` of the cell probability "

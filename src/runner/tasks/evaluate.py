@@ -37,7 +37,8 @@ METRIC_PREFIX = "eval_"  # MLflow keys of the summary (eval_dice: never a traini
 # prediction settings (`builders.prediction_settings`), its own group and where it is tracked. Not the
 # model, loss, optimizer or trainer of the composed config: the source run's, which may differ.
 EVALUATION_PARAMS = ("task", "run_id", "model_uri", "checkpoint", "config_version", "data", "predict.tile_size",
-                     "predict.overlap", "predict.batch_size", "predict.tta", "evaluate", "tracking")
+                     "predict.overlap", "predict.batch_size", "predict.tta", "predict.postprocess", "predict.watershed",
+                     "evaluate", "tracking")
 
 
 def evaluate(config: Config) -> dict:
@@ -64,7 +65,8 @@ def evaluate(config: Config) -> dict:
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
         image = read_array(image_path)
         truth = read_classes(mask_path, num_classes, config.data)
-        probabilities = predict_ensemble(ensemble, image, **builders.prediction_settings(config))
+        probabilities = builders.postprocessed(
+            config, predict_ensemble(ensemble, image, **builders.prediction_settings(config)))
         prediction = predicted_class_map(probabilities)
         if truth.shape != prediction.shape:
             raise DataError(f"{mask_path} is {truth.shape[0]}x{truth.shape[1]} but its image is "
@@ -74,7 +76,7 @@ def evaluate(config: Config) -> dict:
         rows.append({"image": Path(image_path).name, **scores(confusion),
                      **object_scores(truth, prediction, config.data.objects.value, ignore_index)})
         if scored_as_challenge:  # tallied once per image: its own figures, and its share of the stack's
-            tallies.append(challenge.tally(truth == 0, cell_probability(probabilities), grid, str(mask_path)))
+            tallies.append(challenge.tally(truth == 0, challenge.cell_probability(probabilities), grid, str(mask_path)))
             rows[-1].update(challenge_figures(challenge.scores_of(tallies[-1:])))
         worst = sorted(worst + [(rows[-1]["dice"], done, image, truth, prediction)], key=lambda w: w[:2])
         worst = worst[: config.evaluate.num_worst]
@@ -112,12 +114,6 @@ def challenge_applies(config: Config, num_classes: int) -> bool:
     """Whether the ISBI 2012 challenge's scores apply: a binary model whose objects are the cells between
     membranes (data.objects=background: class 0 the cells, class 1 the membranes), no ignored pixels."""
     return num_classes <= 2 and config.data.objects.value == "background" and config.data.ignore_index is None
-
-
-def cell_probability(probabilities: np.ndarray) -> np.ndarray:
-    """The challenge's proposal: the probability of class 0 (the cells) from (H, W, 1) sigmoid or (H, W, 2)
-    softmax probabilities."""
-    return 1.0 - probabilities[..., 0] if probabilities.shape[-1] == 1 else probabilities[..., 0]
 
 
 def challenge_figures(scores_by_name: dict) -> dict[str, float]:

@@ -11,7 +11,8 @@ import numpy as np
 
 from unetlab.data.folder import list_images
 from unetlab.data.image_files import read_array
-from unetlab.errors import DataError
+from unetlab import challenge
+from unetlab.errors import ConfigError, DataError
 from unetlab.inference import predict_ensemble
 from unetlab.visualize import overlay, predicted_class_map, save_png
 
@@ -21,10 +22,13 @@ from ..schema import Config
 
 log = logging.getLogger(__name__)
 
+SUBMISSION = "challenge.tif"  # predict.format=challenge: the file in predict.output
+
 
 def predict(config: Config) -> dict:
-    """Write a mask PNG (and optionally probabilities and an overlay) per input image; with several
-    run ids, the classes of the members' mean probabilities."""
+    """Write a mask PNG (and optionally probabilities and an overlay) per input image, or with
+    `predict.format=challenge` the ISBI 2012 submission stack; with several run ids, the members' mean
+    probabilities decide; `predict.postprocess` applies before anything is written."""
     settings = config.predict
     files = list_inputs(settings.input)
     output = Path(settings.output)
@@ -38,19 +42,46 @@ def predict(config: Config) -> dict:
     log.info("predicting %d image(s) with %s (%s, overlap %.2f, tta %s) -> %s", len(files), describe(members),
              scale, settings.overlap, settings.tta.value, output)
     ensemble, num_classes = [(m.model, m.preprocessing) for m in members], members[0].preprocessing.num_classes
-    progress = keras.utils.Progbar(len(files), unit_name="image")
+    submission = settings.format.value == "challenge"
+    if submission and num_classes > 2:
+        raise ConfigError(f"predict.format=challenge writes a binary cell/membrane model's cell probabilities; this "
+                          f"model has {num_classes} classes: use predict.format=masks")
+    progress, pages = keras.utils.Progbar(len(files), unit_name="image"), []
     for done, path in enumerate(files, start=1):
         image = read_array(path)
-        probabilities = predict_ensemble(ensemble, image, **builders.prediction_settings(config))
+        probabilities = builders.postprocessed(
+            config, predict_ensemble(ensemble, image, **builders.prediction_settings(config)))
         classes = predicted_class_map(probabilities)
-        save_png(mask_png(classes, num_classes), output / f"{path.stem}.png")
+        if submission:
+            pages.append(challenge.cell_probability(probabilities).astype(np.float32))
+        else:
+            save_png(mask_png(classes, num_classes), output / f"{path.stem}.png")
         if settings.save_probabilities:
             np.save(output / f"{path.stem}.npy", probabilities.astype(np.float32))
         if settings.save_overlay:
             save_png(overlay(image, classes), output / f"{path.stem}_overlay.png")
         progress.update(done)
-    log.info("wrote %d mask(s) to %s", len(files), output)
+    if submission:
+        written = write_submission(pages, output / SUBMISSION)
+        log.info("wrote the ISBI 2012 submission of %d slice(s) to %s", len(pages), written)
+    else:
+        log.info("wrote %d mask(s) to %s", len(files), output)
     return {"images": len(files), "output": str(output)}
+
+
+def write_submission(pages: list[np.ndarray], path: Path) -> Path:
+    """The ISBI 2012 challenge's submission layout: one multi-page 32-bit float TIFF, a page per slice (in
+    the order of the test stack), each pixel its cell probability: 0 certain membrane, 1 certain non-membrane
+    (the challenge's instructions, http://brainiac2.mit.edu/isbi_challenge/; Fiji's metrics threshold the map
+    so that values above the threshold are cells). Pages of different sizes cannot share one stack."""
+    import tifffile
+
+    if len({page.shape for page in pages}) > 1:
+        sizes = ", ".join(sorted({"x".join(map(str, page.shape)) for page in pages}))
+        raise DataError(f"predict.format=challenge stacks the slices into one TIFF; predict.input holds images "
+                        f"of several sizes ({sizes})")
+    tifffile.imwrite(path, np.stack(pages).astype(np.float32), imagej=True, metadata={"axes": "ZYX"})
+    return path
 
 
 def mask_png(classes: np.ndarray, num_classes: int) -> np.ndarray:

@@ -26,6 +26,31 @@ def test_predict_writes_same_size_masks_overlays_and_probabilities(trained):
         assert np.asarray(Image.open(root / "out" / f"{name}_overlay.png")).shape == (61, 97, 3)
 
 
+def test_the_challenge_format_stacks_the_cell_probabilities_in_one_float32_tiff(trained):
+    """predict.format=challenge: challenge.tif, a page per image in name order, 1 - the sigmoid's membrane
+    probability; predict.postprocess=watershed cuts the cells first (0 on its lines), in the .npy too."""
+    import tifffile
+
+    root, run_id, _ = trained
+    images, _ = shapes_dataset(root / "stack", 3, (48, 64))
+    for postprocess in ("none", "watershed"):
+        result = run_runner("task=predict", f"run_id={run_id}", f"predict.input={images}", f"predict.output={postprocess}",
+                            "predict.format=challenge", f"predict.postprocess={postprocess}",
+                            "predict.save_probabilities=true", "predict.watershed.h=1", cwd=root)
+        assert result.returncode == 0, result.stderr[-3000:]
+        with tifffile.TiffFile(root / postprocess / "challenge.tif") as tiff:
+            stack = tiff.asarray()
+            assert len(tiff.pages) == 3 and tiff.pages[0].dtype == np.float32
+        assert stack.shape == (3, 48, 64) and 0.0 <= stack.min() and stack.max() <= 1.0
+        membrane = np.stack([np.load(root / postprocess / f"s{index}.npy")[..., 0] for index in range(3)])
+        np.testing.assert_allclose(stack, 1.0 - membrane, atol=1e-6)
+        assert not list((root / postprocess).glob("s0.png"))  # the stack instead of mask PNGs
+    raw = tifffile.imread(root / "none" / "challenge.tif")
+    cut = tifffile.imread(root / "watershed" / "challenge.tif")
+    changed = cut != raw
+    assert np.all(cut[changed] == 0.0) and np.all(raw[changed] > 0.0)
+
+
 @pytest.mark.parametrize("tile_size", [16, 64])
 def test_predict_takes_a_tile_size_other_than_the_training_size(trained, tile_size):
     """The run trained on 32x32 images (depth 2): any multiple of 4 tiles the image."""
@@ -105,6 +130,8 @@ def test_an_ensemble_predicts_from_the_mean_of_its_members_probabilities(trained
     (["RUN", "predict.input=clash"], "a.png and a.tif in predict.input='clash' share the stem 'a'"),
     (["RUN", "predict.input=latin1"], "caf\\xe9.png in predict.input='latin1': file name not UTF-8, rename it"),
     (["RUN", "predict.input=bomb"], "bomb/a.png cannot be decoded (more than MAX_PIXELS=268435456 pixels"),
+    (["RUN", "predict.input=sizes", "predict.format=challenge"],
+     "predict.format=challenge stacks the slices into one TIFF; predict.input holds images of several sizes (32x32, 32x48)"),
     (["RUN", "predict.input=clash/a.png", "predict.tile_size=30"], "tile_size=30 does not fit the model (a same-padding U-Net needs a multiple"),
 ])
 def test_bad_requests_fail_with_their_own_one_line_error(trained, args, message):
@@ -113,6 +140,8 @@ def test_bad_requests_fail_with_their_own_one_line_error(trained, args, message)
     write_png(root / "rgb" / "colour.png", np.zeros((32, 32, 3), np.uint8))
     for name in ("a.png", "a.tif"):
         write_png(root / "clash" / name, np.zeros((32, 32), np.uint8))
+    write_png(root / "sizes" / "a.png", np.zeros((32, 32), np.uint8))
+    write_png(root / "sizes" / "b.png", np.zeros((32, 48), np.uint8))
     (root / "latin1").mkdir(exist_ok=True)
     with open(os.path.join(os.fsencode(root / "latin1"), b"caf\xe9.png"), "wb") as file:
         file.write((root / "clash" / "a.png").read_bytes())

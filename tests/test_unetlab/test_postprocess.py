@@ -1,0 +1,64 @@
+"""unetlab.postprocess: the watershed cuts a merge through a membrane gap and leaves whole cells alone."""
+
+import numpy as np
+import pytest
+
+from unetlab import challenge
+from unetlab.postprocess import Watershed, with_cells
+
+
+def two_cells_through_a_gap(gap: slice = slice(18, 22)) -> tuple[np.ndarray, np.ndarray]:
+    """(label, proposal): two 40x40 cells framed by 3-pixel membranes, side by side; the proposal misses
+    the rows `gap` of the membrane between them, so thresholded it is one cell."""
+    label = np.zeros((46, 89), np.uint8)
+    label[3:43, 3:43] = label[3:43, 46:86] = 255
+    proposal = (label > 0).astype(np.float64)
+    proposal[3:43][gap, 43:46] = 1.0
+    return label, proposal
+
+
+def test_a_merge_through_a_gap_is_cut_and_the_rand_error_vanishes():
+    label, proposal = two_cells_through_a_gap()
+    before = challenge.challenge_scores([label], [proposal])["rand_error"].value
+    cut = Watershed(threshold=0.5, h=2.0, sigma=0.0).apply(proposal)
+    after = challenge.challenge_scores([label], [cut])
+    assert before == pytest.approx(1 / 3, abs=0.01)  # one proposed cell for two: F = 2/3
+    assert after["rand_error"].value < 0.01 and after["pixel_error"].value < 0.01
+    lines = cut == 0
+    assert lines[21:25, 43:46].any() and not lines[3:43, 3:42].any() and not lines[3:43, 47:86].any()
+
+
+def test_the_map_keeps_its_probabilities_off_the_lines():
+    label, proposal = two_cells_through_a_gap()
+    proposal = proposal * 0.9 + 0.05
+    watershed = Watershed(threshold=0.5, h=2.0, sigma=1.0)
+    lines, cut = watershed.lines(proposal), watershed.apply(proposal)
+    assert lines.any() and np.all(cut[lines] == 0.0)
+    np.testing.assert_allclose(cut[~lines], proposal[~lines], rtol=1e-6)
+    assert cut.dtype == np.float32
+
+
+@pytest.mark.parametrize("h", [2.0, 6.0])
+def test_one_round_cell_and_an_all_membrane_map_are_left_whole(h):
+    yy, xx = np.mgrid[:64, :64]
+    disk = ((yy - 32) ** 2 + (xx - 32) ** 2 < 25 ** 2).astype(np.float64)
+    assert not Watershed(threshold=0.5, h=h, sigma=1.0).lines(disk).any()
+    membrane = np.zeros((16, 16))
+    np.testing.assert_array_equal(Watershed(h=h).apply(membrane), membrane)
+
+
+def test_a_larger_h_splits_less():
+    """A neck half as wide as the cells, the right cell narrowed to 24 pixels: its distance peak rises
+    between 3 and 4 pixels above the saddle at the neck, so seeds of h=2 split the two, h=4 does not."""
+    _, proposal = two_cells_through_a_gap(slice(10, 30))
+    proposal[:, 70:] = 0.0
+    assert Watershed(threshold=0.5, h=2.0, sigma=0.0).lines(proposal).any()
+    assert not Watershed(threshold=0.5, h=4.0, sigma=0.0).lines(proposal).any()
+
+
+def test_with_cells_writes_the_cells_back_in_the_models_layout():
+    cells = np.array([[0.2, 1.0]], np.float32)
+    np.testing.assert_allclose(with_cells(np.zeros((1, 2, 1)), cells)[..., 0], [[0.8, 0.0]])
+    np.testing.assert_allclose(with_cells(np.zeros((1, 2, 2)), cells), [[[0.2, 0.8], [1.0, 0.0]]])
+    for layout in (np.zeros((1, 2, 1)), np.zeros((1, 2, 2))):
+        np.testing.assert_allclose(challenge.cell_probability(with_cells(layout, cells)), cells)
