@@ -111,6 +111,38 @@ def test_cells_between_membranes_get_the_challenges_scores_of_the_probabilities_
     assert run.data.params["evaluate.thresholds"] == "[0.0, 1.0, 0.1]"
 
 
+def test_evaluate_scores_the_postprocessed_map_and_logs_its_postprocessing(trained, tmp_path):
+    """predict.postprocess=watershed: evaluate scores the cells cut along the watershed's lines, the same
+    as Watershed(...).apply of the raw probabilities, and the evaluation run records the settings."""
+    from unetlab.challenge import challenge_scores
+    from unetlab.postprocess import Watershed
+
+    root, run_id, client = trained
+    images, masks = shapes_dataset(tmp_path / "cut", 2, (40, 48))
+    assert run_runner("task=predict", f"run_id={run_id}", f"predict.input={images}", f"predict.output={tmp_path}/p",
+                      "predict.save_probabilities=true", cwd=root).returncode == 0
+    raw = [1.0 - np.load(tmp_path / "p" / f"s{i}.npy")[..., 0] for i in range(2)]
+    threshold = round(float(np.median(raw)), 4)  # the tiny model's cells: half of the pixels
+    watershed = Watershed(threshold=threshold, h=1.0, sigma=0.0)
+    cells = [watershed.apply(cell) for cell in raw]
+    assert sum(int(np.sum(cut != cell)) for cut, cell in zip(cells, raw)) > 0  # the watershed cuts something
+    result = run_runner("task=evaluate", f"run_id={run_id}", "data=folder", f"data.images={images}",
+                        f"data.masks={masks}", "data.objects=background", "predict.postprocess=watershed",
+                        f"predict.watershed.threshold={threshold}", "predict.watershed.h=1",
+                        "predict.watershed.sigma=0", f"evaluate.output={tmp_path}/eval", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    labels = [np.asarray(Image.open(masks / f"s{i}.png")) == 0 for i in range(2)]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    curves = np.loadtxt(tmp_path / "eval" / "challenge_curves.csv", delimiter=",", skiprows=1)
+    raw_curve = [value for _, value in challenge_scores(labels, raw)["pixel_error"].curve]
+    assert np.abs(curves[:, 1] - raw_curve).max() > 1e-6  # the cut map was scored, not the raw one
+    for name, score in challenge_scores(labels, cells).items():
+        assert metrics[name] == pytest.approx(score.value, abs=1e-6), name
+    (run,) = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id],
+                                "params.`predict.postprocess` = 'watershed'")
+    assert run.data.params["predict.watershed.h"] == "1.0" and run.data.tags["task"] == "evaluate"
+
+
 def test_evaluating_images_the_run_trained_on_warns_even_under_other_names(trained, tmp_path):
     import shutil
 
