@@ -76,7 +76,8 @@ def evaluate(config: Config) -> dict:
         rows.append({"image": Path(image_path).name, **scores(confusion),
                      **object_scores(truth, prediction, config.data.objects.value, ignore_index)})
         if scored_as_challenge:  # tallied once per image: its own figures, and its share of the stack's
-            tallies.append(challenge.tally(truth == 0, challenge.cell_probability(probabilities), grid, str(mask_path)))
+            cells = challenge.cell_probability(probabilities)
+            tallies.append(challenge.tally(truth == 0, cells, grid, str(mask_path)))
             rows[-1].update(challenge_figures(challenge.scores_of(tallies[-1:])))
         worst = sorted(worst + [(rows[-1]["dice"], done, image, truth, prediction)], key=lambda w: w[:2])
         worst = worst[: config.evaluate.num_worst]

@@ -9,9 +9,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from unetlab import challenge
 from unetlab.data.folder import list_images
 from unetlab.data.image_files import read_array
-from unetlab import challenge
 from unetlab.errors import ConfigError, DataError
 from unetlab.inference import predict_ensemble
 from unetlab.visualize import overlay, predicted_class_map, save_png
