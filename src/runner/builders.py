@@ -252,17 +252,49 @@ def prediction_settings(config: Config) -> dict[str, Any]:
                      "watershed")
 
 
-def postprocessed(config: Config, probabilities: np.ndarray) -> np.ndarray:
-    """The probabilities (H, W, K) after `predict.postprocess`: as predicted (none), or a binary model's
-    cells cut along `predict.watershed`'s lines (`unetlab.postprocess`)."""
-    if config.predict.postprocess.value == "none":
+def postprocessing(config: Config, preprocessing) -> Any:
+    """The `unetlab.postprocess.Watershed` that `predict.postprocess` asks for, or None: none; watershed,
+    `predict.watershed`'s; auto, the one the model's training chose on its validation images
+    (`preprocessing.postprocess`: None where it chose no cut or recorded no choice)."""
+    from unetlab.postprocess import Watershed, from_record
+
+    choice = config.predict.postprocess.value
+    if choice == "watershed":
+        return Watershed(**arguments(config.predict.watershed, "candidates"))
+    return from_record(preprocessing.postprocess) if choice == "auto" else None
+
+
+def postprocessed(probabilities: np.ndarray, watershed) -> np.ndarray:
+    """The probabilities (H, W, K) as predicted (`watershed` None), or a binary model's cells cut along the
+    watershed's lines (`unetlab.postprocess`)."""
+    if watershed is None:
         return probabilities
     if probabilities.shape[-1] > 2:
-        raise ConfigError(f"predict.postprocess={config.predict.postprocess.value} cuts the cells of a binary "
-                          f"cell/membrane model; this model has {probabilities.shape[-1]} classes: use "
-                          f"predict.postprocess=none")
+        raise ConfigError(f"predict.postprocess cuts the cells of a binary cell/membrane model; this model has "
+                          f"{probabilities.shape[-1]} classes: use predict.postprocess=none")
     from unetlab.challenge import cell_probability
-    from unetlab.postprocess import Watershed, with_cells
+    from unetlab.postprocess import with_cells
 
-    watershed = Watershed(**arguments(config.predict.watershed))
     return with_cells(probabilities, watershed.apply(cell_probability(probabilities)))
+
+
+def describe_postprocessing(config: Config, watershed) -> str:
+    """What `postprocessing` gave, for the log: 'none', 'watershed threshold=0.5 h=6 sigma=1', with
+    '(chosen in training)' under predict.postprocess=auto."""
+    chosen = " (chosen on the training run's validation images)" if config.predict.postprocess.value == "auto" else ""
+    return f"{watershed or 'none'}{chosen}"
+
+
+def challenge_applies(config: Config, num_classes: int) -> bool:
+    """Whether the ISBI 2012 challenge's scores apply: a binary model whose objects are the cells between
+    membranes (data.objects=background: class 0 the cells, class 1 the membranes), no ignored pixels."""
+    return num_classes <= 2 and config.data.objects.value == "background" and config.data.ignore_index is None
+
+
+def read_classes(path: str, num_classes: int, data) -> np.ndarray:
+    """A mask file as class ids (H, W), decoded exactly as for training (data.palette, data.ignore_index,
+    data.invert_masks); a broken mask is a one-line DataError naming the file."""
+    from unetlab.data.decode import read_class_ids
+
+    return read_class_ids(path, num_classes, ignore_index=data.ignore_index, palette=data.palette,
+                          invert_masks=data.invert_masks)

@@ -16,7 +16,9 @@ PADDING = ("same", "valid")  # build_unet(padding=)
 NORMALIZE = ("scale", "minmax", "zscore", "dataset")  # unetlab.data.normalize_image(normalize=)
 SCHEDULES = ("constant", "cosine", "plateau")  # unetlab.optim.build_optimizer(schedule=)
 TTA = ("none", "flips", "d4")  # unetlab.inference.predict_image(tta=)
-POSTPROCESS = ("none", "watershed")  # a binary cell/membrane map: as predicted, or unetlab.postprocess.Watershed
+# A binary cell/membrane map: as predicted, unetlab.postprocess.Watershed, or (auto) the watershed or none that
+# training chose on its validation images (unetlab.postprocess.choose)
+POSTPROCESS = ("none", "watershed", "auto")
 PREDICT_FORMATS = ("masks", "challenge")  # task=predict: a mask PNG per image, or the ISBI 2012 submission stack
 DISTRIBUTION = ("none", "data_parallel")  # unetlab.distribution: one device, or replicas on every device
 OBJECTS = ("foreground", "background")  # the class whose connected components are the objects (cells)

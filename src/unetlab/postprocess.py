@@ -9,13 +9,20 @@ to the nearest membrane, so two cells joined by a neck narrower than their bodie
 The map keeps its probabilities and gets 0 (certain membrane) on the lines: thresholded anywhere, its cells
 are cut along them, so the challenge's threshold sweep finds both the unchanged map's pixel error and the
 split cells' Rand error.
+
+`choose` picks, among candidate watersheds, the one with the lowest Rand error on labelled slices (at the
+end of training, on its validation images: `predict.postprocess=auto`), or no cut when none beats the map.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import itertools
+from dataclasses import asdict, dataclass, fields
+from typing import Sequence
 
 import numpy as np
+
+from .errors import DataError
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,59 @@ class Watershed:
 
     def as_dict(self) -> dict:
         return {"method": "watershed", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> "Watershed":
+        """The watershed of `as_dict`'s form (its `method` and any key it does not know are left out)."""
+        return cls(**{field.name: settings[field.name] for field in fields(cls) if field.name in settings})
+
+    def __str__(self) -> str:
+        return f"watershed threshold={self.threshold:g} h={self.h:g} sigma={self.sigma:g}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What `choose` found: the watershed to apply (None: the map as predicted beats every candidate),
+    its Rand error and the uncut map's on the slices it was chosen on, and every candidate's."""
+    watershed: Watershed | None
+    rand_error: float
+    uncut_rand_error: float
+    trials: tuple[tuple[Watershed, float], ...]
+
+    def as_dict(self) -> dict:
+        """The choice as a model records it (`Preprocessing.postprocess`): the method and its settings."""
+        return self.watershed.as_dict() if self.watershed else {"method": "none"}
+
+
+def candidates(threshold: Sequence[float], h: Sequence[float], sigma: Sequence[float]) -> list[Watershed]:
+    """Every watershed of the grid threshold x h x sigma (the `predict.watershed.candidates` lists)."""
+    return [Watershed(threshold=t, h=height, sigma=s) for t, height, s in itertools.product(threshold, h, sigma)]
+
+
+def choose(labels: Sequence[np.ndarray], cell_maps: Sequence[np.ndarray], watersheds: Sequence[Watershed],
+           grid: Sequence[float] | None = None, names: Sequence[str] | None = None) -> Choice:
+    """The watershed of `watersheds` whose cut maps have the lowest challenge Rand error (pooled over the
+    slices, best over the thresholds of `grid`: `unetlab.challenge.rand_error`) against `labels` (cell > 0,
+    membrane 0), or None when the uncut `cell_maps` score at least as well. The first of equal ones wins."""
+    from .challenge import rand_error
+
+    if not len(labels) or len(labels) != len(cell_maps):
+        raise DataError(f"choosing a postprocessing needs one cell map per label: got {len(labels)} labels and "
+                        f"{len(cell_maps)} maps")
+    uncut = rand_error(labels, cell_maps, grid, names).value
+    trials = tuple((watershed, rand_error(labels, [watershed.apply(m) for m in cell_maps], grid, names).value)
+                   for watershed in watersheds)
+    best = min(trials, key=lambda trial: trial[1], default=None)
+    if best is None or best[1] >= uncut:
+        return Choice(None, uncut, uncut, trials)
+    return Choice(best[0], best[1], uncut, trials)
+
+
+def from_record(record: dict | None) -> Watershed | None:
+    """The watershed a model recorded (`Choice.as_dict`), or None for "none" or no record."""
+    if not record or record.get("method") != "watershed":
+        return None
+    return Watershed.from_dict(record)
 
 
 def with_cells(probabilities: np.ndarray, cells: np.ndarray) -> np.ndarray:

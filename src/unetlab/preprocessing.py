@@ -1,4 +1,5 @@
-"""What a trained model expects of its input, saved beside the model and applied at prediction time.
+"""What a trained model expects of its input (and the postprocessing chosen for its output), saved beside
+the model and applied at prediction time.
 
 `Preprocessing` travels with every checkpoint as `preprocessing.json`, so
 `evaluate`, `predict` and the exported MLflow model read images exactly as
@@ -36,6 +37,9 @@ class Preprocessing:
     tile_size: int = 256
     resize: int | None = None  # trained on whole images resized to resize x resize: predict at that scale
     invert_masks: bool | None = None  # trained with zero mask pixels as class 1 (ISBI 2012); None: not recorded
+    # The postprocessing chosen on the validation images at the end of training (`predict.postprocess=auto`,
+    # `unetlab.postprocess.Choice.as_dict`: {"method": "watershed", threshold, h, sigma} or "none"); None: none chosen.
+    postprocess: dict | None = None
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """A decoded image (H, W[, C]) of any dtype -> float32 (H, W, C) as the model saw it in training."""

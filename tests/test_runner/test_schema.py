@@ -5,7 +5,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from runner.schema import SCHEMAS, Config
-from runner.schema import groups
+from runner.schema import groups, inference
 from unetlab import names
 from unetlab.errors import ConfigError
 
@@ -19,7 +19,8 @@ def test_every_schema_option_has_a_yaml_file():
 
 @pytest.mark.parametrize("enum, choices", [
     (groups.Pooling, names.POOLING), (groups.Upsampling, names.UPSAMPLING), (groups.Padding, names.PADDING),
-    (groups.Normalize, names.NORMALIZE), (groups.Schedule, names.SCHEDULES), (groups.TestTimeAugmentation, names.TTA)])
+    (groups.Normalize, names.NORMALIZE), (groups.Schedule, names.SCHEDULES), (inference.TestTimeAugmentation, names.TTA),
+    (inference.Postprocess, names.POSTPROCESS), (inference.PredictFormat, names.PREDICT_FORMATS)])
 def test_config_choices_are_the_library_choices(enum, choices):
     assert [member.value for member in enum] == list(choices)
 
@@ -77,6 +78,10 @@ def test_monitor_direction_follows_the_metric_unless_set(make_config, tmp_path):
     (["config_version=2"], "config_version=2: it is written by unetlab, not set"),  # its run could not be read back
     (["evaluate.thresholds=[0.0,1.0]"], "evaluate.thresholds must be [MIN, MAX, STEP]. Received: thresholds=[0.0, 1.0]"),
     (["evaluate.thresholds=[0.5,0.4,0.1]"], "evaluate.thresholds must be [MIN, MAX, STEP] with 0 <= MIN <= MAX <= 1"),
+    (["predict.watershed.h=0"], "predict.watershed.h must be > 0 (pixels). Received: h=0.0"),
+    (["predict.watershed.candidates.h=[]"], "predict.watershed.candidates.h must be a non-empty list. Received: h=[]"),
+    (["predict.watershed.candidates.threshold=[0.5,1.0]"],
+     "predict.watershed.candidates.threshold must be in [0, 1). Received: threshold=1.0"),
 ])
 def test_cross_field_rules_name_the_key(make_config, overrides, message, tmp_path):
     with pytest.raises(ConfigError) as error:

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from unetlab.challenge import (Overlap, challenge_scores, information_f_score, rand_pair_counts, thinned_segments,
-                               thresholds)
+from unetlab.challenge import (Overlap, challenge_scores, information_f_score, rand_error, rand_pair_counts,
+                               thinned_segments, thresholds)
 from unetlab.errors import ConfigError, DataError
 
 # 3x7: cell A in columns 0-2, a 1-pixel membrane in column 3, cell B in columns 4-6 (18 cell pixels).
@@ -165,3 +165,16 @@ def test_bad_input_is_one_line_naming_the_image(cells, probability, message):
 def test_a_grid_without_thresholds_is_one_line_naming_the_key(grid):
     with pytest.raises(ConfigError, match=r"^evaluate.thresholds must be \[MIN, MAX, STEP\] .*Received: "):
         thresholds(*grid, key="evaluate.thresholds")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rand_error_alone_is_the_stacks_rand_error(seed):
+    """challenge.rand_error (no thinning, for a postprocessing choice) equals challenge_scores' figure and threshold."""
+    rng = np.random.default_rng(seed)
+    cases = [random_case(seed + offset) for offset in (0, 10)]
+    labels = [truth > 0 for truth, _ in cases]
+    maps = [np.clip((proposal > 0) * 0.8 + rng.normal(0, 0.2, proposal.shape), 0, 1) for _, proposal in cases]
+    expected = challenge_scores(labels, maps)["rand_error"]
+    found = rand_error(labels, maps)
+    assert found.value == pytest.approx(expected.value, abs=1e-12) and found.threshold == expected.threshold
+    np.testing.assert_allclose(np.array(found.curve), np.array(expected.curve), atol=1e-12)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from unetlab import challenge
-from unetlab.postprocess import Watershed, with_cells
+from unetlab.postprocess import Watershed, candidates, choose, from_record, with_cells
 
 
 def two_cells_through_a_gap(gap: slice = slice(18, 22)) -> tuple[np.ndarray, np.ndarray]:
@@ -62,3 +62,30 @@ def test_with_cells_writes_the_cells_back_in_the_models_layout():
     np.testing.assert_allclose(with_cells(np.zeros((1, 2, 2)), cells), [[[0.2, 0.8], [1.0, 0.0]]])
     for layout in (np.zeros((1, 2, 1)), np.zeros((1, 2, 2))):
         np.testing.assert_allclose(challenge.cell_probability(with_cells(layout, cells)), cells)
+
+
+def test_choose_picks_the_cut_that_lowers_the_rand_error_and_records_it():
+    label, proposal = two_cells_through_a_gap()
+    cutting, too_high = Watershed(threshold=0.5, h=2.0, sigma=0.0), Watershed(threshold=0.5, h=50.0, sigma=0.0)
+    choice = choose([label > 0], [proposal], [too_high, cutting])
+    assert choice.watershed == cutting and choice.uncut_rand_error == pytest.approx(1 / 3, abs=0.01)
+    assert choice.rand_error < 0.01 and [error for _, error in choice.trials][0] == pytest.approx(choice.uncut_rand_error)
+    assert from_record(choice.as_dict()) == cutting and choice.as_dict()["method"] == "watershed"
+
+
+def test_choose_keeps_the_map_when_no_cut_beats_it():
+    """One whole cell: every cut only splits it, so the choice is no cut, recorded as method none."""
+    yy, xx = np.mgrid[:64, :64]
+    neck = (((yy - 32) ** 2 + (xx - 18) ** 2 < 14 ** 2) | ((yy - 32) ** 2 + (xx - 46) ** 2 < 14 ** 2)
+            | ((abs(yy - 32) < 5) & (xx > 18) & (xx < 46)))
+    choice = choose([neck], [neck.astype(np.float64)], candidates([0.5], [1.0, 2.0], [0.0]))
+    assert any(error > 0 for _, error in choice.trials)  # the cuts split the one cell
+    assert choice.watershed is None and choice.rand_error == choice.uncut_rand_error == 0.0
+    assert choice.as_dict() == {"method": "none"} and from_record(choice.as_dict()) is None and from_record(None) is None
+
+
+def test_candidates_are_every_combination_in_order():
+    grid = candidates([0.3, 0.5], [2.0, 4.0], [1.0])
+    assert [(w.threshold, w.h, w.sigma) for w in grid] == [(0.3, 2.0, 1.0), (0.3, 4.0, 1.0), (0.5, 2.0, 1.0),
+                                                           (0.5, 4.0, 1.0)]
+    assert str(grid[0]) == "watershed threshold=0.3 h=2 sigma=1"

@@ -19,10 +19,10 @@ from unetlab.errors import ConfigError
 from unetlab.geometry import unet_output_size
 
 from .groups import (AdamConfig, AugmentSettings, BorderWeightedDiceLossConfig, BorderWeightedLossConfig,
-                     DataConfig, DiceLossConfig, EvaluateConfig, ExportConfig,
-                     ExportFormat, FocalLossConfig, FolderDataConfig, LossConfig, ModelConfig, MonitorMode,
-                     NamedFolderDataConfig, Normalize, OptimizerConfig, PredictConfig, SearchConfig, SGDConfig,
+                     DataConfig, DiceLossConfig, FocalLossConfig, FolderDataConfig, LossConfig, ModelConfig,
+                     MonitorMode, NamedFolderDataConfig, Normalize, OptimizerConfig, SearchConfig, SGDConfig,
                      SyntheticDataConfig, Task, TrackingConfig, TrainerConfig, TverskyLossConfig)
+from .inference import EvaluateConfig, ExportConfig, ExportFormat, PredictConfig
 
 # The layout of a logged config.yaml: raised when a release renames or removes a key (with its entry
 # in runner.logged_run.MIGRATIONS); an added key needs no new version. A config without one is version 1.

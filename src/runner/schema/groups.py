@@ -1,4 +1,5 @@
-"""The config groups' schemas: one dataclass per option of `conf/<group>/`, types here, values in YAML.
+"""The config groups' schemas: one dataclass per option of `conf/<group>/`, types here, values in YAML
+(the inference keys, `predict`, `evaluate` and `export`: `runner.schema.inference`).
 
 Rules on a single key run in `__post_init__` and name the key (`model.dropout must be in [0, 1).
 Received: dropout=1.0`); choices come from the library's own lists (`unetlab.names`).
@@ -32,20 +33,12 @@ def choice_enum(name: str, choices: tuple[str, ...]) -> type[Enum]:
 
 
 Normalize = choice_enum("Normalize", names.NORMALIZE)
-TestTimeAugmentation = choice_enum("TestTimeAugmentation", names.TTA)
-Postprocess = choice_enum("Postprocess", names.POSTPROCESS)
-PredictFormat = choice_enum("PredictFormat", names.PREDICT_FORMATS)
 Pooling = choice_enum("Pooling", names.POOLING)
 Upsampling = choice_enum("Upsampling", names.UPSAMPLING)
 Padding = choice_enum("Padding", names.PADDING)
 Schedule = choice_enum("Schedule", names.SCHEDULES)
 Objects = choice_enum("Objects", names.OBJECTS)
 Distribution = choice_enum("Distribution", names.DISTRIBUTION)
-
-
-class ExportFormat(Enum):
-    mlflow = "mlflow"
-    saved_model = "saved_model"
 
 
 class MonitorMode(Enum):
@@ -84,9 +77,9 @@ class DataConfig:
     objects: Objects = MISSING
 
     def __post_init__(self) -> None:
-        _require(self.image_size >= 8, "data.image_size", self.image_size, ">= 8")
-        _require(self.channels >= 1, "data.channels", self.channels, ">= 1")
-        _require(self.num_classes >= 1, "data.num_classes", self.num_classes, ">= 1 (1 = binary, sigmoid)")
+        require(self.image_size >= 8, "data.image_size", self.image_size, ">= 8")
+        require(self.channels >= 1, "data.channels", self.channels, ">= 1")
+        require(self.num_classes >= 1, "data.num_classes", self.num_classes, ">= 1 (1 = binary, sigmoid)")
 
 
 @dataclass
@@ -98,9 +91,9 @@ class SyntheticDataConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(self.num_train >= 1, "data.num_train", self.num_train, ">= 1")
-        _require(self.num_val >= 1, "data.num_val", self.num_val, ">= 1")
-        _require(self.max_shapes >= 1, "data.max_shapes", self.max_shapes, ">= 1")
+        require(self.num_train >= 1, "data.num_train", self.num_train, ">= 1")
+        require(self.num_val >= 1, "data.num_val", self.num_val, ">= 1")
+        require(self.max_shapes >= 1, "data.max_shapes", self.max_shapes, ">= 1")
 
 
 @dataclass
@@ -124,11 +117,11 @@ class FolderDataConfig(DataConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.folds is not None:
-            _require(self.folds >= 2, "data.folds", self.folds, ">= 2 (or null)")
-            _require(0 <= self.fold < self.folds, "data.fold", self.fold, f"in 0..{self.folds - 1} (data.folds={self.folds})")
+            require(self.folds >= 2, "data.folds", self.folds, ">= 2 (or null)")
+            require(0 <= self.fold < self.folds, "data.fold", self.fold, f"in 0..{self.folds - 1} (data.folds={self.folds})")
         if (self.val_images is None) != (self.val_masks is None):
             raise ConfigError("data.val_images and data.val_masks go together: set both or neither")
-        _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "between 0 and 1")
+        require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "between 0 and 1")
 
 
 @dataclass
@@ -152,9 +145,9 @@ class ModelConfig:
     kernel_initializer: str = MISSING
 
     def __post_init__(self) -> None:
-        _require(self.depth >= 1, "model.depth", self.depth, ">= 1")
-        _require(self.filters >= 1, "model.filters", self.filters, ">= 1")
-        _require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1)")
+        require(self.depth >= 1, "model.depth", self.depth, ">= 1")
+        require(self.filters >= 1, "model.filters", self.filters, ">= 1")
+        require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1)")
 
 
 # ---------------------------------------------------------------- loss
@@ -177,8 +170,8 @@ class BorderWeightedLossConfig(LossConfig):
     class_balance: bool = MISSING
 
     def __post_init__(self) -> None:
-        _require(self.w0 >= 0, "loss.w0", self.w0, ">= 0")
-        _require(self.sigma > 0, "loss.sigma", self.sigma, "> 0 (pixels)")
+        require(self.w0 >= 0, "loss.w0", self.w0, ">= 0")
+        require(self.sigma > 0, "loss.sigma", self.sigma, "> 0 (pixels)")
 
 
 @dataclass
@@ -208,7 +201,7 @@ class OptimizerConfig:
     clipnorm: Optional[float] = None
 
     def __post_init__(self) -> None:
-        _require(self.lr > 0, "optimizer.lr", self.lr, "> 0")
+        require(self.lr > 0, "optimizer.lr", self.lr, "> 0")
 
 
 @dataclass
@@ -264,13 +257,13 @@ class TrainerConfig:
     checkpoint_every: int = MISSING
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1, "trainer.epochs", self.epochs, ">= 1")
-        _require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, ">= 1")
-        _require(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "trainer.steps_per_epoch",
+        require(self.epochs >= 1, "trainer.epochs", self.epochs, ">= 1")
+        require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, ">= 1")
+        require(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "trainer.steps_per_epoch",
                  self.steps_per_epoch, ">= 1 or null")
-        _require(self.checkpoint_every >= 1, "trainer.checkpoint_every", self.checkpoint_every, ">= 1")
-        _require(0.0 < self.plateau_factor < 1.0, "trainer.plateau_factor", self.plateau_factor, "in (0, 1)")
-        _require(self.verbose in ("auto", "0", "1", "2"), "trainer.verbose", self.verbose, "auto, 0, 1 or 2")
+        require(self.checkpoint_every >= 1, "trainer.checkpoint_every", self.checkpoint_every, ">= 1")
+        require(0.0 < self.plateau_factor < 1.0, "trainer.plateau_factor", self.plateau_factor, "in (0, 1)")
+        require(self.verbose in ("auto", "0", "1", "2"), "trainer.verbose", self.verbose, "auto, 0, 1 or 2")
 
 
 # ---------------------------------------------------------------- tracking
@@ -301,8 +294,8 @@ class PrunerConfig:
     upper: Optional[float] = None
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.percentile < 100.0, "hparams_search.pruner.percentile", self.percentile, "in (0, 100)")
-        _require(self.name is not Pruner.threshold or self.lower is not None or self.upper is not None,
+        require(0.0 < self.percentile < 100.0, "hparams_search.pruner.percentile", self.percentile, "in (0, 100)")
+        require(self.name is not Pruner.threshold or self.lower is not None or self.upper is not None,
                  "hparams_search.pruner.lower", self.lower, "a number (or set pruner.upper) for pruner=threshold")
 
 
@@ -323,68 +316,16 @@ class SearchConfig:
     trial_id: Optional[int] = None  # set by the sweeper for each trial's job
 
     def __post_init__(self) -> None:
-        _require(self.n_trials >= 1, "hparams_search.n_trials", self.n_trials, ">= 1")
-        _require(self.n_jobs is None or self.n_jobs >= 1, "hparams_search.n_jobs", self.n_jobs, ">= 1 or null")
-        _require(0.0 <= self.max_failure_rate <= 1.0, "hparams_search.max_failure_rate", self.max_failure_rate,
+        require(self.n_trials >= 1, "hparams_search.n_trials", self.n_trials, ">= 1")
+        require(self.n_jobs is None or self.n_jobs >= 1, "hparams_search.n_jobs", self.n_jobs, ">= 1 or null")
+        require(0.0 <= self.max_failure_rate <= 1.0, "hparams_search.max_failure_rate", self.max_failure_rate,
                  "in [0, 1]")
-        _require(self.heartbeat_interval >= 1, "hparams_search.heartbeat_interval", self.heartbeat_interval, ">= 1")
-        _require(self.grace_period > self.heartbeat_interval, "hparams_search.grace_period", self.grace_period,
+        require(self.heartbeat_interval >= 1, "hparams_search.heartbeat_interval", self.heartbeat_interval, ">= 1")
+        require(self.grace_period > self.heartbeat_interval, "hparams_search.grace_period", self.grace_period,
                  f"> hparams_search.heartbeat_interval={self.heartbeat_interval}")
 
 
-# ---------------------------------------------------------------- inference
-@dataclass
-class WatershedConfig:  # unetlab.postprocess.Watershed
-    threshold: float = MISSING
-    h: float = MISSING
-    sigma: float = MISSING
-
-    def __post_init__(self) -> None:
-        _require(0.0 <= self.threshold < 1.0, "predict.watershed.threshold", self.threshold, "in [0, 1)")
-        _require(self.h > 0, "predict.watershed.h", self.h, "> 0 (pixels)")
-        _require(self.sigma >= 0, "predict.watershed.sigma", self.sigma, ">= 0 (pixels)")
-
-
-@dataclass
-class PredictConfig:
-    input: Optional[str] = None
-    output: str = MISSING
-    tile_size: Optional[int] = None
-    overlap: float = MISSING
-    batch_size: int = MISSING
-    tta: TestTimeAugmentation = MISSING
-    save_probabilities: bool = MISSING
-    save_overlay: bool = MISSING
-    format: PredictFormat = MISSING
-    postprocess: Postprocess = MISSING
-    watershed: WatershedConfig = MISSING
-
-    def __post_init__(self) -> None:
-        _require(0.0 <= self.overlap < 1.0, "predict.overlap", self.overlap, "in [0, 1)")
-        _require(self.batch_size >= 1, "predict.batch_size", self.batch_size, ">= 1")
-        _require(self.tile_size is None or self.tile_size >= 8, "predict.tile_size", self.tile_size, ">= 8 or null")
-
-
-@dataclass
-class EvaluateConfig:
-    output: str = MISSING
-    num_worst: int = MISSING
-    thresholds: List[float] = MISSING  # the challenge scores' grid: [MIN, MAX, STEP] (unetlab.challenge)
-
-    def __post_init__(self) -> None:
-        from unetlab.challenge import thresholds
-
-        _require(len(self.thresholds) == 3, "evaluate.thresholds", list(self.thresholds), "[MIN, MAX, STEP]")
-        thresholds(*self.thresholds, key="evaluate.thresholds")
-
-
-@dataclass
-class ExportConfig:
-    name: Optional[str] = None
-    format: ExportFormat = MISSING
-    output: str = MISSING
-
-
-def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+def require(ok: bool, key: str, value: Any, expected: str) -> None:
+    """A ConfigError naming `key`, what it must be and the value received, unless `ok`."""
     if not ok:
         raise ConfigError(f"{key} must be {expected}. Received: {key.rsplit('.', 1)[-1]}={value!r}")

@@ -35,10 +35,14 @@ KEY_HELP: Dict[str, str] = {
     "predict.save_probabilities": "also write `NAME.npy`, the (H, W, K) float32 class probabilities (K = 1: of class 1, the sigmoid)",
     "predict.save_overlay": "also write `NAME_overlay.png`",
     "predict.format": "`masks`: a mask PNG per image; `challenge`: `challenge.tif`, the ISBI 2012 submission (one float32 page per image in name order, the cell probability: 0 membrane, 1 cell)",
-    "predict.postprocess": "`watershed`: a binary cell/membrane model's cells cut apart where a membrane has a gap (`unetlab.postprocess`; predict and evaluate)",
+    "predict.postprocess": "`watershed`: a binary cell/membrane model's cells cut apart where a membrane has a gap (`unetlab.postprocess`; predict and evaluate); "
+                           "`auto`: task=train tries `predict.watershed.candidates` on its validation images and records the one of lowest challenge Rand error (or none), which predict and evaluate then apply",
     "predict.watershed.threshold": "watershed: the cells are the smoothed cell probability above this",
     "predict.watershed.h": "watershed: seeds are the h-maxima, in pixels, of the distance to the membranes; a larger h splits less",
     "predict.watershed.sigma": "watershed: Gaussian smoothing of the probability, in pixels (0: none)",
+    "predict.watershed.candidates.threshold": "postprocess=auto: the thresholds training tries (each with every h and sigma)",
+    "predict.watershed.candidates.h": "postprocess=auto: the h values training tries",
+    "predict.watershed.candidates.sigma": "postprocess=auto: the sigmas training tries",
     "evaluate.output": "task=evaluate: where `metrics.json`, `per_image.csv` and `worst.png` go",
     "evaluate.num_worst": "rows of `worst.png`: the images with the lowest Dice",
     "evaluate.thresholds": "the ISBI 2012 challenge's threshold grid `[MIN, MAX, STEP]` of the cell probability "

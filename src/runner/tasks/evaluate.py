@@ -14,7 +14,6 @@ import numpy as np
 
 from unetlab import challenge
 from unetlab.data.checks import check_folders, message_names, raise_if_broken
-from unetlab.data.decode import decode_mask
 from unetlab.data.image_files import read_array
 from unetlab.errors import ConfigError, DataError
 from unetlab.evaluation import confusion_matrix, object_scores, scores
@@ -30,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SUMMARY = ("dice", "iou", "precision", "recall", "misclassified", "adapted_rand_error", "vi")
 OBJECT_SCORES = ("adapted_rand_error", "vi", "vi_split", "vi_merge")  # per image; the summary holds their means
+POSTPROCESSING = "postprocessing"  # param: the postprocessing applied (predict.postprocess=auto: the model's choice)
 METRIC_PREFIX = "eval_"  # MLflow keys of the summary (eval_dice: never a training curve's key); metrics.json: dice
 
 
@@ -46,7 +46,7 @@ def evaluate(config: Config) -> dict:
     lowest-Dice images), print a table, and log an evaluation run linked to its source run.
     Pixel scores are over all pixels of all images; the object scores (adapted Rand error, variation
     of information) are per image, and their means. A binary model of cells between membranes
-    (`challenge_applies`) also gets the ISBI 2012 challenge's scores (`unetlab.challenge`), per image and
+    (`builders.challenge_applies`) also gets the ISBI 2012 challenge's scores (`unetlab.challenge`), per image and
     of the whole stack, and challenge_curves.csv/.png (each score against the threshold)."""
     members = load_model_sources(config)  # several run ids: an ensemble, its mean probabilities decide
     loaded, ensemble = members[0], [(member.model, member.preprocessing) for member in members]
@@ -60,13 +60,15 @@ def evaluate(config: Config) -> dict:
     total = 0
     rows, worst, tallies = [], [], []
     grid = challenge.thresholds(*config.evaluate.thresholds, key="evaluate.thresholds")
-    scored_as_challenge = challenge_applies(config, num_classes)
+    scored_as_challenge = builders.challenge_applies(config, num_classes)
+    watershed = builders.postprocessing(config, loaded.preprocessing)
+    log.info("postprocessing: %s", builders.describe_postprocessing(config, watershed))
     progress = keras.utils.Progbar(len(pairs), unit_name="image")
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
         image = read_array(image_path)
-        truth = read_classes(mask_path, num_classes, config.data)
+        truth = builders.read_classes(mask_path, num_classes, config.data)
         probabilities = builders.postprocessed(
-            config, predict_ensemble(ensemble, image, **builders.prediction_settings(config)))
+            predict_ensemble(ensemble, image, **builders.prediction_settings(config)), watershed)
         prediction = predicted_class_map(probabilities)
         if truth.shape != prediction.shape:
             raise DataError(f"{mask_path} is {truth.shape[0]}x{truth.shape[1]} but its image is "
@@ -105,16 +107,11 @@ def evaluate(config: Config) -> dict:
     home, parent_run_id, what = evaluation_home(config, [member.source_run_id for member in members])
     with tracking.tracked_run(home, tags, what=what, parent_run_id=parent_run_id):
         params = tracking.config_params(config, only=EVALUATION_PARAMS)
-        tracking.retry_locked(mlflow.log_params, {**params, **tracking.backend_params()})
+        tracking.retry_locked(mlflow.log_params, {**params, **tracking.backend_params(),
+                                                  POSTPROCESSING: str(watershed or "none")})
         tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary
-
-
-def challenge_applies(config: Config, num_classes: int) -> bool:
-    """Whether the ISBI 2012 challenge's scores apply: a binary model whose objects are the cells between
-    membranes (data.objects=background: class 0 the cells, class 1 the membranes), no ignored pixels."""
-    return num_classes <= 2 and config.data.objects.value == "background" and config.data.ignore_index is None
 
 
 def challenge_figures(scores_by_name: dict) -> dict[str, float]:
@@ -174,19 +171,6 @@ def checked_pairs(config: Config, preprocessing) -> tuple[list[tuple[str, str]],
     report = raise_if_broken(report, more_help=f"task=check_data data.channels={preprocessing.channels} "
                                                f"data.num_classes={preprocessing.num_classes} lists them all")
     return report.pairs, report.summary["image_digests"]
-
-
-def read_classes(path: str, num_classes: int, data) -> np.ndarray:
-    """A mask file as class ids (H, W), decoded exactly as for training (palette, ignore_index, 0/255, inverted)."""
-    import tensorflow as tf
-
-    try:
-        mask = decode_mask(str(path), num_classes, ignore_index=data.ignore_index, palette=data.palette,
-                           invert_masks=data.invert_masks)
-    except (tf.errors.OpError, ValueError) as error:
-        message = getattr(error, "message", str(error))
-        raise DataError(f"{path}: {' '.join(message.split())[:300]}") from None
-    return mask.numpy()[..., 0].astype(np.int64)
 
 
 def format_table(summary: dict, rows: list[dict]) -> str:

@@ -46,11 +46,13 @@ def predict(config: Config) -> dict:
     if submission and num_classes > 2:
         raise ConfigError(f"predict.format=challenge writes a binary cell/membrane model's cell probabilities; this "
                           f"model has {num_classes} classes: use predict.format=masks")
+    watershed = builders.postprocessing(config, members[0].preprocessing)  # auto: the (first) model's choice
+    log.info("postprocessing: %s", builders.describe_postprocessing(config, watershed))
     progress, pages = keras.utils.Progbar(len(files), unit_name="image"), []
     for done, path in enumerate(files, start=1):
         image = read_array(path)
         probabilities = builders.postprocessed(
-            config, predict_ensemble(ensemble, image, **builders.prediction_settings(config)))
+            predict_ensemble(ensemble, image, **builders.prediction_settings(config)), watershed)
         classes = predicted_class_map(probabilities)
         if submission:
             pages.append(challenge.cell_probability(probabilities).astype(np.float32))

@@ -18,7 +18,7 @@ from unetlab.errors import ClusterError, ConfigError, DataError
 from unetlab.models import describe
 from unetlab.preprocessing import Preprocessing
 
-from .. import builders, guards, pictures, tracking
+from .. import builders, guards, pictures, postprocess_choice, tracking
 from ..logged_run import fetch_training_state
 from ..schema import Config
 from ..sweeps.trial import job_trial
@@ -187,11 +187,14 @@ def store_checkpoints_once(config: Config, checkpoints: Checkpoints, run_id: str
 
 def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path: Path, splits, train_batches,
                     val_batches) -> None:
-    """The degenerate-model check, registration and pictures: each that fails is a warning and a tag,
-    not a failed training."""
+    """The degenerate-model check, the postprocessing choice (`predict.postprocess=auto`), registration and
+    pictures: each that fails is a warning and a tag, not a failed training."""
     output_dir, count = Path(config.output_dir), config.tracking.num_predictions
     best_model = functools.cache(lambda: keras.saving.load_model(checkpoints.best_path))
     steps = [("degenerate_check", lambda: guards.check_predictions(best_model(), val_batches))]
+    if postprocess_choice.applies(config, splits):  # before registration: the registered model carries the choice
+        steps.append(("postprocess_choice", lambda: postprocess_choice.record(config, best_model(), splits,
+                                                                             preprocessing_path)))
     if config.tracking.register_model:
         from ..serving import log_segmentation_model
 

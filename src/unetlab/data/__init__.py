@@ -45,7 +45,8 @@ from .synthetic import VAL_OFFSET, make_synthetic_dataset
 class Splits:
     """Training and validation data of a source, and what prediction must know of it.
 
-    `train_files` / `val_files`: image file names of each side (empty for synthetic data).
+    `train_files` / `val_files`: image file names of each side (empty for synthetic data);
+    `val_pairs`: the (image path, mask path) of each validation image (folder data), at full resolution.
     `preprocessing`: what prediction must do to an image to feed it as this source's training
     data was fed: channels, num_classes, normalize (with the training mean/std when
     normalize="dataset"), `tile_size` (the model's input size) and `resize` (the image_size
@@ -62,6 +63,7 @@ class Splits:
     preprocessing: Preprocessing
     train_files: list[str] = field(default_factory=list)
     val_files: list[str] = field(default_factory=list)
+    val_pairs: list[tuple[str, str]] = field(default_factory=list)
 
 
 def make_synthetic_splits(*, image_size: int, channels: int, num_classes: int, seed: int, num_train: int,
@@ -148,6 +150,7 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
                     f"normalize={normalize})",
         train_files=[Path(image).name for image, _ in train],
         val_files=[Path(image).name for image, _ in val],
+        val_pairs=[(str(image), str(mask)) for image, mask in val],
         preprocessing=Preprocessing(channels=channels, num_classes=num_classes, normalize=normalize, mean=mean,
                                     std=std, tile_size=patch_size or image_size,
                                     resize=None if patch_size else image_size, invert_masks=invert_masks),

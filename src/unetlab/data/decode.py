@@ -186,6 +186,19 @@ def decode_mask(path, num_classes: int, *, ignore_index: int | None = None,
         return tf.identity(mask)
 
 
+def read_class_ids(path, num_classes: int, *, ignore_index: int | None = None,
+                   palette: Sequence[Sequence[int]] | None = None, invert_masks: bool = False) -> np.ndarray:
+    """A mask file as class ids (H, W) int64, decoded exactly as `decode_mask` decodes it for training; a
+    mask that breaks the conventions is a one-line DataError naming the file."""
+    try:
+        mask = decode_mask(str(path), num_classes, ignore_index=ignore_index, palette=palette,
+                           invert_masks=invert_masks)
+    except (tf.errors.OpError, ValueError) as error:
+        message = getattr(error, "message", str(error))
+        raise DataError(f"{path}: {' '.join(message.split())[:300]}") from None
+    return mask.numpy()[..., 0].astype(np.int64)
+
+
 def check_invert(invert, num_classes: int, palette=None) -> bool:
     """`invert` as a bool, or ConfigError: it swaps the classes of binary masks only."""
     if not isinstance(invert, bool):

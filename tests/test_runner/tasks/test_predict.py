@@ -1,6 +1,7 @@
 """task=predict from a real tiny training run, as a user runs it; bad requests as one line."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,6 +50,41 @@ def test_the_challenge_format_stacks_the_cell_probabilities_in_one_float32_tiff(
     cut = tifffile.imread(root / "watershed" / "challenge.tif")
     changed = cut != raw
     assert np.all(cut[changed] == 0.0) and np.all(raw[changed] > 0.0)
+
+
+def test_auto_applies_the_watershed_the_model_recorded_and_none_when_it_recorded_none(trained, tmp_path):
+    """predict.postprocess=auto: the model's preprocessing.json decides (what a training's choice writes
+    there, `runner.postprocess_choice`), whatever predict.watershed says; "none" or no record: the raw map."""
+    import json
+
+    from unetlab.postprocess import Watershed
+
+    root, run_id, client = trained
+    images, _ = shapes_dataset(tmp_path / "auto", 2, (40, 48))
+    for name in ("best.keras", "preprocessing.json"):
+        downloaded = Path(client.download_artifacts(run_id, f"checkpoints/{name}", str(tmp_path)))
+    checkpoint = downloaded.with_name("best.keras")
+
+    def predicted(record, postprocess="auto"):
+        preprocessing = json.loads(checkpoint.with_name("preprocessing.json").read_text())
+        checkpoint.with_name("preprocessing.json").write_text(json.dumps({**preprocessing, "postprocess": record}))
+        output = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        result = run_runner("task=predict", f"checkpoint={checkpoint}", f"predict.input={images}",
+                            f"predict.output={output}", "predict.save_probabilities=true",
+                            f"predict.postprocess={postprocess}", "predict.watershed.h=50", cwd=root)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [1.0 - np.load(output / f"s{index}.npy")[..., 0] for index in range(2)]
+
+    raw = predicted(None, "none")
+    threshold = round(float(np.median(raw)), 4)
+    watershed = Watershed(threshold=threshold, h=1.0, sigma=0.0)
+    cut = predicted(watershed.as_dict())
+    assert sum(int(np.sum(c != r)) for c, r in zip(cut, raw)) > 0  # the recorded h=1, not predict.watershed.h=50
+    for found, expected in zip(cut, raw):
+        np.testing.assert_allclose(found, watershed.apply(expected), atol=1e-6)
+    for record in ({"method": "none"}, None):
+        for found, expected in zip(predicted(record), raw):
+            np.testing.assert_allclose(found, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("tile_size", [16, 64])

@@ -1,0 +1,89 @@
+"""runner.postprocess_choice: with predict.postprocess=auto a real tiny training chooses among the
+watershed candidates on its validation images and records the choice in its preprocessing.json (the
+artifact, the registered model), its Rand errors and a tag; without auto, or for objects that are not
+cells between membranes, it chooses nothing."""
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.artifacts import download_artifacts
+from mlflow.tracking import MlflowClient
+
+from helpers import TINY, run_runner, shapes_dataset
+
+pytestmark = pytest.mark.slow
+
+CANDIDATES = ["predict.watershed.candidates.threshold=[0.3,0.5]", "predict.watershed.candidates.h=[1.0,2.0]",
+              "predict.watershed.candidates.sigma=[0.0]"]
+
+
+def train(root, *overrides):
+    """A tiny run on 32x32 shapes, its cells the background (data.objects=background): (run, client)."""
+    images, masks = shapes_dataset(root / "train", 8, (32, 32))
+    tiny = [o for o in TINY if not o.startswith("data.num_")]
+    result = run_runner("data=folder", f"data.images={images}", f"data.masks={masks}", "data.val_fraction=0.25",
+                        *tiny, *CANDIDATES, *overrides, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id], "tags.task = 'train'",
+                                order_by=["start_time DESC"], max_results=1)
+    return run, client
+
+
+def recorded(client, run_id, tmp_path) -> dict:
+    return json.loads(Path(client.download_artifacts(run_id, "checkpoints/preprocessing.json", str(tmp_path))).read_text())
+
+
+@pytest.fixture(scope="module")
+def chosen(tmp_path_factory):
+    root = tmp_path_factory.mktemp("auto")
+    run, client = train(root, "data.objects=background", "predict.postprocess=auto", "tracking.register_model=cells")
+    return root, run, client
+
+
+def test_the_choice_is_recorded_in_the_models_preprocessing_with_its_rand_errors(chosen, tmp_path):
+    root, run, client = chosen
+    record = recorded(client, run.info.run_id, tmp_path)["postprocess"]
+    assert record["method"] in ("watershed", "none")
+    if record["method"] == "watershed":
+        assert record["threshold"] in (0.3, 0.5) and record["h"] in (1.0, 2.0) and record["sigma"] == 0.0
+        assert run.data.tags["postprocessing"] == f"watershed threshold={record['threshold']:g} h={record['h']:g} sigma=0"
+    else:
+        assert run.data.tags["postprocessing"] == "none"
+    metrics = run.data.metrics
+    assert 0.0 <= metrics["postprocess_val_rand_error"] <= metrics["postprocess_val_rand_error_uncut"] <= 1.0
+    registered = client.get_model_version_download_uri("cells", "1")
+    folder = download_artifacts(artifact_uri=registered, dst_path=str(tmp_path / "registered"),
+                                tracking_uri=f"sqlite:///{root}/mlflow.db")
+    assert [json.loads(path.read_text())["postprocess"] for path in
+            Path(folder).rglob("preprocessing.json")] == [record]
+
+
+def test_the_choice_is_the_one_of_the_validation_images(chosen, make_config, tmp_path, monkeypatch):
+    """Chosen again in this process from the run's model and its validation images: the same record."""
+    from runner import builders, postprocess_choice
+    from runner.model_source import load_model_source
+
+    root, run, client = chosen
+    monkeypatch.chdir(root)
+    images, masks = root / "train" / "images", root / "train" / "masks"
+    config = make_config(["data=folder", f"data.images={images}", f"data.masks={masks}", "data.val_fraction=0.25",
+                          "data.objects=background", "predict.postprocess=auto", "data.image_size=32",
+                          *CANDIDATES, f"tracking.uri=sqlite:///{root}/mlflow.db", f"run_id={run.info.run_id}",
+                          f"output_dir={tmp_path}/out"])
+    splits = builders.make_splits(config)
+    split = Path(client.download_artifacts(run.info.run_id, "data/split.json", str(tmp_path)))
+    assert [Path(image).name for image, _ in splits.val_pairs] == json.loads(split.read_text())["val"]
+    assert postprocess_choice.applies(config, splits)
+    choice = postprocess_choice.choose_on_validation(config, load_model_source(config).model, splits)
+    assert choice.as_dict() == recorded(client, run.info.run_id, tmp_path)["postprocess"]
+    assert len(choice.trials) == 4
+
+
+@pytest.mark.parametrize("overrides", [("predict.postprocess=watershed", "data.objects=background"),
+                                       ("predict.postprocess=auto",)])  # data.objects=foreground: not cells
+def test_nothing_is_chosen_without_auto_or_without_cells_between_membranes(tmp_path, overrides):
+    run, client = train(tmp_path, *overrides)
+    assert recorded(client, run.info.run_id, tmp_path)["postprocess"] is None
+    assert "postprocessing" not in run.data.tags and "postprocess_val_rand_error" not in run.data.metrics
