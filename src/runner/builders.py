@@ -266,21 +266,18 @@ def postprocessing(config: Config, preprocessing) -> Any:
 
 def postprocessed(probabilities: np.ndarray, watershed) -> np.ndarray:
     """The probabilities (H, W, K) as predicted (`watershed` None), or a binary model's cells cut along the
-    watershed's lines (`unetlab.postprocess`)."""
-    if watershed is None:
-        return probabilities
-    if probabilities.shape[-1] > 2:
-        raise ConfigError(f"predict.postprocess cuts the cells of a binary cell/membrane model; this model has "
-                          f"{probabilities.shape[-1]} classes: use predict.postprocess=none")
-    from unetlab.challenge import cell_probability
-    from unetlab.postprocess import with_cells
+    watershed's lines (`unetlab.postprocess.cut`)."""
+    from unetlab.postprocess import cut
 
-    return with_cells(probabilities, watershed.apply(cell_probability(probabilities)))
+    try:
+        return cut(probabilities, watershed)
+    except ValueError as error:
+        raise ConfigError(f"predict.postprocess: {error}: use predict.postprocess=none") from None
 
 
 def describe_postprocessing(config: Config, watershed) -> str:
     """What `postprocessing` gave, for the log: 'none', 'watershed threshold=0.5 h=6 sigma=1', with
-    '(chosen in training)' under predict.postprocess=auto."""
+    ' (chosen on the training run's validation images)' under predict.postprocess=auto."""
     chosen = " (chosen on the training run's validation images)" if config.predict.postprocess.value == "auto" else ""
     return f"{watershed or 'none'}{chosen}"
 

@@ -3,8 +3,10 @@
 `mlflow.pyfunc.load_model("models:/NAME/1").predict(image)` takes one image
 (H, W, C) float32 of any height and width, with values scaled to [0, 1] as a
 decoder gives them (uint8 / 255, uint16 / 65535), and returns its class-id mask
-(H, W) uint8, applying the rest of the preprocessing the run was trained with. Params `tta`
-(none | flips | d4) and `overlap` may be passed at predict time.
+(H, W) uint8, applying the rest of the preprocessing the run was trained with, and the postprocessing
+its training chose (`predict.postprocess=auto`, recorded in its preprocessing.json). Params `tta`
+(none | flips | d4), `overlap`, `tile_size` and `postprocess` (auto: the model's choice | none) may be
+passed at predict time.
 
 That call unpickles the python model (cloudpickle) and so runs code from the model store: only
 for stores you trust. unetlab itself never does: `model_uri=` reads the `.keras` file and
@@ -41,11 +43,17 @@ class SegmentationModel(mlflow.pyfunc.PythonModel):
         from unetlab.inference import predict_image
         from unetlab.visualize import predicted_class_map
 
+        from unetlab.postprocess import cut, from_record
+
         params = params or {}
         probabilities = predict_image(self.model, np.asarray(model_input), self.preprocessing,
                                       tile_size=int(params.get("tile_size", 0)) or None,
                                       overlap=float(params.get("overlap", 0.5)), tta=str(params.get("tta", "none")))
-        return predicted_class_map(probabilities).astype(np.uint8)
+        postprocess = str(params.get("postprocess", "auto"))
+        if postprocess not in ("auto", "none"):
+            raise ValueError(f"params postprocess must be auto (the model's choice) or none. Received: {postprocess!r}")
+        watershed = from_record(self.preprocessing.postprocess) if postprocess == "auto" else None
+        return predicted_class_map(cut(probabilities, watershed)).astype(np.uint8)
 
 
 def logged_files(mlmodel: dict) -> dict[str, str]:
@@ -100,7 +108,8 @@ def log_segmentation_model(model_path: Path, preprocessing_path: Path, registere
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, preprocessing.channels))]),
         outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1))]),
         params=ParamSchema([ParamSpec("tta", "string", "none"), ParamSpec("overlap", "double", 0.5),
-                            ParamSpec("tile_size", "long", 0)]),  # 0: the training size
+                            ParamSpec("tile_size", "long", 0),  # 0: the training size
+                            ParamSpec("postprocess", "string", "auto")]),  # auto: the model's recorded choice
     )
     source = Path(__file__).resolve().parents[1]  # src/: bundle our packages with the model
     return mlflow.pyfunc.log_model(

@@ -108,6 +108,19 @@ def from_record(record: dict | None) -> Watershed | None:
     return Watershed.from_dict(record)
 
 
+def cut(probabilities: np.ndarray, watershed: Watershed | None) -> np.ndarray:
+    """A binary model's probabilities (H, W, 1) or (H, W, 2) with its cells cut along `watershed`'s lines
+    (unchanged for None)."""
+    from .challenge import cell_probability
+
+    if watershed is None:
+        return probabilities
+    if probabilities.shape[-1] > 2:
+        raise ValueError(f"the watershed cuts the cells of a binary cell/membrane model; this model has "
+                         f"{probabilities.shape[-1]} classes")
+    return with_cells(probabilities, watershed.apply(cell_probability(probabilities)))
+
+
 def with_cells(probabilities: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """A binary model's probabilities (H, W, 1) of the membrane or (H, W, 2) of cells and membranes, with
     the cell probability replaced by `cells` (H, W)."""

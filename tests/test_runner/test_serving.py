@@ -84,3 +84,32 @@ def test_registered_model_predicts_in_a_fresh_venv_built_from_its_logged_require
     assert (shape, dtype, binary) == ("(45, 77)", "uint8", "True"), served.stdout[-2000:]
     assert str(tmp_path) in location and "site-packages" not in location  # unetlab from the model's own code
     print(f"fresh venv: installed and served in {time.monotonic() - started:.0f} s")
+
+
+def test_the_pyfunc_model_applies_the_postprocessing_its_training_recorded():
+    """params postprocess=auto (the default): the watershed of the model's preprocessing.json cuts the mask
+    (its lines become class 1, the membrane); none, or a model without a record: the network's mask. The
+    network here predicts membrane = 1 - image, and the image is two cells merged through a membrane gap."""
+    import keras
+
+    from runner.serving import SegmentationModel
+    from unetlab.postprocess import Watershed
+    from unetlab.preprocessing import Preprocessing
+
+    cells = np.zeros((46, 89), np.float32)
+    cells[3:43, 3:43] = cells[3:43, 46:86] = 1.0
+    cells[21:25, 43:46] = 1.0  # the gap
+    inputs = keras.Input((None, None, 1))
+    served = SegmentationModel()
+    served.model = keras.Model(inputs, keras.layers.Lambda(lambda x: 1.0 - x)(inputs))
+    watershed = Watershed(threshold=0.5, h=2.0, sigma=0.0)
+    served.preprocessing = Preprocessing(channels=1, num_classes=1, tile_size=16, postprocess=watershed.as_dict())
+    raw = (cells < 0.5).astype(np.uint8)
+    cut = served.predict(None, cells[..., None])
+    assert np.all(cut[raw == 1] == 1) and cut[21:25, 43:46].any()  # a line through the gap, nothing else lost
+    assert np.sum(cut != raw) < 10  # a 4-pixel cut (and a corner at most)
+    np.testing.assert_array_equal(served.predict(None, cells[..., None], {"postprocess": "none"}), raw)
+    served.preprocessing.postprocess = None
+    np.testing.assert_array_equal(served.predict(None, cells[..., None]), raw)
+    with pytest.raises(ValueError, match="params postprocess must be auto"):
+        served.predict(None, cells[..., None], {"postprocess": "watershed"})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from unetlab import challenge
-from unetlab.postprocess import Watershed, candidates, choose, from_record, with_cells
+from unetlab.postprocess import Watershed, candidates, choose, cut, from_record, with_cells
 
 
 def two_cells_through_a_gap(gap: slice = slice(18, 22)) -> tuple[np.ndarray, np.ndarray]:
@@ -89,3 +89,13 @@ def test_candidates_are_every_combination_in_order():
     assert [(w.threshold, w.h, w.sigma) for w in grid] == [(0.3, 2.0, 1.0), (0.3, 4.0, 1.0), (0.5, 2.0, 1.0),
                                                            (0.5, 4.0, 1.0)]
     assert str(grid[0]) == "watershed threshold=0.3 h=2 sigma=1"
+
+
+def test_cut_applies_a_watershed_to_a_models_layout_and_refuses_more_than_two_classes():
+    label, proposal = two_cells_through_a_gap()
+    watershed = Watershed(threshold=0.5, h=2.0, sigma=0.0)
+    sigmoid = (1.0 - proposal)[..., None]
+    np.testing.assert_allclose(challenge.cell_probability(cut(sigmoid, watershed)), watershed.apply(proposal))
+    assert cut(sigmoid, None) is sigmoid
+    with pytest.raises(ValueError, match="this model has 3 classes"):
+        cut(np.zeros((4, 4, 3)), watershed)
