@@ -13,6 +13,7 @@ from .errors import ConfigError
 POOLING = ("max", "conv")  # unetlab.models.build_unet(pooling=)
 UPSAMPLING = ("nearest", "transpose")  # build_unet(upsampling=)
 PADDING = ("same", "valid")  # build_unet(padding=)
+BLOCKS = ("plain", "residual")  # build_unet(block=): two 3x3 convolutions, or with a shortcut (ResUNet)
 NORMALIZE = ("scale", "minmax", "zscore", "dataset")  # unetlab.data.normalize_image(normalize=)
 SCHEDULES = ("constant", "cosine", "plateau")  # unetlab.optim.build_optimizer(schedule=)
 TTA = ("none", "flips", "d4")  # unetlab.inference.predict_image(tta=)

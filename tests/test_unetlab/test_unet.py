@@ -63,7 +63,8 @@ def test_build_unet_rejects_valid_size_that_does_not_tile():
         build_unet((570, 570, 1), padding="valid")
 
 
-@pytest.mark.parametrize("key, value", [("pooling", "avg"), ("upsampling", "bilinear"), ("padding", "full")])
+@pytest.mark.parametrize("key, value", [("pooling", "avg"), ("upsampling", "bilinear"), ("padding", "full"),
+                                        ("block", "dense")])
 def test_build_unet_rejects_unknown_choice_and_repeats_it(key, value):
     with pytest.raises(ConfigError, match=f"^{key} must be one of .* Received: {key}='{value}'$"):
         build_unet((32, 32, 1), depth=2, **{key: value})
@@ -80,3 +81,40 @@ def test_build_unet_rejects_unknown_choice_and_repeats_it(key, value):
 def test_build_unet_rejects_impossible_sizes_naming_the_argument(arguments, message):
     with pytest.raises(ConfigError, match=message):
         build_unet((None, None, 1), **arguments)
+
+
+# depth=2, filters=4, 1 channel in, 1 class: each residual block's 1x1 shortcut (weights + bias) where its
+# channels change: enc0 1->4 (8), enc1 4->8 (40), bottleneck 8->16 (144), dec1 24->8 (200), dec0 12->4 (52);
+# each attention gate, F_int = skip channels / 2: theta 2x2 without bias, phi 1x1 and psi 1x1 with bias:
+# level 1 (skip 8, gate 16, F_int 4) 128 + 68 + 5, level 0 (skip 4, gate 8, F_int 2) 32 + 18 + 3.
+@pytest.mark.parametrize("block, attention, extra", [("residual", False, 444), ("plain", True, 254),
+                                                     ("residual", True, 698)])
+def test_residual_blocks_and_attention_gates_add_the_parameters_worked_out_by_hand(block, attention, extra):
+    plain = build_unet((32, 32, 1), 1, depth=2, filters=4).count_params()
+    assert build_unet((32, 32, 1), 1, depth=2, filters=4, block=block, attention=attention).count_params() == plain + extra
+
+
+def test_a_residual_block_adds_its_shortcut_and_a_gate_scales_its_skip_by_coefficients_in_0_1():
+    import keras
+
+    model = build_unet((32, 32, 1), 1, depth=2, filters=4, block="residual", attention=True)
+    names = ["enc1_conv2", "enc1_shortcut", "enc1_add", "enc0_relu2", "up0_gate_alpha", "up0_gate"]
+    probe = keras.Model(model.input, [model.get_layer(name).output for name in names])
+    conv, shortcut, added, skip, alpha, gated = (np.asarray(t) for t in probe(np.random.default_rng(0).random(
+        (2, 32, 32, 1)).astype(np.float32)))
+    np.testing.assert_allclose(added, conv + shortcut, rtol=1e-5, atol=1e-6)
+    assert alpha.shape == (2, 32, 32, 1) and 0.0 <= alpha.min() and alpha.max() <= 1.0
+    np.testing.assert_allclose(gated, skip * alpha, rtol=1e-5, atol=1e-6)
+
+
+def test_residual_attention_unet_keeps_the_papers_valid_geometry_and_reloads_in_safe_mode(tmp_path):
+    import keras
+
+    model = build_unet((572, 572, 1), 2, filters=2, padding="valid", upsampling="transpose", block="residual",
+                       attention=True)
+    assert model.output_shape == (None, 388, 388, 2)
+    small = build_unet((None, None, 1), 1, depth=2, filters=4, block="residual", attention=True, batch_norm=True)
+    image = np.random.default_rng(1).random((1, 48, 64, 1)).astype(np.float32)
+    small.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(again(image)), np.asarray(small(image)), atol=1e-6)

@@ -36,6 +36,7 @@ Normalize = choice_enum("Normalize", names.NORMALIZE)
 Pooling = choice_enum("Pooling", names.POOLING)
 Upsampling = choice_enum("Upsampling", names.UPSAMPLING)
 Padding = choice_enum("Padding", names.PADDING)
+Block = choice_enum("Block", names.BLOCKS)
 Schedule = choice_enum("Schedule", names.SCHEDULES)
 Objects = choice_enum("Objects", names.OBJECTS)
 Distribution = choice_enum("Distribution", names.DISTRIBUTION)
@@ -143,6 +144,8 @@ class ModelConfig:
     upsampling: Upsampling = MISSING
     padding: Padding = MISSING
     kernel_initializer: str = MISSING
+    block: Block = MISSING
+    attention: bool = MISSING
 
     def __post_init__(self) -> None:
         require(self.depth >= 1, "model.depth", self.depth, ">= 1")

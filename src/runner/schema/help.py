@@ -91,6 +91,8 @@ KEY_HELP: Dict[str, str] = {
     "model.upsampling": "up-sampling: UpSampling2D (`nearest`), or a 2x2 up-convolution (`transpose`)",
     "model.padding": "`valid` is the paper's: unpadded convolutions, skips cropped, output smaller than input",
     "model.kernel_initializer": "any Keras initializer name",
+    "model.block": "`plain`: two 3x3 convolutions per level; `residual`: with a shortcut (the identity, or a 1x1 convolution where the channels change) added before the second ReLU (ResUNet)",
+    "model.attention": "an additive attention gate on every skip connection, gated by the coarser decoder level (Attention U-Net, Oktay et al. 2018)",
     # ------------------------------------------------------------ loss
     "loss.name": "the loss, set by the option",
     "loss.smooth": "smoothing term of the soft Dice / Tversky index",

@@ -72,7 +72,8 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
                               every=trainer.checkpoint_every)
     with replication.scope():
         model = builders.build_model(config)
-        log.info("%s", describe(model, config.model.depth, config.model.filters))
+        log.info("%s", describe(model, config.model.depth, config.model.filters, config.model.block.value,
+                                config.model.attention))
         state = fetch_training_state(config.resume, checkpoints.directory) if config.resume else None
         checkpoints.schedule_steps = schedule_steps(state, trainer.epochs * steps_per_epoch)
         builders.compile_model(model, config, total_steps=checkpoints.schedule_steps)

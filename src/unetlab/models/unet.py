@@ -6,9 +6,23 @@ with 1 input channel, 1 class and filters=32 it has 7,846,081 parameters. The
 paper's network is `filters=64, padding="valid", upsampling="transpose"` with a
 2-class softmax head (572x572 in, 388x388 out).
 
+Options on top, each off by default:
+
+- `block="residual"` (ResUNet; Zhang, Liu and Wang 2018, "Road Extraction by Deep Residual U-Net",
+  arXiv:1711.10684, with He et al. 2016's basic block): each level's two 3x3 convolutions get a
+  shortcut, the identity or, where the channels change, a 1x1 convolution (with batch norm when the
+  block has it), added before the second ReLU;
+- `attention=True` (Attention U-Net; Oktay et al. 2018, "Attention U-Net: Learning Where to Look for
+  the Pancreas", arXiv:1804.03999, fig. 2): each skip is multiplied by an additive attention gate
+  before the concatenation. The gating signal g is the decoder's tensor before it is upsampled; the
+  skip x is brought to g's size by a 2x2 stride-2 convolution without bias (W_x), g by a 1x1
+  convolution (W_g), both to F_int = half the skip's channels; ReLU of their sum, a 1x1 convolution to
+  one channel (psi), a sigmoid, bilinear upsampling x2: the coefficients alpha that scale x.
+
 Input-shape rule: with `padding="same"` height and width must be divisible by
 2**depth; with `padding="valid"` see `unetlab.geometry.unet_output_size`.
-Layers are named by level (`enc1_conv2`, `down2`, `up3`, `dec3_conv1`, `head`).
+Layers are named by level (`enc1_conv2`, `down2`, `up3`, `dec3_conv1`, `head`; `enc1_shortcut`,
+`up3_gate_alpha`).
 """
 
 from __future__ import annotations
@@ -18,19 +32,50 @@ from keras import layers
 
 from ..errors import ConfigError
 from ..geometry import unet_output_size
-from ..names import PADDING, POOLING, UPSAMPLING, check_choice
+from ..names import BLOCKS, PADDING, POOLING, UPSAMPLING, check_choice
 
 
 def conv_block(x, filters: int, name: str, *, padding: str = "same", batch_norm: bool = False,
-               kernel_initializer: str = "he_normal"):
-    """Two 3x3 convolutions, each followed by (optional batch norm and) ReLU."""
+               kernel_initializer: str = "he_normal", block: str = "plain"):
+    """Two 3x3 convolutions, each followed by (optional batch norm and) ReLU; `block="residual"` adds
+    a shortcut (the identity, or a 1x1 convolution where the channels change) before the second ReLU."""
+    shortcut = x
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding=padding, use_bias=not batch_norm,
                           kernel_initializer=kernel_initializer, name=f"{name}_conv{i}")(x)
         if batch_norm:
             x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        if i == 2 and block == "residual":
+            x = layers.Add(name=f"{name}_add")([x, _shortcut(shortcut, x, filters, name, batch_norm,
+                                                             kernel_initializer)])
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
+
+
+def _shortcut(x, output, filters: int, name: str, batch_norm: bool, kernel_initializer: str):
+    """A residual block's shortcut: `x` centre-cropped to `output`'s size (valid padding), projected by
+    a 1x1 convolution (and batch norm) where its channels are not `filters`."""
+    crop = (x.shape[1] - output.shape[1]) // 2 if x.shape[1] and output.shape[1] else 0
+    if crop:
+        x = layers.Cropping2D(crop, name=f"{name}_shortcut_crop")(x)
+    if x.shape[-1] == filters:
+        return x
+    x = layers.Conv2D(filters, 1, use_bias=not batch_norm, kernel_initializer=kernel_initializer,
+                      name=f"{name}_shortcut")(x)
+    return layers.BatchNormalization(name=f"{name}_shortcut_bn")(x) if batch_norm else x
+
+
+def attention_gate(x, g, name: str, *, kernel_initializer: str = "he_normal"):
+    """Oktay et al. 2018's additive attention gate (module docstring): `x` (the skip, twice `g`'s size)
+    scaled by coefficients in [0, 1] computed from `x` and the gating signal `g`."""
+    inter = max(1, x.shape[-1] // 2)
+    theta = layers.Conv2D(inter, 2, strides=2, use_bias=False, kernel_initializer=kernel_initializer,
+                          name=f"{name}_theta")(x)
+    phi = layers.Conv2D(inter, 1, kernel_initializer=kernel_initializer, name=f"{name}_phi")(g)
+    f = layers.Activation("relu", name=f"{name}_relu")(layers.Add(name=f"{name}_add")([theta, phi]))
+    psi = layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer=kernel_initializer, name=f"{name}_psi")(f)
+    alpha = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_alpha")(psi)
+    return layers.Multiply(name=name)([x, alpha])
 
 
 def down_block(x, filters: int, name: str, *, pooling: str = "max", kernel_initializer: str = "he_normal"):
@@ -41,12 +86,13 @@ def down_block(x, filters: int, name: str, *, pooling: str = "max", kernel_initi
 
 
 def up_block(x, skip, filters: int, name: str, *, upsampling: str = "nearest",
-             kernel_initializer: str = "he_normal"):
-    """Double height and width, then concatenate the (centre-cropped) skip tensor.
+             kernel_initializer: str = "he_normal", attention: bool = False):
+    """Double height and width, then concatenate the (centre-cropped, with `attention` gated) skip tensor.
 
     `nearest` repeats pixels (UpSampling2D, the classic Keras U-Net); `transpose`
     is the paper's 2x2 up-convolution that halves the channels.
     """
+    gating = x
     if upsampling == "nearest":
         x = layers.UpSampling2D(2, interpolation="nearest", name=name)(x)
     else:
@@ -54,20 +100,27 @@ def up_block(x, skip, filters: int, name: str, *, upsampling: str = "nearest",
     crop = (skip.shape[1] - x.shape[1]) // 2 if skip.shape[1] and x.shape[1] else 0
     if crop:
         skip = layers.Cropping2D(crop, name=f"{name}_crop")(skip)
+    if attention:
+        skip = attention_gate(skip, gating, f"{name}_gate", kernel_initializer=kernel_initializer)
     return layers.Concatenate(name=f"{name}_concat")([skip, x])
 
 
 def build_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 1), num_classes: int = 1, *,
                depth: int = 4, filters: int = 32, batch_norm: bool = False, dropout: float = 0.0,
                pooling: str = "max", upsampling: str = "nearest", padding: str = "same",
-               kernel_initializer: str = "he_normal", name: str = "unet") -> keras.Model:
-    """Build a U-Net; `num_classes=1` gives a sigmoid head, K > 1 a K-way softmax.
+               kernel_initializer: str = "he_normal", block: str = "plain", attention: bool = False,
+               name: str = "unet") -> keras.Model:
+    """Build a U-Net; `num_classes=1` gives a sigmoid head, K > 1 a K-way softmax; `block` and
+    `attention` as in the module docstring.
 
     The head always computes in float32, so the model is safe under mixed precision.
     """
     check_choice("pooling", pooling, POOLING)
     check_choice("upsampling", upsampling, UPSAMPLING)
     check_choice("padding", padding, PADDING)
+    check_choice("block", block, BLOCKS)
+    if not isinstance(attention, bool):
+        raise ConfigError(f"attention must be true or false. Received: attention={attention!r}")
     for argument, value in (("depth", depth), ("filters", filters), ("num_classes", num_classes)):
         if value < 1:
             raise ConfigError(f"{argument} must be >= 1. Received: {argument}={value}")
@@ -80,7 +133,7 @@ def build_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 1)
         raise ConfigError(f"padding='valid' needs a fixed input height and width (skips are cropped). "
                           f"Received: input_shape={tuple(input_shape)}")
 
-    common = dict(batch_norm=batch_norm, padding=padding, kernel_initializer=kernel_initializer)
+    common = dict(batch_norm=batch_norm, padding=padding, kernel_initializer=kernel_initializer, block=block)
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     skips = []
@@ -93,14 +146,15 @@ def build_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 1)
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
     for level in reversed(range(depth)):
         x = up_block(x, skips[level], filters * 2**level, f"up{level}", upsampling=upsampling,
-                     kernel_initializer=kernel_initializer)
+                     kernel_initializer=kernel_initializer, attention=attention)
         x = conv_block(x, filters * 2**level, f"dec{level}", **common)
     activation = "sigmoid" if num_classes == 1 else "softmax"
     outputs = layers.Conv2D(num_classes, 1, activation=activation, dtype="float32", name="head")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def describe(model: keras.Model, depth: int, filters: int) -> str:
-    """One line saying what was built: 'U-Net depth=4 filters=32: 7.8M params'."""
+def describe(model: keras.Model, depth: int, filters: int, block: str = "plain", attention: bool = False) -> str:
+    """One line saying what was built: 'U-Net depth=4 filters=32: 7.8M params', 'Residual Attention U-Net ...'."""
     params = model.count_params()
-    return f"U-Net depth={depth} filters={filters}: {params / 1e6:.1f}M params ({params:,})"
+    family = " ".join(word for word, on in (("Residual", block == "residual"), ("Attention", attention)) if on)
+    return f"{family + ' ' if family else ''}U-Net depth={depth} filters={filters}: {params / 1e6:.1f}M params ({params:,})"
