@@ -21,7 +21,8 @@ from unetlab.geometry import unet_output_size
 from .groups import (AdamConfig, AugmentSettings, BorderWeightedDiceLossConfig, BorderWeightedLossConfig,
                      DataConfig, DiceLossConfig, FocalLossConfig, FolderDataConfig, LossConfig, ModelConfig,
                      MonitorMode, NamedFolderDataConfig, Normalize, OptimizerConfig, SearchConfig, SGDConfig,
-                     SyntheticDataConfig, Task, TrackingConfig, TrainerConfig, TverskyLossConfig)
+                     SyntheticDataConfig, Task, TrackingConfig, TrainerConfig, TverskyLossConfig,
+                     UNetPlusPlusConfig)
 from .inference import EvaluateConfig, ExportConfig, ExportFormat, PredictConfig
 
 # The layout of a logged config.yaml: raised when a release renames or removes a key (with its entry
@@ -171,7 +172,7 @@ LOSS_SCHEMAS = {"Crossentropy": LossConfig, "DiceLoss": DiceLossConfig, "Crossen
 SCHEMAS = {
     "data": {"synthetic": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig},
     "loss": {name: LOSS_SCHEMAS[loss.cls] for name, loss in names.LOSS_NAMES.items()},
-    "model": {"unet": ModelConfig},
+    "model": {"unet": ModelConfig, "unetpp": UNetPlusPlusConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamConfig, "sgd": SGDConfig},
     "augment": {"none": AugmentSettings, "basic": AugmentSettings, "paper": AugmentSettings},
     "trainer": {"default": TrainerConfig},

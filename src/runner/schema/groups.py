@@ -153,6 +153,14 @@ class ModelConfig:
         require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1)")
 
 
+@dataclass
+class UNetPlusPlusConfig(ModelConfig):  # model=unetpp: the U-Net's keys; same padding, no attention gates
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.padding is Padding.same, "model.padding", self.padding.value, "same for model=unetpp")
+        require(not self.attention, "model.attention", self.attention, "false for model=unetpp (a model=unet option)")
+
+
 # ---------------------------------------------------------------- loss
 @dataclass
 class LossConfig:

@@ -186,6 +186,7 @@ OPTION_HELP: Dict[Tuple[str, str], str] = {
     ("data", "folder"): "image and mask folders, paired by file stem",
     ("data", "isbi2012"): "the ISBI 2012 EM membranes of the U-Net paper: `folder` under one `root`",
     ("model", "unet"): "the U-Net: the classic Keras one by default, the paper's with `padding=valid`",
+    ("model", "unetpp"): "UNet++ (Zhou et al. 2018): the U-Net's encoder with nested, densely connected skips (same padding)",
     ("optimizer", "adam"): "Adam",
     ("optimizer", "adamw"): "AdamW: Adam with decoupled weight decay",
     ("optimizer", "sgd"): "SGD with momentum",

@@ -85,18 +85,19 @@ def down_block(x, filters: int, name: str, *, pooling: str = "max", kernel_initi
     return layers.Conv2D(filters, 2, strides=2, kernel_initializer=kernel_initializer, name=name)(x)
 
 
+def upsample(x, filters: int, name: str, *, upsampling: str = "nearest", kernel_initializer: str = "he_normal"):
+    """Double height and width: `nearest` repeats pixels (UpSampling2D, the classic Keras U-Net);
+    `transpose` is the paper's 2x2 up-convolution to `filters` channels."""
+    if upsampling == "nearest":
+        return layers.UpSampling2D(2, interpolation="nearest", name=name)(x)
+    return layers.Conv2DTranspose(filters, 2, strides=2, kernel_initializer=kernel_initializer, name=name)(x)
+
+
 def up_block(x, skip, filters: int, name: str, *, upsampling: str = "nearest",
              kernel_initializer: str = "he_normal", attention: bool = False):
-    """Double height and width, then concatenate the (centre-cropped, with `attention` gated) skip tensor.
-
-    `nearest` repeats pixels (UpSampling2D, the classic Keras U-Net); `transpose`
-    is the paper's 2x2 up-convolution that halves the channels.
-    """
+    """`upsample`, then concatenate the (centre-cropped, with `attention` gated) skip tensor."""
     gating = x
-    if upsampling == "nearest":
-        x = layers.UpSampling2D(2, interpolation="nearest", name=name)(x)
-    else:
-        x = layers.Conv2DTranspose(filters, 2, strides=2, kernel_initializer=kernel_initializer, name=name)(x)
+    x = upsample(x, filters, name, upsampling=upsampling, kernel_initializer=kernel_initializer)
     crop = (skip.shape[1] - x.shape[1]) // 2 if skip.shape[1] and x.shape[1] else 0
     if crop:
         skip = layers.Cropping2D(crop, name=f"{name}_crop")(skip)
@@ -115,17 +116,8 @@ def build_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 1)
 
     The head always computes in float32, so the model is safe under mixed precision.
     """
-    check_choice("pooling", pooling, POOLING)
-    check_choice("upsampling", upsampling, UPSAMPLING)
-    check_choice("padding", padding, PADDING)
-    check_choice("block", block, BLOCKS)
-    if not isinstance(attention, bool):
-        raise ConfigError(f"attention must be true or false. Received: attention={attention!r}")
-    for argument, value in (("depth", depth), ("filters", filters), ("num_classes", num_classes)):
-        if value < 1:
-            raise ConfigError(f"{argument} must be >= 1. Received: {argument}={value}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+    check_options(num_classes, depth=depth, filters=filters, dropout=dropout, pooling=pooling, upsampling=upsampling,
+                  padding=padding, block=block, attention=attention)
     for size in input_shape[:2]:
         if size is not None:
             unet_output_size(size, depth, padding)
@@ -148,13 +140,38 @@ def build_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 1)
         x = up_block(x, skips[level], filters * 2**level, f"up{level}", upsampling=upsampling,
                      kernel_initializer=kernel_initializer, attention=attention)
         x = conv_block(x, filters * 2**level, f"dec{level}", **common)
+    return keras.Model(inputs, head(x, num_classes), name=name)
+
+
+def check_options(num_classes: int, *, depth: int, filters: int, dropout: float, pooling: str, upsampling: str,
+                  padding: str, block: str, attention: bool) -> None:
+    """The U-Net family's options, each a one-line ConfigError naming the argument."""
+    check_choice("pooling", pooling, POOLING)
+    check_choice("upsampling", upsampling, UPSAMPLING)
+    check_choice("padding", padding, PADDING)
+    check_choice("block", block, BLOCKS)
+    if not isinstance(attention, bool):
+        raise ConfigError(f"attention must be true or false. Received: attention={attention!r}")
+    for argument, value in (("depth", depth), ("filters", filters), ("num_classes", num_classes)):
+        if value < 1:
+            raise ConfigError(f"{argument} must be >= 1. Received: {argument}={value}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+
+
+def head(x, num_classes: int):
+    """The 1x1 convolution to the classes: sigmoid for one, softmax for more, computed in float32."""
     activation = "sigmoid" if num_classes == 1 else "softmax"
-    outputs = layers.Conv2D(num_classes, 1, activation=activation, dtype="float32", name="head")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return layers.Conv2D(num_classes, 1, activation=activation, dtype="float32", name="head")(x)
+
+
+TITLES = {"unet": "U-Net", "unetpp": "U-Net++"}  # the family of a model, by its Keras name, for `describe`
 
 
 def describe(model: keras.Model, depth: int, filters: int, block: str = "plain", attention: bool = False) -> str:
-    """One line saying what was built: 'U-Net depth=4 filters=32: 7.8M params', 'Residual Attention U-Net ...'."""
+    """One line saying what was built: 'U-Net depth=4 filters=32: 7.8M params', 'Residual Attention U-Net ...',
+    'U-Net++ ...' (the family from the model's name, `TITLES`)."""
     params = model.count_params()
-    family = " ".join(word for word, on in (("Residual", block == "residual"), ("Attention", attention)) if on)
-    return f"{family + ' ' if family else ''}U-Net depth={depth} filters={filters}: {params / 1e6:.1f}M params ({params:,})"
+    words = [word for word, on in (("Residual", block == "residual"), ("Attention", attention)) if on]
+    family = " ".join([*words, TITLES.get(model.name, model.name)])
+    return f"{family} depth={depth} filters={filters}: {params / 1e6:.1f}M params ({params:,})"
