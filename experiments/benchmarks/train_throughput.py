@@ -17,6 +17,7 @@ when the runner is within 5% of in-memory.
 
     make benchmark   # full size: slow on CPU (extrapolated ~30+ min on 2 busy cores)
     python experiments/benchmarks/train_throughput.py --image-size 64 --steps 5 --repeats 1
+    python experiments/benchmarks/train_throughput.py --model unetpp --batch-size 8   # a family of the zoo
 """
 
 from __future__ import annotations
@@ -31,11 +32,16 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TARGET = 0.95  # runner img/s must be at least 95% of in-memory img/s
+FAMILIES = {  # --model: the config overrides that build each family of the U-Net zoo
+    "unet": [], "resunet": ["model.block=residual"], "attention_unet": ["model.attention=true"],
+    "unetpp": ["model=unetpp"],
+}
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")  # fit(dataset) warns; the runner's too
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(FAMILIES), default="unet", help="the U-Net family to train")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--filters", type=int, default=32)
@@ -54,7 +60,7 @@ def compose_config(args: argparse.Namespace):
     from runner.settings import to_config
 
     register()
-    overrides = [f"data.image_size={args.image_size}", f"data.num_train={args.num_train}", "data.num_val=4",
+    overrides = [*FAMILIES[args.model], f"data.image_size={args.image_size}", f"data.num_train={args.num_train}", "data.num_val=4",
                  f"model.depth={args.depth}", f"model.filters={args.filters}",
                  f"trainer.batch_size={args.batch_size}", f"trainer.steps_per_epoch={args.steps}",
                  "trainer.verbose=0", "output_dir=/tmp/bench"]
@@ -87,7 +93,8 @@ def main() -> None:
     print(f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs "
           f"({len(os.sched_getaffinity(0))} usable), GPUs: {len(tf.config.list_physical_devices('GPU'))}")
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}")
-    print(f"model: U-Net depth {config.model.depth}, filters {config.model.filters}, "
+    print(f"model: {args.model} ({config.model.name} {' '.join(FAMILIES[args.model])}) depth {config.model.depth}, "
+          f"filters {config.model.filters}, "
           f"{data.image_size}x{data.image_size}x{data.channels}, {data.num_classes} class(es); loss "
           f"{config.loss.name}, optimizer {config.optimizer.name}; batch {trainer.batch_size}, "
           f"{args.steps} steps x {args.repeats} repeats, {data.num_train} training images")
