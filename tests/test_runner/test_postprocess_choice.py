@@ -81,9 +81,22 @@ def test_the_choice_is_the_one_of_the_validation_images(chosen, make_config, tmp
     assert len(choice.trials) == 4
 
 
-@pytest.mark.parametrize("overrides", [("predict.postprocess=watershed", "data.objects=background"),
-                                       ("predict.postprocess=auto",)])  # data.objects=foreground: not cells
-def test_nothing_is_chosen_without_auto_or_without_cells_between_membranes(tmp_path, overrides):
-    run, client = train(tmp_path, *overrides)
+@pytest.mark.parametrize("overrides, chooses", [
+    (("data.objects=background", "predict.postprocess=auto"), True),
+    (("data.objects=background", "predict.postprocess=watershed"), False),  # the user's own settings
+    (("predict.postprocess=auto",), False),  # data.objects=foreground: not cells between membranes
+    (("data.objects=background", "predict.postprocess=auto", "data.num_classes=3", "loss=ce"), False),
+])
+def test_only_auto_on_cells_between_membranes_chooses(make_config, tmp_path, overrides, chooses):
+    from runner import builders, postprocess_choice
+
+    images, masks = shapes_dataset(tmp_path / "data", 4, (32, 32))
+    config = make_config(["data=folder", f"data.images={images}", f"data.masks={masks}", "data.image_size=32",
+                          *overrides, f"output_dir={tmp_path}/out"])
+    assert postprocess_choice.applies(config, builders.make_splits(config)) is chooses
+
+
+def test_a_run_without_auto_records_no_choice(tmp_path):
+    run, client = train(tmp_path, "data.objects=background")
     assert recorded(client, run.info.run_id, tmp_path)["postprocess"] is None
     assert "postprocessing" not in run.data.tags and "postprocess_val_rand_error" not in run.data.metrics
