@@ -161,6 +161,13 @@ def build_model(config: Config):
         raise ConfigError(f"model: {' '.join(str(error).split())}") from None
 
 
+def describe_model(model, config: Config) -> str:
+    """The line that says what was built ('Residual U-Net++ depth=4 filters=32: 9.0M params (...)')."""
+    from unetlab.models import describe
+
+    return describe(model, config.model.depth, config.model.filters, config.model.block.value, config.model.attention)
+
+
 def label_size(model, config: Config) -> int | None:
     """The mask size the model predicts when it differs from its input (valid padding), else None."""
     output = model.output_shape[1]

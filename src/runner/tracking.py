@@ -85,11 +85,14 @@ def log_data(splits, fingerprint: str | None, images: str | None) -> None:
                      context="training")
 
 
+MODEL_SUMMARY = "model_summary.txt"  # the layer table: a training run's artifact, task=preview's file
+
+
 def log_model_summary(model) -> None:
     """Keras' layer table as `model_summary.txt`, and the parameter count as metric `params`."""
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, **_: lines.append(line), line_length=120)
-    mlflow.log_text("\n".join(lines) + "\n", "model_summary.txt")
+    from unetlab.models import layer_table
+
+    mlflow.log_text(layer_table(model), MODEL_SUMMARY)
     retry_locked(mlflow.log_metric, "params", model.count_params())
 
 

@@ -15,7 +15,6 @@ import tensorflow as tf
 from unetlab.checkpoints import Checkpoints, TrainingState
 from unetlab.distribution import Replication
 from unetlab.errors import ClusterError, ConfigError, DataError
-from unetlab.models import describe
 from unetlab.preprocessing import Preprocessing
 
 from .. import builders, guards, pictures, postprocess_choice, tracking
@@ -72,8 +71,7 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
                               every=trainer.checkpoint_every)
     with replication.scope():
         model = builders.build_model(config)
-        log.info("%s", describe(model, config.model.depth, config.model.filters, config.model.block.value,
-                                config.model.attention))
+        log.info("%s", builders.describe_model(model, config))
         state = fetch_training_state(config.resume, checkpoints.directory) if config.resume else None
         checkpoints.schedule_steps = schedule_steps(state, trainer.epochs * steps_per_epoch)
         builders.compile_model(model, config, total_steps=checkpoints.schedule_steps)

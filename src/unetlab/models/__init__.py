@@ -1,10 +1,11 @@
 """Model builders, selected by name from `MODELS` (the config's `model.name`)."""
 
 from .any_size import with_any_input_size, with_input_size
-from .unet import build_unet, conv_block, describe, down_block, up_block
+from .unet import build_unet, conv_block, describe, down_block, layer_table, up_block
 from .unet_plus_plus import build_unet_plus_plus
 
 MODELS = {"unet": build_unet, "unetpp": build_unet_plus_plus}
 
-__all__ = ["MODELS", "build_unet", "build_unet_plus_plus", "conv_block", "describe", "down_block", "up_block",
+__all__ = ["MODELS", "build_unet", "build_unet_plus_plus", "conv_block", "describe", "down_block", "layer_table",
+           "up_block",
            "with_any_input_size", "with_input_size"]

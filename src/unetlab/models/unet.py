@@ -175,3 +175,10 @@ def describe(model: keras.Model, depth: int, filters: int, block: str = "plain",
     words = [word for word, on in (("Residual", block == "residual"), ("Attention", attention)) if on]
     family = " ".join([*words, TITLES.get(model.name, model.name)])
     return f"{family} depth={depth} filters={filters}: {params / 1e6:.1f}M params ({params:,})"
+
+
+def layer_table(model: keras.Model) -> str:
+    """Keras' layer table of `model` (layers, output shapes, parameters), 120 characters wide."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line), line_length=120)
+    return "\n".join(lines) + "\n"
