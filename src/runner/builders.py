@@ -164,8 +164,12 @@ def build_model(config: Config):
 def describe_model(model, config: Config) -> str:
     """The line that says what was built ('Residual U-Net++ depth=4 filters=32: 9.0M params (...)')."""
     from unetlab.models import describe
+    from unetlab.models.encoder_unet import describe_encoder_unet
 
-    return describe(model, config.model.depth, config.model.filters, config.model.block.value, config.model.attention)
+    settings = config.model
+    if settings.name == "encoder_unet":
+        return describe_encoder_unet(model, settings.encoder, settings.encoder_weights)
+    return describe(model, settings.depth, settings.filters, settings.block.value, settings.attention)
 
 
 def label_size(model, config: Config) -> int | None:

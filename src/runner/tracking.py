@@ -221,8 +221,7 @@ def tracked_run(tracking: TrackingConfig, tags: dict[str, str], resume: str | No
 
 def training_name(config: Config) -> str:
     """What a training run is, for its name: model, depth, filters, loss, optimizer ('unet-d4-f32-bce_dice-adam')."""
-    model = config.model
-    return f"{model.name}-d{model.depth}-f{model.filters}-{config.loss.name}-{config.optimizer.name}"
+    return f"{config.model.run_name()}-{config.loss.name}-{config.optimizer.name}"
 
 
 def run_name(tracking: TrackingConfig, what: str) -> str:

@@ -1,4 +1,4 @@
-"""Spatial size rules of the U-Net (pure Python, no TensorFlow import)."""
+"""Spatial size rules of the U-Net and the encoder U-Net (pure Python, no TensorFlow import)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,13 @@ def _fits_valid(size: int, depth: int) -> bool:
             return False
         size //= 2
     return size - 4 > 0
+
+
+def check_encoder_input_size(size: int | None) -> None:
+    """The heights and widths an encoder U-Net takes (`unetlab.models.encoder_unet`): multiples of 32, its
+    backbones' total stride; otherwise a one-line error naming the nearest valid sizes."""
+    if size is not None and (size < 32 or size % 32):
+        below, above = max(32, size // 32 * 32), max(32, -(-size // 32) * 32)
+        nearest = str(above) if below == above else f"{below} or {above}"
+        raise ConfigError(f"input size {size} does not fit an encoder U-Net (multiples of 32): the nearest valid "
+                          f"sizes are {nearest}")

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("model.filtres=64", "Key 'filtres' not in 'ModelConfig'"),
+    ("model.filtres=64", "Key 'filtres' not in 'UNetConfig'"),
     ("model.filters=abc", "model.filters: Value 'abc' of type 'str' could not be converted to Integer"),
     ("model.pooling=avg", "Invalid value 'avg', expected one of [max, conv]"),
     ("loss=dcie", "Could not find 'loss/dcie' (did you mean loss=dice?)"),
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
     ("-m hparams_search=optuna hparams_search.n_trials=0", "hparams_search.n_trials must be >= 1"),
     ("-m hparams_search=optuna model.filters=choice(1,", "model.filters=choice(1,: no viable alternative"),
     ("-m +experiment=ray_cluster", "pip install 'unetlab[ray]'"),
-    ("-m hparams_search=optuna model.filtres=2,4", "Key 'filtres' not in 'ModelConfig'"),
+    ("-m hparams_search=optuna model.filtres=2,4", "Key 'filtres' not in 'UNetConfig'"),
     ("-m hparams_search=optuna loss=dice,dcie", "Could not find 'loss/dcie'"),
     ("model.filters=2,4", "to sweep over it add -m"),
 ])

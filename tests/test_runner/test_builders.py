@@ -23,8 +23,10 @@ NEEDS = {
 
 @pytest.mark.parametrize("group, option", group_options())
 def test_every_option_of_every_group_composes_and_builds(make_config, group, option, tmp_path):
-    overrides = [f"{group}={option}", "data.image_size=32", "model.depth=2", "model.filters=2",
-                 f"output_dir={tmp_path}", *NEEDS.get((group, option), [])]
+    small = ["model.encoder=mobilenetv2", "model.decoder_filters=[4,4,4,4,4]"] if option == "encoder_unet" else \
+        ["model.depth=2", "model.filters=2"]  # the encoder U-Net has neither depth nor filters
+    overrides = [f"{group}={option}", "data.image_size=32", *small, f"output_dir={tmp_path}",
+                 *NEEDS.get((group, option), [])]
     if (group, option) == ("data", "folder"):
         overrides += [f"data.images={tmp_path}", f"data.masks={tmp_path}"]
     if (group, option) == ("data", "isbi2012"):

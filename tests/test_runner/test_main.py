@@ -103,7 +103,7 @@ PREDICT = ["task=predict", "predict.input={user}/in"]
 # (overrides, setup of the user's files under tmp_path/user, substrings of the error line).
 # {user} is that folder; {run} a finished run (launched where its store is); {deleted} the same run deleted.
 CASES = [
-    pytest.param(["model.filtres=64"], None, ["model.filtres", "not in 'ModelConfig'", "did you mean model.filters?"],
+    pytest.param(["model.filtres=64"], None, ["model.filtres", "not in 'UNetConfig'", "did you mean model.filters?"],
                  id="unknown-key"),
     pytest.param(["+model.filtres=64", *TINY], None, ["model.filtres is not a key of model",
                                                        "did you mean model.filters?"], id="appended-unknown-key"),

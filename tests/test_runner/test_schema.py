@@ -78,6 +78,9 @@ def test_monitor_direction_follows_the_metric_unless_set(make_config, tmp_path):
     (["config_version=2"], "config_version=2: it is written by unetlab, not set"),  # its run could not be read back
     (["evaluate.thresholds=[0.0,1.0]"], "evaluate.thresholds must be [MIN, MAX, STEP]. Received: thresholds=[0.0, 1.0]"),
     (["evaluate.thresholds=[0.5,0.4,0.1]"], "evaluate.thresholds must be [MIN, MAX, STEP] with 0 <= MIN <= MAX <= 1"),
+    (["model=encoder_unet", "data.image_size=48"], "data.image_size=48: input size 48 does not fit an encoder U-Net "
+                                                   "(multiples of 32): the nearest valid sizes are 32 or 64"),
+    (["model=encoder_unet", "model.decoder_filters=[8]"], "model.decoder_filters must be 5 channel counts >= 1"),
     (["model=unetpp", "model.padding=valid"], "model.padding must be same for model=unetpp. Received: padding='valid'"),
     (["model=unetpp", "model.attention=true"], "model.attention must be false for model=unetpp"),
     (["predict.watershed.h=0"], "predict.watershed.h must be > 0 (pixels). Received: h=0.0"),

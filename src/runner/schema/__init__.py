@@ -16,13 +16,12 @@ from omegaconf import MISSING
 
 from unetlab import names
 from unetlab.errors import ConfigError
-from unetlab.geometry import unet_output_size
 
 from .groups import (AdamConfig, AugmentSettings, BorderWeightedDiceLossConfig, BorderWeightedLossConfig,
-                     DataConfig, DiceLossConfig, FocalLossConfig, FolderDataConfig, LossConfig, ModelConfig,
+                     DataConfig, DiceLossConfig, EncoderUNetConfig, FocalLossConfig, FolderDataConfig, LossConfig, ModelConfig,
                      MonitorMode, NamedFolderDataConfig, Normalize, OptimizerConfig, SearchConfig, SGDConfig,
                      SyntheticDataConfig, Task, TrackingConfig, TrainerConfig, TverskyLossConfig,
-                     UNetPlusPlusConfig)
+                     UNetConfig, UNetPlusPlusConfig)
 from .inference import EvaluateConfig, ExportConfig, ExportFormat, PredictConfig
 
 # The layout of a logged config.yaml: raised when a release renames or removes a key (with its entry
@@ -106,10 +105,9 @@ class Config:
     def _check_training(self) -> None:
         key = "data.patch_size" if getattr(self.data, "patch_size", None) else "data.image_size"
         try:
-            unet_output_size(self.input_size(), self.model.depth, self.model.padding.value)
+            self.model.check_input_size(self.input_size())
         except ConfigError as error:
-            raise ConfigError(f"{key}={self.input_size()}: {error} (model.depth={self.model.depth}, "
-                              f"model.padding={self.model.padding.value})") from None
+            raise ConfigError(f"{key}={self.input_size()}: {error}") from None
         normalize = getattr(self.data, "normalize", Normalize.scale)
         intensity = [k for k in ("brightness", "contrast", "gamma", "noise", "blur") if getattr(self.augment, k)]
         if normalize in (Normalize.zscore, Normalize.dataset) and intensity:
@@ -172,7 +170,7 @@ LOSS_SCHEMAS = {"Crossentropy": LossConfig, "DiceLoss": DiceLossConfig, "Crossen
 SCHEMAS = {
     "data": {"synthetic": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig},
     "loss": {name: LOSS_SCHEMAS[loss.cls] for name, loss in names.LOSS_NAMES.items()},
-    "model": {"unet": ModelConfig, "unetpp": UNetPlusPlusConfig},
+    "model": {"unet": UNetConfig, "unetpp": UNetPlusPlusConfig, "encoder_unet": EncoderUNetConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamConfig, "sgd": SGDConfig},
     "augment": {"none": AugmentSettings, "basic": AugmentSettings, "paper": AugmentSettings},
     "trainer": {"default": TrainerConfig},

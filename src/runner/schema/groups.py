@@ -15,6 +15,7 @@ from omegaconf import MISSING
 
 from unetlab import names
 from unetlab.errors import ConfigError
+from unetlab.geometry import check_encoder_input_size, unet_output_size
 
 
 class Task(Enum):
@@ -134,8 +135,20 @@ class NamedFolderDataConfig(FolderDataConfig):
 
 # ---------------------------------------------------------------- model
 @dataclass
-class ModelConfig:
+class ModelConfig:  # every model option: its name, and what the config asks of a family (its subclass)
     name: str = MISSING
+
+    def check_input_size(self, size: int) -> None:
+        """A one-line ConfigError unless the network takes `size` x `size` inputs."""
+        raise NotImplementedError
+
+    def run_name(self) -> str:
+        """What the network is, for a training run's name ('unet-d4-f32')."""
+        raise NotImplementedError
+
+
+@dataclass
+class UNetConfig(ModelConfig):  # model=unet (unetlab.models.unet), the base of model=unetpp
     depth: int = MISSING
     filters: int = MISSING
     batch_norm: bool = MISSING
@@ -152,13 +165,40 @@ class ModelConfig:
         require(self.filters >= 1, "model.filters", self.filters, ">= 1")
         require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1)")
 
+    def check_input_size(self, size: int) -> None:
+        try:
+            unet_output_size(size, self.depth, self.padding.value)
+        except ConfigError as error:
+            raise ConfigError(f"{error} (model.depth={self.depth}, model.padding={self.padding.value})") from None
+
+    def run_name(self) -> str:
+        return f"{self.name}-d{self.depth}-f{self.filters}"
+
 
 @dataclass
-class UNetPlusPlusConfig(ModelConfig):  # model=unetpp: the U-Net's keys; same padding, no attention gates
+class UNetPlusPlusConfig(UNetConfig):  # model=unetpp: the U-Net's keys; same padding, no attention gates
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.padding is Padding.same, "model.padding", self.padding.value, "same for model=unetpp")
         require(not self.attention, "model.attention", self.attention, "false for model=unetpp (a model=unet option)")
+
+
+
+@dataclass
+class EncoderUNetConfig(ModelConfig):  # model=encoder_unet (unetlab.models.encoder_unet)
+    encoder: str = MISSING
+    encoder_weights: str = MISSING
+    decoder_filters: List[int] = MISSING
+
+    def __post_init__(self) -> None:  # the encoder and the weights file are checked when the model is built
+        require(len(self.decoder_filters) == 5 and min(self.decoder_filters) >= 1, "model.decoder_filters",
+                list(self.decoder_filters), "5 channel counts >= 1, one per decoder stage")
+
+    def check_input_size(self, size: int) -> None:
+        check_encoder_input_size(size)
+
+    def run_name(self) -> str:
+        return f"{self.name}-{self.encoder}"
 
 
 # ---------------------------------------------------------------- loss

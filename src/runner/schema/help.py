@@ -92,6 +92,9 @@ KEY_HELP: Dict[str, str] = {
     "model.padding": "`valid` is the paper's: unpadded convolutions, skips cropped, output smaller than input",
     "model.kernel_initializer": "any Keras initializer name",
     "model.block": "`plain`: two 3x3 convolutions per level; `residual`: with a shortcut (the identity, or a 1x1 convolution where the channels change) added before the second ReLU (ResUNet)",
+    "model.encoder": "model=encoder_unet: the backbone (`unetlab.models.encoder_unet.BACKBONES`), e.g. resnet50, efficientnetb0, mobilenetv2, convnexttiny",
+    "model.encoder_weights": "model=encoder_unet: `none` (random), `imagenet` (downloaded by Keras) or a `.weights.h5` file saved from the same backbone (for the model's channels or RGB, adapted)",
+    "model.decoder_filters": "model=encoder_unet: the channels of the five decoder stages, from stride 16 to full resolution",
     "model.attention": "an additive attention gate on every skip connection, gated by the coarser decoder level (Attention U-Net, Oktay et al. 2018)",
     # ------------------------------------------------------------ loss
     "loss.name": "the loss, set by the option",
@@ -187,6 +190,7 @@ OPTION_HELP: Dict[Tuple[str, str], str] = {
     ("data", "isbi2012"): "the ISBI 2012 EM membranes of the U-Net paper: `folder` under one `root`",
     ("model", "unet"): "the U-Net: the classic Keras one by default, the paper's with `padding=valid`",
     ("model", "unetpp"): "UNet++ (Zhou et al. 2018): the U-Net's encoder with nested, densely connected skips (same padding)",
+    ("model", "encoder_unet"): "a U-Net whose contracting path is a keras.applications backbone (ResNet, EfficientNet, MobileNetV2, ConvNeXt, DenseNet), optionally with imagenet weights",
     ("optimizer", "adam"): "Adam",
     ("optimizer", "adamw"): "AdamW: Adam with decoupled weight decay",
     ("optimizer", "sgd"): "SGD with momentum",

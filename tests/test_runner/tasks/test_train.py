@@ -411,8 +411,11 @@ def test_two_tensorflow_workers_train_like_one_device_into_exactly_one_run_kept_
     assert "worker 1" in logs[1] and not list(scratch.glob("unetlab-worker-*"))  # worker 1's checkpoints are gone
 
 
-@pytest.mark.parametrize("family, title", [(("model.block=residual", "model.attention=true"), "Residual Attention U-Net"),
-                                           (("model=unetpp",), "U-Net++")])
+@pytest.mark.parametrize("family, title", [
+    (("model.block=residual", "model.attention=true"), "Residual Attention U-Net depth=2 filters=4"),
+    (("model=unetpp",), "U-Net++ depth=2 filters=4"),
+    (("model=encoder_unet", "model.encoder=mobilenetv2", "model.decoder_filters=[16,16,8,8,8]"),
+     "U-Net mobilenetv2 encoder (random weights)")])
 def test_each_family_trains_logs_what_it_built_and_reloads_in_safe_mode(make_config, tmp_path, monkeypatch, caplog,
                                                                        family, title):
     """A U-Net family on the embedded data: Dice rises over its epochs, the log names the family and its
@@ -421,7 +424,8 @@ def test_each_family_trains_logs_what_it_built_and_reloads_in_safe_mode(make_con
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    overrides = [o for o in TINY if not o.startswith("trainer.epochs")]
+    encoder = "model=encoder_unet" in family  # it has neither depth nor filters
+    overrides = [o for o in TINY if not o.startswith(("trainer.epochs", *(("model.",) if encoder else ())))]
     with caplog.at_level("INFO", logger="runner.tasks.train"):
         train(make_config(overrides + [*family, "trainer.epochs=3", f"tracking.uri={uri}", f"output_dir={tmp_path}/out"]))
     client, run = only_run(uri)
@@ -429,5 +433,5 @@ def test_each_family_trains_logs_what_it_built_and_reloads_in_safe_mode(make_con
     assert len(dice) == 3 and dice[-1] > dice[0], dice
     built = keras.saving.load_model(client.download_artifacts(run.info.run_id, "checkpoints/best.keras", str(tmp_path)),
                                     safe_mode=True)
-    assert f"{title} depth=2 filters=4: 0.0M params ({built.count_params():,})" in caplog.text
+    assert f"{title}: {built.count_params() / 1e6:.1f}M params ({built.count_params():,})" in caplog.text
     assert run.data.metrics["params"] == built.count_params()

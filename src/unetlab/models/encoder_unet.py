@@ -1,0 +1,203 @@
+"""A U-Net whose contracting path is a `keras.applications` backbone (the encoder-decoder of
+segmentation_models, and of Iglovikov and Shvets 2018, "TernausNet", arXiv:1801.05746).
+
+The skips are the backbone's features at strides 2, 4, 8, 16 and 32, its stages' outputs: the last
+layer of each stage, named per backbone in `BACKBONES` (`skip_layers`; docs/models.md lists them). The decoder is the standard one: from the stride-32
+features, five stages of x2 upsampling (nearest), the concatenation of the skip of that stride (none at
+full resolution, nor where a backbone has no layer at a stride, as ConvNeXt at 2), and two 3x3
+convolutions with batch norm and ReLU of `decoder_filters` channels (default 256, 128, 64, 32, 16);
+then the 1x1 head of `unetlab.models.unet`.
+
+Inputs are images in [0, 1] (the pipeline's `normalize=scale`); the model's first layer maps them to
+what the backbone was trained on (`PREPROCESSING`: keras' caffe, tf or torch modes), and the backbones'
+own preprocessing layers are left out where Keras allows it, so nothing is applied twice (EfficientNet
+B0-B7 keep theirs: they get 0-255). ResNet v1 expects BGR: its first convolution's imagenet kernel is
+reversed along the input channels instead of flipping every image. Any number of input channels: the
+backbone is built for them and RGB weights are adapted (`adapt_weight`, as segmentation_models_pytorch
+adapts the first convolution: summed for one channel; cycled and scaled by 3/C for C channels).
+
+`encoder_weights`: "none" (random), "imagenet" (Keras downloads the RGB weights) or the path of a
+`.weights.h5` file saved from the same backbone (`backbone(...).save_weights`), for the model's
+channels or for 3 (then adapted). Height and width must be multiples of 32.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from ..errors import ConfigError
+from ..geometry import check_encoder_input_size
+from .unet import head
+
+STRIDES = (2, 4, 8, 16, 32)
+DECODER_FILTERS = (256, 128, 64, 32, 16)
+_RESNET_V2_BLOCKS = {"50": (3, 4, 6), "101": (3, 4, 23), "152": (3, 8, 36)}  # blocks of stages 2-4
+# name: (keras.applications constructor, the input it expects (a key of PREPROCESSING), and per stride of
+# STRIDES the skip: the last layer whose name starts with this (None: no skip at that stride)). The
+# skips are the stages' outputs, as segmentation_models(_pytorch) takes them, not the expansion
+# layers that open the next stage at the same stride.
+BACKBONES = {
+    **{f"resnet{n}": (f"ResNet{n}", "caffe", ("conv1_relu", "conv2_", "conv3_", "conv4_", "conv5_"))
+       for n in ("50", "101", "152")},
+    **{f"resnet{n}v2": (f"ResNet{n}V2", "tf", ("conv1_conv", *(f"conv{stage}_block{count}_1_relu" for stage, count
+                                                                   in zip((2, 3, 4), blocks)), "post_relu"))
+       for n, blocks in _RESNET_V2_BLOCKS.items()},
+    **{f"efficientnetb{i}": (f"EfficientNetB{i}", "0-255", ("stem_activation", "block2", "block3", "block5", "block7"))
+       for i in range(8)},
+    **{f"efficientnetv2{size}": (f"EfficientNetV2{size.upper()}", "tf", ("block1", "block2", "block3", "block5", "block6"))
+       for size in ("b0", "b1", "b2", "b3", "s")},
+    "mobilenetv2": ("MobileNetV2", "tf", ("expanded_conv_project_BN", "block_2_", "block_5_", "block_12_", "out_relu")),
+    **{f"convnext{size}": (f"ConvNeXt{size.title()}", "torch", (None, *(f"convnext_{size}_stage_{i}" for i in range(4))))
+       for size in ("tiny", "small")},
+    "densenet121": ("DenseNet121", "torch", ("conv1_relu", "conv2_", "conv3_", "conv4_", "relu")),
+}
+OWN_PREPROCESSING = ("EfficientNetV2", "MobileNetV3", "ConvNeXt")  # built without it (include_preprocessing)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # RGB, of images in [0, 1]
+PREPROCESSING = {  # (mean, std) per RGB channel of images in [0, 1]: the model's first layer is (x - mean) / std
+    "caffe": (IMAGENET_MEAN, (1 / 255,) * 3),  # 255 x - the mean pixel
+    "tf": ((0.5,) * 3, (0.5,) * 3),  # [-1, 1]
+    "torch": (IMAGENET_MEAN, IMAGENET_STD),
+    "0-255": ((0.0,) * 3, (1 / 255,) * 3),  # the backbone rescales and normalises itself
+}
+
+
+def check_encoder(encoder: str) -> tuple[str, str, tuple]:
+    """(constructor name, preprocessing mode, skips) of `encoder`, or a one-line error naming the closest ones."""
+    if encoder not in BACKBONES:
+        close = difflib.get_close_matches(str(encoder).lower(), BACKBONES, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"one of {', '.join(BACKBONES)}"
+        raise ConfigError(f"encoder must be a known backbone: {hint} Received: encoder={encoder!r}")
+    return BACKBONES[encoder]
+
+
+def backbone(encoder: str, channels: int, weights: str | None = None) -> keras.Model:
+    """The bare backbone (no top, no preprocessing layers where Keras can leave them out) for `channels`
+    inputs of any multiple of 32; `weights` None or "imagenet"."""
+    constructor, _, _ = check_encoder(encoder)
+    extra = {"include_preprocessing": False} if constructor.startswith(OWN_PREPROCESSING) else {}
+    with warnings.catch_warnings():  # any channel count is meant: RGB weights are adapted (module docstring)
+        warnings.filterwarnings("ignore", message="This model usually expects")
+        return getattr(keras.applications, constructor)(include_top=False, weights=weights,
+                                                        input_shape=(None, None, channels), **extra)
+
+
+def skip_layers(model: keras.Model, encoder: str) -> list[str | None]:
+    """The names of the layers of the backbone `model` whose outputs are the skips at `STRIDES`
+    (`BACKBONES`: the last layer of each named stage; None where there is none)."""
+    names = [layer.name for layer in model.layers]
+    found = []
+    for prefix in check_encoder(encoder)[2]:
+        matches = [name for name in names if prefix and name.startswith(prefix)]
+        found.append(matches[-1] if matches else None)
+    return found
+
+
+def feature_shapes(model: keras.Model, names: list[str | None], height: int, width: int) -> list[tuple | None]:
+    """The output shapes (batch included) of the layers `names` of `model` for a `height` x `width` input."""
+    chosen = [name for name in names if name]
+    probe = keras.Model(model.inputs, [model.get_layer(name).output for name in chosen])
+    specs = probe.compute_output_spec(keras.KerasTensor((1, height, width, model.input_shape[-1])))
+    shapes = dict(zip(chosen, (tuple(spec.shape) for spec in specs)))
+    return [shapes.get(name) for name in names]
+
+
+def adapt_weight(value: np.ndarray, shape: tuple) -> np.ndarray:
+    """An RGB backbone's weight for `shape`, where only the input channels differ: a first kernel (kh, kw,
+    3, out) summed for 1 channel, else cycled over C channels and scaled by 3/C; a per-channel statistic
+    (3,) of an input normalisation averaged for 1, cycled for more."""
+    if value.ndim == 4:
+        channels = shape[2]
+        if channels == 1:
+            return value.sum(axis=2, keepdims=True)
+        return value[:, :, [i % 3 for i in range(channels)], :] * (3 / channels)
+    channels = shape[0]
+    return np.full(shape, value.mean(), value.dtype) if channels == 1 else value[[i % 3 for i in range(channels)]]
+
+
+def load_encoder_weights(model: keras.Model, encoder: str, weights: str) -> None:
+    """Load `weights` (module docstring) into the backbone `model`."""
+    if weights in (None, "none"):
+        return
+    mode = check_encoder(encoder)[1]
+    if weights == "imagenet":
+        source = backbone(encoder, 3, "imagenet")
+        if mode == "caffe":  # trained on BGR images: reverse the first kernel's input channels instead
+            first = next(layer for layer in source.layers if isinstance(layer, layers.Conv2D))
+            kernel, *rest = first.get_weights()
+            first.set_weights([kernel[:, :, ::-1, :], *rest])
+        _transfer(source, model)
+        return
+    path = Path(weights)
+    if not path.is_file() or not path.name.endswith(".h5"):
+        raise ConfigError(f"encoder_weights={weights}: no such .weights.h5 file (expected the weights of a {encoder} "
+                          f"backbone, or imagenet or none)")
+    try:
+        model.load_weights(path)
+        return
+    except ValueError:
+        pass  # perhaps saved for 3 channels
+    source = backbone(encoder, 3)
+    try:
+        source.load_weights(path)
+    except ValueError as error:
+        raise ConfigError(f"encoder_weights={weights}: not the weights of a {encoder} backbone for "
+                          f"{model.input_shape[-1]} or 3 input channels ({' '.join(str(error).split())[:200]})") from None
+    _transfer(source, model)
+
+
+def _transfer(source: keras.Model, target: keras.Model) -> None:
+    """Copy an RGB backbone's weights into the same backbone for other input channels (`adapt_weight`)."""
+    values = [w if w.shape == tuple(v.shape) else adapt_weight(w, tuple(v.shape))
+              for w, v in zip(source.get_weights(), target.weights)]
+    target.set_weights(values)
+
+
+def build_encoder_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 3), num_classes: int = 1, *,
+                       encoder: str = "resnet50", encoder_weights: str = "none",
+                       decoder_filters: tuple[int, ...] = DECODER_FILTERS, name: str = "encoder_unet") -> keras.Model:
+    """Build an encoder U-Net (module docstring): `encoder` a key of `BACKBONES`."""
+    mode = check_encoder(encoder)[1]
+    for size in input_shape[:2]:
+        check_encoder_input_size(size)
+    decoder_filters = tuple(decoder_filters)
+    if len(decoder_filters) != len(STRIDES) or min(decoder_filters) < 1:
+        raise ConfigError(f"decoder_filters must be {len(STRIDES)} channel counts >= 1, one per decoder stage. "
+                          f"Received: decoder_filters={list(decoder_filters)}")
+    channels = input_shape[-1]
+    encoder_model = backbone(encoder, channels)
+    load_encoder_weights(encoder_model, encoder, encoder_weights)
+    names = skip_layers(encoder_model, encoder)
+    strides = [stride for stride, layer in zip(STRIDES, names) if layer]
+    features = keras.Model(encoder_model.inputs, [encoder_model.get_layer(layer).output for layer in names if layer],
+                           name="encoder")
+    mean, std = (np.array(v) for v in PREPROCESSING[mode])
+    if channels != 3:
+        mean, std = np.full(channels, mean.mean()), np.full(channels, std.mean())
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Normalization(mean=mean.tolist(), variance=(std**2).tolist(), name="encoder_preprocessing")(inputs)
+    skips = dict(zip(strides, features(x)))
+    x = skips[32]
+    for stage, filters in enumerate(decoder_filters):
+        stride = 2 ** (len(STRIDES) - 1 - stage)
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"decoder{stage}_up")(x)
+        if stride in skips:
+            x = layers.Concatenate(name=f"decoder{stage}_concat")([x, skips[stride]])
+        for i in (1, 2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"decoder{stage}_conv{i}")(x)
+            x = layers.BatchNormalization(name=f"decoder{stage}_bn{i}")(x)
+            x = layers.Activation("relu", name=f"decoder{stage}_relu{i}")(x)
+    return keras.Model(inputs, head(x, num_classes), name=name)
+
+
+def describe_encoder_unet(model: keras.Model, encoder: str, encoder_weights: str) -> str:
+    """One line saying what was built: 'U-Net resnet50 encoder (imagenet weights): 32.5M params (...)'."""
+    params = model.count_params()
+    weights = {"none": "random weights", "imagenet": "imagenet weights"}.get(
+        encoder_weights, f"weights of {Path(str(encoder_weights)).name}")
+    return f"U-Net {encoder} encoder ({weights}): {params / 1e6:.1f}M params ({params:,})"
