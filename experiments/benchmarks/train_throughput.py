@@ -34,7 +34,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TARGET = 0.95  # runner img/s must be at least 95% of in-memory img/s
 FAMILIES = {  # --model: the config overrides that build each family of the U-Net zoo
     "unet": [], "resunet": ["model.block=residual"], "attention_unet": ["model.attention=true"],
-    "unetpp": ["model=unetpp"],
+    "unetpp": ["model=unetpp"], "resnet50_unet": ["model=encoder_unet", "model.encoder=resnet50"],
+    "efficientnetb0_unet": ["model=encoder_unet", "model.encoder=efficientnetb0"],
+    "mobilenetv2_unet": ["model=encoder_unet", "model.encoder=mobilenetv2"],
 }
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")  # fit(dataset) warns; the runner's too
 
@@ -60,8 +62,10 @@ def compose_config(args: argparse.Namespace):
     from runner.settings import to_config
 
     register()
-    overrides = [*FAMILIES[args.model], f"data.image_size={args.image_size}", f"data.num_train={args.num_train}", "data.num_val=4",
-                 f"model.depth={args.depth}", f"model.filters={args.filters}",
+    size = [] if "model=encoder_unet" in FAMILIES[args.model] else [f"model.depth={args.depth}",
+                                                                   f"model.filters={args.filters}"]
+    overrides = [*FAMILIES[args.model], f"data.image_size={args.image_size}", f"data.num_train={args.num_train}",
+                 "data.num_val=4", *size,
                  f"trainer.batch_size={args.batch_size}", f"trainer.steps_per_epoch={args.steps}",
                  "trainer.verbose=0", "output_dir=/tmp/bench"]
     with initialize_config_module(config_module="runner.conf", version_base="1.3"):
@@ -93,8 +97,7 @@ def main() -> None:
     print(f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs "
           f"({len(os.sched_getaffinity(0))} usable), GPUs: {len(tf.config.list_physical_devices('GPU'))}")
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}")
-    print(f"model: {args.model} ({config.model.name} {' '.join(FAMILIES[args.model])}) depth {config.model.depth}, "
-          f"filters {config.model.filters}, "
+    print(f"model: {args.model} ({config.model.run_name()}), "
           f"{data.image_size}x{data.image_size}x{data.channels}, {data.num_classes} class(es); loss "
           f"{config.loss.name}, optimizer {config.optimizer.name}; batch {trainer.batch_size}, "
           f"{args.steps} steps x {args.repeats} repeats, {data.num_train} training images")
