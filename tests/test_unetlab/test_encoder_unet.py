@@ -80,3 +80,18 @@ def test_the_weights_of_another_backbone_are_refused_naming_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"^encoder_weights=.*densenet.weights.h5: not the weights of a mobilenetv2 "
                                           r"backbone for 1 or 3 input channels"):
         build_encoder_unet((64, 64, 1), encoder="mobilenetv2", encoder_weights=str(tmp_path / "densenet.weights.h5"))
+
+
+def test_imagenet_weights_take_keras_download_path_and_its_failure_is_one_line(monkeypatch):
+    """The real keras.applications download (weights="imagenet"); where it cannot fetch (this machine
+    has no internet), one line saying so and what to do."""
+    from unetlab.errors import DataError
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -2] Name or service "
+                        "not known")
+
+    monkeypatch.setattr("keras.src.applications.mobilenet_v2.file_utils.get_file", offline)
+    with pytest.raises(DataError, match=r"^encoder_weights=imagenet: Keras could not fetch the mobilenetv2 weights "
+                                        r"\(URL fetch failure .*\); on a machine without internet, save them"):
+        build_encoder_unet((64, 64, 1), encoder="mobilenetv2", encoder_weights="imagenet")

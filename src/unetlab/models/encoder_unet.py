@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..geometry import check_encoder_input_size
 from .unet import head
 
@@ -126,7 +126,12 @@ def load_encoder_weights(model: keras.Model, encoder: str, weights: str) -> None
         return
     mode = check_encoder(encoder)[1]
     if weights == "imagenet":
-        source = backbone(encoder, 3, "imagenet")
+        try:
+            source = backbone(encoder, 3, "imagenet")
+        except Exception as error:  # noqa: BLE001 - keras.utils.get_file raises a bare Exception when offline
+            raise DataError(f"encoder_weights=imagenet: Keras could not fetch the {encoder} weights "
+                            f"({' '.join(str(error).split())[:200]}); on a machine without internet, save them "
+                            f"where there is one and give encoder_weights=PATH.weights.h5") from None
         if mode == "caffe":  # trained on BGR images: reverse the first kernel's input channels instead
             first = next(layer for layer in source.layers if isinstance(layer, layers.Conv2D))
             kernel, *rest = first.get_weights()
