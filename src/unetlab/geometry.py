@@ -56,11 +56,15 @@ def _fits_valid(size: int, depth: int) -> bool:
     return size - 4 > 0
 
 
+ENCODER_STRIDES = (2, 4, 8, 16, 32)  # an encoder U-Net's skips, one decoder stage each; inputs: multiples of 32
+
+
 def check_encoder_input_size(size: int | None) -> None:
     """The heights and widths an encoder U-Net takes (`unetlab.models.encoder_unet`): multiples of 32, its
     backbones' total stride; otherwise a one-line error naming the nearest valid sizes."""
-    if size is not None and (size < 32 or size % 32):
-        below, above = max(32, size // 32 * 32), max(32, -(-size // 32) * 32)
+    total = ENCODER_STRIDES[-1]
+    if size is not None and (size < total or size % total):
+        below, above = max(total, size // total * total), max(total, -(-size // total) * total)
         nearest = str(above) if below == above else f"{below} or {above}"
         raise ConfigError(f"input size {size} does not fit an encoder U-Net (multiples of 32): the nearest valid "
                           f"sizes are {nearest}")

@@ -15,7 +15,7 @@ from omegaconf import MISSING
 
 from unetlab import names
 from unetlab.errors import ConfigError
-from unetlab.geometry import check_encoder_input_size, unet_output_size
+from unetlab.geometry import ENCODER_STRIDES, check_encoder_input_size, unet_output_size
 
 
 class Task(Enum):
@@ -191,8 +191,9 @@ class EncoderUNetConfig(ModelConfig):  # model=encoder_unet (unetlab.models.enco
     decoder_filters: List[int] = MISSING
 
     def __post_init__(self) -> None:  # the encoder and the weights file are checked when the model is built
-        require(len(self.decoder_filters) == 5 and min(self.decoder_filters) >= 1, "model.decoder_filters",
-                list(self.decoder_filters), "5 channel counts >= 1, one per decoder stage")
+        stages = len(ENCODER_STRIDES)
+        require(len(self.decoder_filters) == stages and min(self.decoder_filters) >= 1, "model.decoder_filters",
+                list(self.decoder_filters), f"{stages} channel counts >= 1, one per decoder stage")
 
     def check_input_size(self, size: int) -> None:
         check_encoder_input_size(size)

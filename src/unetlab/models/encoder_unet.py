@@ -32,10 +32,10 @@ import numpy as np
 from keras import layers
 
 from ..errors import ConfigError, DataError
-from ..geometry import check_encoder_input_size
+from ..geometry import ENCODER_STRIDES, check_encoder_input_size
 from .unet import head
 
-STRIDES = (2, 4, 8, 16, 32)
+STRIDES = ENCODER_STRIDES
 DECODER_FILTERS = (256, 128, 64, 32, 16)
 _RESNET_V2_BLOCKS = {"50": (3, 4, 6), "101": (3, 4, 23), "152": (3, 8, 36)}  # blocks of stages 2-4
 # name: (keras.applications constructor, the input it expects (a key of PREPROCESSING), and per stride of
