@@ -165,16 +165,21 @@ def describe_model(model, config: Config) -> str:
     """The line that says what was built ('Residual U-Net++ depth=4 filters=32: 9.0M params (...)')."""
     from unetlab.models import describe
     from unetlab.models.encoder_unet import describe_encoder_unet
+    from unetlab.models.nnunet import describe_nnunet
 
     settings = config.model
     if settings.name == "encoder_unet":
         return describe_encoder_unet(model, settings.encoder, settings.encoder_weights)
+    if settings.name == "nnunet":
+        return describe_nnunet(model, settings.strides, settings.filters, settings.max_filters)
     return describe(model, settings.depth, settings.filters, settings.block.value, settings.attention)
 
 
 def label_size(model, config: Config) -> int | None:
     """The mask size the model predicts when it differs from its input (valid padding), else None."""
-    output = model.output_shape[1]
+    from unetlab.models import inference_model
+
+    output = inference_model(model).output_shape[1]
     return output if output != config.input_size() else None
 
 

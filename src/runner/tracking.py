@@ -89,11 +89,16 @@ MODEL_SUMMARY = "model_summary.txt"  # the layer table: a training run's artifac
 
 
 def log_model_summary(model) -> None:
-    """Keras' layer table as `model_summary.txt`, and the parameter count as metric `params`."""
-    from unetlab.models import layer_table
+    """Keras' layer table as `model_summary.txt`, and the inference network's parameter count as param and
+    metric `params` (sortable in the runs table); with deep supervision, the training network's as `params_training`."""
+    from unetlab.models import inference_model, layer_table
 
     mlflow.log_text(layer_table(model), MODEL_SUMMARY)
-    retry_locked(mlflow.log_metric, "params", model.count_params())
+    counts = {"params": inference_model(model).count_params()}
+    if counts["params"] != model.count_params():
+        counts["params_training"] = model.count_params()
+    retry_locked(mlflow.log_params, counts)
+    retry_locked(mlflow.log_metrics, counts)
 
 
 def source_tags() -> dict[str, str]:

@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from .callbacks import improved
+from .models.heads import inference_model
 
 log = logging.getLogger(__name__)
 
@@ -270,11 +271,12 @@ class Checkpoints(keras.callbacks.Callback):
         restore_counters([self], state.counters)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        # An uncompiled twin sharing the trained layers (called with one tensor, not a list of one),
-        # and a copy the writer thread owns.
-        inputs, outputs = self.model.inputs, self.model.outputs
+        # An uncompiled twin sharing the trained layers (called with one tensor, not a list of one; without
+        # deep supervision's auxiliary heads), and a copy the writer thread owns.
+        network = inference_model(self.model)
+        inputs, outputs = network.inputs, network.outputs
         self.inference_model = keras.Model(inputs[0] if len(inputs) == 1 else inputs,
-                                           outputs[0] if len(outputs) == 1 else outputs, name=self.model.name)
+                                           outputs[0] if len(outputs) == 1 else outputs, name=network.name)
         self.shadow = keras.models.clone_model(self.inference_model)
         self.writer = BackgroundWriter()
         if self.restored is not None:  # after the other callbacks reset their counters

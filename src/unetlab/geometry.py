@@ -1,6 +1,8 @@
-"""Spatial size rules of the U-Net and the encoder U-Net (pure Python, no TensorFlow import)."""
+"""Spatial size rules of the U-Net, the encoder U-Net and nnU-Net's network (pure Python, no TensorFlow import)."""
 
 from __future__ import annotations
+
+import math
 
 from .errors import ConfigError
 from .names import PADDING, check_choice
@@ -68,3 +70,44 @@ def check_encoder_input_size(size: int | None) -> None:
         nearest = str(above) if below == above else f"{below} or {above}"
         raise ConfigError(f"input size {size} does not fit an encoder U-Net (multiples of 32): the nearest valid "
                           f"sizes are {nearest}")
+
+
+def stage_pairs(name: str, values, stages: int | None = None) -> list[tuple[int, int]]:
+    """Per-stage `values` (an int or a [height, width] pair per stage, as nnU-Net's plans list strides and
+    kernel sizes) as (height, width) pairs; a one-line ConfigError naming `name` for anything else, or for
+    a count other than `stages`."""
+    def pair(value) -> tuple[int, int] | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, value
+        try:
+            return (value[0], value[1]) if len(value) == 2 and all(isinstance(v, int) for v in value) else None
+        except TypeError:
+            return None
+
+    result = [pair(value) for value in values] if not isinstance(values, (str, int)) else [None]
+    if not result or None in result or min(min(p) for p in result) < 1:
+        raise ConfigError(f"{name} must be a list with an int >= 1 or a [height, width] pair per stage. "
+                          f"Received: {name}={_plain(values)!r}")
+    if stages is not None and len(result) != stages:
+        raise ConfigError(f"{name} must have one entry per stage ({stages}, as many as strides). "
+                          f"Received: {name}={_plain(values)!r}")
+    return result
+
+
+def _plain(values):
+    """`values` as plain lists (an OmegaConf ListConfig prints as one too)."""
+    try:
+        return [_plain(v) for v in values] if not isinstance(values, (str, int)) else values
+    except TypeError:
+        return values
+
+
+def check_strided_input_size(size: int | None, strides, axis: int = 0) -> None:
+    """A one-line ConfigError unless `size` is a multiple of the product of `strides` along `axis` (0: height,
+    1: width), naming the nearest sizes that are."""
+    multiple = math.prod(pair[axis] for pair in stage_pairs("strides", strides))
+    if size is not None and size % multiple:
+        lower = size // multiple * multiple
+        nearest = [s for s in (lower, lower + multiple) if s > 0]
+        raise ConfigError(f"image size {size} is not a multiple of {multiple} (the product of the strides "
+                          f"{_plain(strides)}); nearest valid sizes: {', '.join(map(str, nearest))}")

@@ -21,10 +21,15 @@ NEEDS = {
 }
 
 
+SMALL = {  # each model family at its smallest (the encoder U-Net and nnU-Net's network have no depth)
+    "encoder_unet": ["model.encoder=mobilenetv2", "model.decoder_filters=[4,4,4,4,4]"],
+    "nnunet": ["model.filters=2", "model.max_filters=4"],
+}
+
+
 @pytest.mark.parametrize("group, option", group_options())
 def test_every_option_of_every_group_composes_and_builds(make_config, group, option, tmp_path):
-    small = ["model.encoder=mobilenetv2", "model.decoder_filters=[4,4,4,4,4]"] if option == "encoder_unet" else \
-        ["model.depth=2", "model.filters=2"]  # the encoder U-Net has neither depth nor filters
+    small = SMALL.get(option, ["model.depth=2", "model.filters=2"])
     overrides = [f"{group}={option}", "data.image_size=32", *small, f"output_dir={tmp_path}",
                  *NEEDS.get((group, option), [])]
     if (group, option) == ("data", "folder"):

@@ -83,6 +83,17 @@ def test_monitor_direction_follows_the_metric_unless_set(make_config, tmp_path):
     (["model=encoder_unet", "model.decoder_filters=[8]"], "model.decoder_filters must be 5 channel counts >= 1"),
     (["model=unetpp", "model.padding=valid"], "model.padding must be same for model=unetpp. Received: padding='valid'"),
     (["model=unetpp", "model.attention=true"], "model.attention must be false for model=unetpp"),
+    (["model.deep_supervision=true", "model.padding=valid"], "model.deep_supervision must be false with "
+                                                             "model.padding=valid"),
+    (["model=nnunet", "data.image_size=48"], "data.image_size=48: image size 48 is not a multiple of 32 (the product of "
+                                             "the strides [1, 2, 2, 2, 2, 2]); nearest valid sizes: 32, 64 (model.strides)"),
+    (["model=nnunet", "model.strides=[1,2,0]", "model.kernel_sizes=[3,3,3]"],
+     "model.strides must be a list with an int >= 1 or a [height, width] pair per stage. Received: strides=[1, 2, 0]"),
+    (["model=nnunet", "model.strides=[1,[2,2,2]]", "model.kernel_sizes=[3,3]"], "model.strides must be a list"),
+    (["model=nnunet", "model.kernel_sizes=[3,3]"], "model.kernel_sizes must have one entry per stage (6, as many as "
+                                                  "strides). Received: kernel_sizes=[3, 3]"),
+    (["model=nnunet", "model.strides=[1]", "model.kernel_sizes=[3]"], "model.strides must be 2 stages or more"),
+    (["model=nnunet", "model.max_filters=16"], "model.max_filters must be >= model.filters. Received: max_filters=16"),
     (["predict.watershed.h=0"], "predict.watershed.h must be > 0 (pixels). Received: h=0.0"),
     (["predict.watershed.candidates.h=[]"], "predict.watershed.candidates.h must be a non-empty list. Received: h=[]"),
     (["predict.watershed.candidates.threshold=[0.5,1.0]"],

@@ -18,10 +18,10 @@ from unetlab import names
 from unetlab.errors import ConfigError
 
 from .groups import (AdamConfig, AugmentSettings, BorderWeightedDiceLossConfig, BorderWeightedLossConfig,
-                     DataConfig, DiceLossConfig, EncoderUNetConfig, FocalLossConfig, FolderDataConfig, LossConfig, ModelConfig,
-                     MonitorMode, NamedFolderDataConfig, Normalize, OptimizerConfig, SearchConfig, SGDConfig,
-                     SyntheticDataConfig, Task, TrackingConfig, TrainerConfig, TverskyLossConfig,
-                     UNetConfig, UNetPlusPlusConfig)
+                     DataConfig, DiceLossConfig, FocalLossConfig, FolderDataConfig, LossConfig, MonitorMode,
+                     NamedFolderDataConfig, Normalize, OptimizerConfig, SearchConfig, SGDConfig, SyntheticDataConfig, Task,
+                     TrackingConfig, TrainerConfig, TverskyLossConfig)
+from .models import EncoderUNetConfig, ModelConfig, NNUNetConfig, UNetConfig, UNetPlusPlusConfig
 from .inference import EvaluateConfig, ExportConfig, ExportFormat, PredictConfig
 
 # The layout of a logged config.yaml: raised when a release renames or removes a key (with its entry
@@ -170,7 +170,8 @@ LOSS_SCHEMAS = {"Crossentropy": LossConfig, "DiceLoss": DiceLossConfig, "Crossen
 SCHEMAS = {
     "data": {"synthetic": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig},
     "loss": {name: LOSS_SCHEMAS[loss.cls] for name, loss in names.LOSS_NAMES.items()},
-    "model": {"unet": UNetConfig, "unetpp": UNetPlusPlusConfig, "encoder_unet": EncoderUNetConfig},
+    "model": {"unet": UNetConfig, "unetpp": UNetPlusPlusConfig, "encoder_unet": EncoderUNetConfig,
+              "nnunet": NNUNetConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamConfig, "sgd": SGDConfig},
     "augment": {"none": AugmentSettings, "basic": AugmentSettings, "paper": AugmentSettings},
     "trainer": {"default": TrainerConfig},

@@ -1,5 +1,6 @@
 """The config groups' schemas: one dataclass per option of `conf/<group>/`, types here, values in YAML
-(the inference keys, `predict`, `evaluate` and `export`: `runner.schema.inference`).
+(the model group's: `runner.schema.models`; the inference keys, `predict`, `evaluate` and `export`:
+`runner.schema.inference`).
 
 Rules on a single key run in `__post_init__` and name the key (`model.dropout must be in [0, 1).
 Received: dropout=1.0`); choices come from the library's own lists (`unetlab.names`).
@@ -15,7 +16,6 @@ from omegaconf import MISSING
 
 from unetlab import names
 from unetlab.errors import ConfigError
-from unetlab.geometry import ENCODER_STRIDES, check_encoder_input_size, unet_output_size
 
 
 class Task(Enum):
@@ -131,75 +131,6 @@ class NamedFolderDataConfig(FolderDataConfig):
     """A named dataset in image/mask folders under one `root` (e.g. data=isbi2012)."""
 
     root: str = MISSING
-
-
-# ---------------------------------------------------------------- model
-@dataclass
-class ModelConfig:  # every model option: its name, and what the config asks of a family (its subclass)
-    name: str = MISSING
-
-    def check_input_size(self, size: int) -> None:
-        """A one-line ConfigError unless the network takes `size` x `size` inputs."""
-        raise NotImplementedError
-
-    def run_name(self) -> str:
-        """What the network is, for a training run's name ('unet-d4-f32')."""
-        raise NotImplementedError
-
-
-@dataclass
-class UNetConfig(ModelConfig):  # model=unet (unetlab.models.unet), the base of model=unetpp
-    depth: int = MISSING
-    filters: int = MISSING
-    batch_norm: bool = MISSING
-    dropout: float = MISSING
-    pooling: Pooling = MISSING
-    upsampling: Upsampling = MISSING
-    padding: Padding = MISSING
-    kernel_initializer: str = MISSING
-    block: Block = MISSING
-    attention: bool = MISSING
-
-    def __post_init__(self) -> None:
-        require(self.depth >= 1, "model.depth", self.depth, ">= 1")
-        require(self.filters >= 1, "model.filters", self.filters, ">= 1")
-        require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1)")
-
-    def check_input_size(self, size: int) -> None:
-        try:
-            unet_output_size(size, self.depth, self.padding.value)
-        except ConfigError as error:
-            raise ConfigError(f"{error} (model.depth={self.depth}, model.padding={self.padding.value})") from None
-
-    def run_name(self) -> str:
-        return f"{self.name}-d{self.depth}-f{self.filters}"
-
-
-@dataclass
-class UNetPlusPlusConfig(UNetConfig):  # model=unetpp: the U-Net's keys; same padding, no attention gates
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.padding is Padding.same, "model.padding", self.padding.value, "same for model=unetpp")
-        require(not self.attention, "model.attention", self.attention, "false for model=unetpp (a model=unet option)")
-
-
-
-@dataclass
-class EncoderUNetConfig(ModelConfig):  # model=encoder_unet (unetlab.models.encoder_unet)
-    encoder: str = MISSING
-    encoder_weights: str = MISSING
-    decoder_filters: List[int] = MISSING
-
-    def __post_init__(self) -> None:  # the encoder and the weights file are checked when the model is built
-        stages = len(ENCODER_STRIDES)
-        require(len(self.decoder_filters) == stages and min(self.decoder_filters) >= 1, "model.decoder_filters",
-                list(self.decoder_filters), f"{stages} channel counts >= 1, one per decoder stage")
-
-    def check_input_size(self, size: int) -> None:
-        check_encoder_input_size(size)
-
-    def run_name(self) -> str:
-        return f"{self.name}-{self.encoder}"
 
 
 # ---------------------------------------------------------------- loss

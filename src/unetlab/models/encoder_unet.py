@@ -33,7 +33,7 @@ from keras import layers
 
 from ..errors import ConfigError, DataError
 from ..geometry import ENCODER_STRIDES, check_encoder_input_size
-from .unet import head
+from .heads import count_line, supervised_model
 
 STRIDES = ENCODER_STRIDES
 DECODER_FILTERS = (256, 128, 64, 32, 16)
@@ -165,8 +165,10 @@ def _transfer(source: keras.Model, target: keras.Model) -> None:
 
 def build_encoder_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 3), num_classes: int = 1, *,
                        encoder: str = "resnet50", encoder_weights: str = "none",
-                       decoder_filters: tuple[int, ...] = DECODER_FILTERS, name: str = "encoder_unet") -> keras.Model:
-    """Build an encoder U-Net (module docstring): `encoder` a key of `BACKBONES`."""
+                       decoder_filters: tuple[int, ...] = DECODER_FILTERS, deep_supervision: bool = False,
+                       name: str = "encoder_unet") -> keras.Model:
+    """Build an encoder U-Net (module docstring): `encoder` a key of `BACKBONES`; `deep_supervision` adds a head
+    on every decoder stage below full resolution (`unetlab.models.heads.DeepSupervision`)."""
     mode = check_encoder(encoder)[1]
     for size in input_shape[:2]:
         check_encoder_input_size(size)
@@ -188,6 +190,7 @@ def build_encoder_unet(input_shape: tuple[int | None, int | None, int] = (None, 
     x = layers.Normalization(mean=mean.tolist(), variance=(std**2).tolist(), name="encoder_preprocessing")(inputs)
     skips = dict(zip(strides, features(x)))
     x = skips[32]
+    stages = []  # the decoder's stages, the coarsest first
     for stage, filters in enumerate(decoder_filters):
         stride = 2 ** (len(STRIDES) - 1 - stage)
         x = layers.UpSampling2D(2, interpolation="nearest", name=f"decoder{stage}_up")(x)
@@ -197,12 +200,12 @@ def build_encoder_unet(input_shape: tuple[int | None, int | None, int] = (None, 
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"decoder{stage}_conv{i}")(x)
             x = layers.BatchNormalization(name=f"decoder{stage}_bn{i}")(x)
             x = layers.Activation("relu", name=f"decoder{stage}_relu{i}")(x)
-    return keras.Model(inputs, head(x, num_classes), name=name)
+        stages.append(x)
+    return supervised_model(inputs, stages[::-1], num_classes, deep_supervision, name)
 
 
 def describe_encoder_unet(model: keras.Model, encoder: str, encoder_weights: str) -> str:
     """One line saying what was built: 'U-Net resnet50 encoder (imagenet weights): 32.5M params (...)'."""
-    params = model.count_params()
     weights = {"none": "random weights", "imagenet": "imagenet weights"}.get(
         encoder_weights, f"weights of {Path(str(encoder_weights)).name}")
-    return f"U-Net {encoder} encoder ({weights}): {params / 1e6:.1f}M params ({params:,})"
+    return f"U-Net {encoder} encoder ({weights}): {count_line(model)}"

@@ -33,6 +33,7 @@ from keras import layers
 from ..errors import ConfigError
 from ..geometry import unet_output_size
 from ..names import BLOCKS, PADDING, POOLING, UPSAMPLING, check_choice
+from .heads import count_line, supervised_model
 
 
 def conv_block(x, filters: int, name: str, *, padding: str = "same", batch_norm: bool = False,
@@ -110,14 +111,15 @@ def build_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 1)
                depth: int = 4, filters: int = 32, batch_norm: bool = False, dropout: float = 0.0,
                pooling: str = "max", upsampling: str = "nearest", padding: str = "same",
                kernel_initializer: str = "he_normal", block: str = "plain", attention: bool = False,
-               name: str = "unet") -> keras.Model:
+               deep_supervision: bool = False, name: str = "unet") -> keras.Model:
     """Build a U-Net; `num_classes=1` gives a sigmoid head, K > 1 a K-way softmax; `block` and
-    `attention` as in the module docstring.
+    `attention` as in the module docstring; `deep_supervision` adds a head on every lower decoder level
+    (`unetlab.models.heads.DeepSupervision`, same padding only).
 
     The head always computes in float32, so the model is safe under mixed precision.
     """
     check_options(num_classes, depth=depth, filters=filters, dropout=dropout, pooling=pooling, upsampling=upsampling,
-                  padding=padding, block=block, attention=attention)
+                  padding=padding, block=block, attention=attention, deep_supervision=deep_supervision)
     for size in input_shape[:2]:
         if size is not None:
             unet_output_size(size, depth, padding)
@@ -136,33 +138,33 @@ def build_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 1)
     x = conv_block(x, filters * 2**depth, "bottleneck", **common)
     if dropout:
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    stages = []  # the decoder's levels, the deepest first
     for level in reversed(range(depth)):
         x = up_block(x, skips[level], filters * 2**level, f"up{level}", upsampling=upsampling,
                      kernel_initializer=kernel_initializer, attention=attention)
         x = conv_block(x, filters * 2**level, f"dec{level}", **common)
-    return keras.Model(inputs, head(x, num_classes), name=name)
+        stages.append(x)
+    return supervised_model(inputs, stages[::-1], num_classes, deep_supervision, name)
 
 
 def check_options(num_classes: int, *, depth: int, filters: int, dropout: float, pooling: str, upsampling: str,
-                  padding: str, block: str, attention: bool) -> None:
+                  padding: str, block: str, attention: bool, deep_supervision: bool = False) -> None:
     """The U-Net family's options, each a one-line ConfigError naming the argument."""
     check_choice("pooling", pooling, POOLING)
     check_choice("upsampling", upsampling, UPSAMPLING)
     check_choice("padding", padding, PADDING)
     check_choice("block", block, BLOCKS)
-    if not isinstance(attention, bool):
-        raise ConfigError(f"attention must be true or false. Received: attention={attention!r}")
+    for argument, value in (("attention", attention), ("deep_supervision", deep_supervision)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{argument} must be true or false. Received: {argument}={value!r}")
+    if deep_supervision and padding != "same":
+        raise ConfigError(f"deep_supervision needs padding='same' (a valid-padding decoder level is no whole "
+                          f"fraction of the labels). Received: padding={padding!r}")
     for argument, value in (("depth", depth), ("filters", filters), ("num_classes", num_classes)):
         if value < 1:
             raise ConfigError(f"{argument} must be >= 1. Received: {argument}={value}")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1). Received: dropout={dropout}")
-
-
-def head(x, num_classes: int):
-    """The 1x1 convolution to the classes: sigmoid for one, softmax for more, computed in float32."""
-    activation = "sigmoid" if num_classes == 1 else "softmax"
-    return layers.Conv2D(num_classes, 1, activation=activation, dtype="float32", name="head")(x)
 
 
 TITLES = {"unet": "U-Net", "unetpp": "U-Net++"}  # the family of a model, by its Keras name, for `describe`
@@ -171,10 +173,9 @@ TITLES = {"unet": "U-Net", "unetpp": "U-Net++"}  # the family of a model, by its
 def describe(model: keras.Model, depth: int, filters: int, block: str = "plain", attention: bool = False) -> str:
     """One line saying what was built: 'U-Net depth=4 filters=32: 7.8M params', 'Residual Attention U-Net ...',
     'U-Net++ ...' (the family from the model's name, `TITLES`)."""
-    params = model.count_params()
     words = [word for word, on in (("Residual", block == "residual"), ("Attention", attention)) if on]
     family = " ".join([*words, TITLES.get(model.name, model.name)])
-    return f"{family} depth={depth} filters={filters}: {params / 1e6:.1f}M params ({params:,})"
+    return f"{family} depth={depth} filters={filters}: {count_line(model)}"
 
 
 def layer_table(model: keras.Model) -> str:

@@ -19,17 +19,19 @@ from keras import layers
 
 from ..errors import ConfigError
 from ..geometry import unet_output_size
-from .unet import check_options, conv_block, down_block, head, upsample
+from .heads import supervised_model
+from .unet import check_options, conv_block, down_block, upsample
 
 
 def build_unet_plus_plus(input_shape: tuple[int | None, int | None, int] = (None, None, 1), num_classes: int = 1, *,
                          depth: int = 4, filters: int = 32, batch_norm: bool = False, dropout: float = 0.0,
                          pooling: str = "max", upsampling: str = "nearest", padding: str = "same",
                          kernel_initializer: str = "he_normal", block: str = "plain", attention: bool = False,
-                         name: str = "unetpp") -> keras.Model:
-    """Build a UNet++ (module docstring); arguments as `unetlab.models.build_unet`'s."""
+                         deep_supervision: bool = False, name: str = "unetpp") -> keras.Model:
+    """Build a UNet++ (module docstring); arguments as `unetlab.models.build_unet`'s (`deep_supervision`: heads
+    on the last node of every lower level, X(i, depth - i))."""
     check_options(num_classes, depth=depth, filters=filters, dropout=dropout, pooling=pooling, upsampling=upsampling,
-                  padding=padding, block=block, attention=attention)
+                  padding=padding, block=block, attention=attention, deep_supervision=deep_supervision)
     if padding != "same":
         raise ConfigError(f"padding must be 'same' for UNet++ (its nested skips are not cropped). "
                           f"Received: padding={padding!r}")
@@ -55,4 +57,5 @@ def build_unet_plus_plus(input_shape: tuple[int | None, int | None, int] = (None
                           kernel_initializer=kernel_initializer)
             merged = layers.Concatenate(name=f"x{level}_{j}_concat")([*(nodes[level, k] for k in range(j)), up])
             nodes[level, j] = conv_block(merged, filters * 2**level, f"x{level}_{j}", **common)
-    return keras.Model(inputs, head(nodes[0, depth], num_classes), name=name)
+    stages = [nodes[level, depth - level] for level in range(depth)]
+    return supervised_model(inputs, stages, num_classes, deep_supervision, name)

@@ -415,17 +415,22 @@ def test_two_tensorflow_workers_train_like_one_device_into_exactly_one_run_kept_
     (("model.block=residual", "model.attention=true"), "Residual Attention U-Net depth=2 filters=4"),
     (("model=unetpp",), "U-Net++ depth=2 filters=4"),
     (("model=encoder_unet", "model.encoder=mobilenetv2", "model.decoder_filters=[16,16,8,8,8]"),
-     "U-Net mobilenetv2 encoder (random weights)")])
+     "U-Net mobilenetv2 encoder (random weights)"),
+    (("model.deep_supervision=true", "model.depth=3", "loss=dice"), "U-Net depth=3 filters=4"),
+    (("model=nnunet", "model.filters=4", "model.max_filters=8", "model.strides=[1,2,2,[2,1]]",
+      "model.kernel_sizes=[3,3,[3,1],3]"), "nnU-Net PlainConvUNet 4 stages, 4-8 filters")])
 def test_each_family_trains_logs_what_it_built_and_reloads_in_safe_mode(make_config, tmp_path, monkeypatch, caplog,
                                                                        family, title):
     """A U-Net family on the embedded data: Dice rises over its epochs, the log names the family and its
-    size, the count is the run's `params`, and the best checkpoint loads in Keras safe mode."""
+    size, the count is the run's `params`, and the best checkpoint loads in Keras safe mode; with deep
+    supervision (nnU-Net's by default) the checkpoint is the network without its auxiliary heads, whose
+    training count is `params_training`."""
     import keras
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    encoder = "model=encoder_unet" in family  # it has neither depth nor filters
-    overrides = [o for o in TINY if not o.startswith(("trainer.epochs", *(("model.",) if encoder else ())))]
+    own_keys = "model=encoder_unet" in family or "model=nnunet" in family  # no depth (nor filters)
+    overrides = [o for o in TINY if not o.startswith(("trainer.epochs", *(("model.",) if own_keys else ())))]
     with caplog.at_level("INFO", logger="runner.tasks.train"):
         train(make_config(overrides + [*family, "trainer.epochs=3", f"tracking.uri={uri}", f"output_dir={tmp_path}/out"]))
     client, run = only_run(uri)
@@ -434,4 +439,8 @@ def test_each_family_trains_logs_what_it_built_and_reloads_in_safe_mode(make_con
     built = keras.saving.load_model(client.download_artifacts(run.info.run_id, "checkpoints/best.keras", str(tmp_path)),
                                     safe_mode=True)
     assert f"{title}: {built.count_params() / 1e6:.1f}M params ({built.count_params():,})" in caplog.text
-    assert run.data.metrics["params"] == built.count_params()
+    assert run.data.metrics["params"] == built.count_params() == int(run.data.params["params"])
+    assert len(built.outputs) == 1 and built.output_shape == (None, 32, 32, 1)
+    supervised = "deep_supervision" in " ".join(family) or "model=nnunet" in family
+    assert ("deep supervision: 1 auxiliary head" in caplog.text) == supervised
+    assert (int(run.data.params.get("params_training", 0)) > built.count_params()) == supervised

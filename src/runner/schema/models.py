@@ -1,0 +1,119 @@
+"""The model group's schemas: one dataclass per option of `conf/model/`, each saying what the config
+asks of its family (`check_input_size`, `run_name`); the other groups: `runner.schema.groups`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List
+
+from omegaconf import MISSING
+
+from unetlab.errors import ConfigError
+from unetlab.geometry import (ENCODER_STRIDES, check_encoder_input_size, check_strided_input_size, stage_pairs,
+                              unet_output_size)
+
+from .groups import Block, Padding, Pooling, Upsampling, require
+
+
+@dataclass
+class ModelConfig:  # every model option: its name, and what the config asks of a family (its subclass)
+    name: str = MISSING
+
+    def check_input_size(self, size: int) -> None:
+        """A one-line ConfigError unless the network takes `size` x `size` inputs."""
+        raise NotImplementedError
+
+    def run_name(self) -> str:
+        """What the network is, for a training run's name ('unet-d4-f32')."""
+        raise NotImplementedError
+
+
+@dataclass
+class UNetConfig(ModelConfig):  # model=unet (unetlab.models.unet), the base of model=unetpp
+    depth: int = MISSING
+    filters: int = MISSING
+    batch_norm: bool = MISSING
+    dropout: float = MISSING
+    pooling: Pooling = MISSING
+    upsampling: Upsampling = MISSING
+    padding: Padding = MISSING
+    kernel_initializer: str = MISSING
+    block: Block = MISSING
+    attention: bool = MISSING
+    deep_supervision: bool = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.depth >= 1, "model.depth", self.depth, ">= 1")
+        require(self.filters >= 1, "model.filters", self.filters, ">= 1")
+        require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1)")
+        require(not self.deep_supervision or self.padding is Padding.same, "model.deep_supervision",
+                self.deep_supervision, "false with model.padding=valid (a cropped decoder level is no whole "
+                "fraction of the labels)")
+
+    def check_input_size(self, size: int) -> None:
+        try:
+            unet_output_size(size, self.depth, self.padding.value)
+        except ConfigError as error:
+            raise ConfigError(f"{error} (model.depth={self.depth}, model.padding={self.padding.value})") from None
+
+    def run_name(self) -> str:
+        return f"{self.name}-d{self.depth}-f{self.filters}"
+
+
+@dataclass
+class UNetPlusPlusConfig(UNetConfig):  # model=unetpp: the U-Net's keys; same padding, no attention gates
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.padding is Padding.same, "model.padding", self.padding.value, "same for model=unetpp")
+        require(not self.attention, "model.attention", self.attention, "false for model=unetpp (a model=unet option)")
+
+
+
+@dataclass
+class EncoderUNetConfig(ModelConfig):  # model=encoder_unet (unetlab.models.encoder_unet)
+    encoder: str = MISSING
+    encoder_weights: str = MISSING
+    decoder_filters: List[int] = MISSING
+    deep_supervision: bool = MISSING
+
+    def __post_init__(self) -> None:  # the encoder and the weights file are checked when the model is built
+        stages = len(ENCODER_STRIDES)
+        require(len(self.decoder_filters) == stages and min(self.decoder_filters) >= 1, "model.decoder_filters",
+                list(self.decoder_filters), f"{stages} channel counts >= 1, one per decoder stage")
+
+    def check_input_size(self, size: int) -> None:
+        check_encoder_input_size(size)
+
+    def run_name(self) -> str:
+        return f"{self.name}-{self.encoder}"
+
+
+@dataclass
+class NNUNetConfig(ModelConfig):  # model=nnunet (unetlab.models.nnunet): nnU-Net v2's PlainConvUNet
+    strides: List[Any] = MISSING  # per stage: an int or a [height, width] pair
+    kernel_sizes: List[Any] = MISSING
+    filters: int = MISSING
+    max_filters: int = MISSING
+    convolutions_per_stage: int = MISSING
+    deep_supervision: bool = MISSING
+
+    def __post_init__(self) -> None:
+        for key, stages in (("strides", None), ("kernel_sizes", len(self.strides))):
+            try:
+                stage_pairs(key, getattr(self, key), stages)
+            except ConfigError as error:
+                raise ConfigError(f"model.{error}") from None
+        require(len(self.strides) >= 2, "model.strides", list(self.strides), "2 stages or more")
+        require(self.filters >= 1, "model.filters", self.filters, ">= 1")
+        require(self.max_filters >= self.filters, "model.max_filters", self.max_filters, ">= model.filters")
+        require(self.convolutions_per_stage >= 1, "model.convolutions_per_stage", self.convolutions_per_stage, ">= 1")
+
+    def check_input_size(self, size: int) -> None:
+        for axis in (0, 1):
+            try:
+                check_strided_input_size(size, self.strides, axis)
+            except ConfigError as error:
+                raise ConfigError(f"{error} (model.strides)") from None
+
+    def run_name(self) -> str:
+        return f"{self.name}-s{len(self.strides)}-f{self.filters}"
