@@ -21,6 +21,7 @@ TTA = ("none", "flips", "d4")  # unetlab.inference.predict_image(tta=)
 # training chose on its validation images (unetlab.postprocess.choose)
 POSTPROCESS = ("none", "watershed", "auto")
 PREDICT_FORMATS = ("masks", "challenge")  # task=predict: a mask PNG per image, or the ISBI 2012 submission stack
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")  # Keras dtype policies, or unetlab.precision.resolve's
 DISTRIBUTION = ("none", "data_parallel")  # unetlab.distribution: one device, or replicas on every device
 OBJECTS = ("foreground", "background")  # the class whose connected components are the objects (cells)
 

@@ -62,10 +62,7 @@ class Pruner(Enum):
     threshold = "threshold"
 
 
-class Precision(Enum):
-    float32 = "float32"
-    mixed_float16 = "mixed_float16"
-    mixed_bfloat16 = "mixed_bfloat16"
+Precision = choice_enum("Precision", names.PRECISIONS)
 
 
 # ---------------------------------------------------------------- data

@@ -145,7 +145,7 @@ KEY_HELP: Dict[str, str] = {
     "trainer.early_stopping_patience": "epochs without improvement before stopping; null = off",
     "trainer.monitor": "drives the best checkpoint, plateau and early stopping; the sweep objective",
     "trainer.monitor_mode": "which way `monitor` improves; `auto`: min for `*loss`, else max",
-    "trainer.precision": "mixed precision computes in 16 bits; the head and the losses stay float32",
+    "trainer.precision": "mixed precision computes in 16 bits; the head and the losses stay float32; `auto`: mixed_bfloat16 where the hardware has bfloat16 units (a GPU of compute capability >= 8.0, a CPU with AMX), else float32",
     "trainer.jit_compile": "null = Keras `auto` (XLA on a GPU), `true`, `false`",
     "trainer.distribution": "`data_parallel`: a replica per device, on every `TF_CONFIG` worker (see Scaling)",
     "trainer.run_eagerly": "no `tf.function`: for debugging; also skips the seconds of tracing tiny models pay",

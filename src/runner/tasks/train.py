@@ -15,6 +15,7 @@ import tensorflow as tf
 from unetlab.checkpoints import Checkpoints, TrainingState
 from unetlab.distribution import Replication
 from unetlab.errors import ClusterError, ConfigError, DataError
+from unetlab.precision import resolve as resolve_precision
 from unetlab.preprocessing import Preprocessing
 
 from .. import builders, guards, pictures, postprocess_choice, tracking
@@ -25,6 +26,7 @@ from ..sweeps.trial import job_trial
 log = logging.getLogger(__name__)
 
 REPLICAS = "replicas"  # param: the number of model replicas a run trained on
+PRECISION = "precision"  # param: the dtype policy it trained under (trainer.precision=auto resolved)
 
 
 def train(config: Config) -> float | None:
@@ -37,7 +39,10 @@ def train(config: Config) -> float | None:
     keras.utils.set_random_seed(config.seed)
     if trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_dtype_policy(trainer.precision.value)
+    policy, why = resolve_precision(trainer.precision.value)
+    keras.mixed_precision.set_dtype_policy(policy)
+    if trainer.precision.value == "auto":
+        log.info("precision %s (%s)", policy, why)
 
     fingerprint, image_digests = builders.checked_data(config)  # refuses broken folder data before anything is tracked
     replication = builders.replication(config)
@@ -127,7 +132,8 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
         tracking.log_config(config, params=not config.resume)
         if not config.resume:
             tracking.retry_locked(mlflow.log_params, {**tracking.backend_params(), REPLICAS: replication.replicas,
-                                                      "global_batch_size": batch_size})
+                                                      "global_batch_size": batch_size,
+                                                      PRECISION: keras.mixed_precision.dtype_policy().name})
             tracking.log_data(splits, fingerprint, getattr(config.data, "images", None))
             if image_digests:  # evaluations find these images by content (guards.check_overlap)
                 guards.log_image_digests(splits, image_digests)

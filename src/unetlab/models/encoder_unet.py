@@ -2,7 +2,10 @@
 segmentation_models, and of Iglovikov and Shvets 2018, "TernausNet", arXiv:1801.05746).
 
 The skips are the backbone's features at strides 2, 4, 8, 16 and 32, its stages' outputs: the last
-layer of each stage, named per backbone in `BACKBONES` (`skip_layers`; docs/models.md lists them). The decoder is the standard one: from the stride-32
+layer of each stage, named per backbone in `BACKBONES` (`skip_layers`; docs/models.md lists them) by a
+prefix, or, where that layer's name comes from Keras' global counter (MobileNetV3's hard-swish
+activations are `activation`, `activation_17`, ... depending on what was built before), as
+"after:PREFIX": the layer that takes the output of the named one (`conv_1_bn`). The decoder is the standard one: from the stride-32
 features, five stages of x2 upsampling (nearest), the concatenation of the skip of that stride (none at
 full resolution, nor where a backbone has no layer at a stride, as ConvNeXt at 2), and two 3x3
 convolutions with batch norm and ReLU of `decoder_filters` channels (default 256, 128, 64, 32, 16);
@@ -39,9 +42,10 @@ STRIDES = ENCODER_STRIDES
 DECODER_FILTERS = (256, 128, 64, 32, 16)
 _RESNET_V2_BLOCKS = {"50": (3, 4, 6), "101": (3, 4, 23), "152": (3, 8, 36)}  # blocks of stages 2-4
 # name: (keras.applications constructor, the input it expects (a key of PREPROCESSING), and per stride of
-# STRIDES the skip: the last layer whose name starts with this (None: no skip at that stride)). The
-# skips are the stages' outputs, as segmentation_models(_pytorch) takes them, not the expansion
-# layers that open the next stage at the same stride.
+# STRIDES the skip: the last layer whose name starts with this, or with AFTER + this the one layer that takes
+# that layer's output (None: no skip at that stride)). The skips are the stages' outputs, as
+# segmentation_models(_pytorch) takes them, not the expansion layers that open the next stage at the same stride.
+AFTER = "after:"
 BACKBONES = {
     **{f"resnet{n}": (f"ResNet{n}", "caffe", ("conv1_relu", "conv2_", "conv3_", "conv4_", "conv5_"))
        for n in ("50", "101", "152")},
@@ -53,6 +57,13 @@ BACKBONES = {
     **{f"efficientnetv2{size}": (f"EfficientNetV2{size.upper()}", "tf", ("block1", "block2", "block3", "block5", "block6"))
        for size in ("b0", "b1", "b2", "b3", "s")},
     "mobilenetv2": ("MobileNetV2", "tf", ("expanded_conv_project_BN", "block_2_", "block_5_", "block_12_", "out_relu")),
+    # MobileNetV3 (alpha 1, not minimalistic) rescales to [-1, 1] itself; its stem's and last 1x1 convolution's
+    # hard swish are unnamed Activation layers, hence "after:". Stages as segmentation_models_pytorch's
+    # timm-mobilenetv3 encoders cut them (16, 16, 24, 48, 576 and 16, 24, 40, 112, 960 channels).
+    "mobilenetv3small": ("MobileNetV3Small", "tf", (f"{AFTER}conv_bn", "expanded_conv_project_bn", "expanded_conv_2_add",
+                                                    "expanded_conv_7_add", f"{AFTER}conv_1_bn")),
+    "mobilenetv3large": ("MobileNetV3Large", "tf", ("expanded_conv_add", "expanded_conv_2_add", "expanded_conv_5_add",
+                                                    "expanded_conv_11_add", f"{AFTER}conv_1_bn")),
     **{f"convnext{size}": (f"ConvNeXt{size.title()}", "torch", (None, *(f"convnext_{size}_stage_{i}" for i in range(4))))
        for size in ("tiny", "small")},
     "densenet121": ("DenseNet121", "torch", ("conv1_relu", "conv2_", "conv3_", "conv4_", "relu")),
@@ -83,19 +94,32 @@ def backbone(encoder: str, channels: int, weights: str | None = None) -> keras.M
     extra = {"include_preprocessing": False} if constructor.startswith(OWN_PREPROCESSING) else {}
     with warnings.catch_warnings():  # any channel count is meant: RGB weights are adapted (module docstring)
         warnings.filterwarnings("ignore", message="This model usually expects")
+        warnings.filterwarnings("ignore", message="`input_shape` is undefined or non-square")  # MobileNetV3's
         return getattr(keras.applications, constructor)(include_top=False, weights=weights,
                                                         input_shape=(None, None, channels), **extra)
 
 
 def skip_layers(model: keras.Model, encoder: str) -> list[str | None]:
     """The names of the layers of the backbone `model` whose outputs are the skips at `STRIDES`
-    (`BACKBONES`: the last layer of each named stage; None where there is none)."""
+    (`BACKBONES`: the last layer of each named stage, or the one layer after it for "after:";
+    None where there is none)."""
     names = [layer.name for layer in model.layers]
     found = []
     for prefix in check_encoder(encoder)[2]:
+        after = bool(prefix) and prefix.startswith(AFTER)
+        prefix = prefix[len(AFTER):] if after else prefix
         matches = [name for name in names if prefix and name.startswith(prefix)]
-        found.append(matches[-1] if matches else None)
+        name = matches[-1] if matches else None
+        found.append(_follower(model, name) if after and name else name)
     return found
+
+
+def _follower(model: keras.Model, name: str) -> str | None:
+    """The name of the one layer of `model` that takes the output of the layer `name` (None unless exactly one)."""
+    output = model.get_layer(name).output
+    followers = [layer.name for layer in model.layers
+                 if not isinstance(layer, layers.InputLayer) and any(t is output for t in keras.tree.flatten(layer.input))]
+    return followers[0] if len(followers) == 1 else None
 
 
 def feature_shapes(model: keras.Model, names: list[str | None], height: int, width: int) -> list[tuple | None]:

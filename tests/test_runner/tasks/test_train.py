@@ -97,7 +97,7 @@ def test_training_in_float16_with_xla_finishes_and_saves_a_float32_headed_model(
 def test_run_logs_the_resolved_config_as_dotted_params(finished_run):
     _, _, run, root = finished_run
     params = run.data.params
-    assert params["keras_backend"] == "tensorflow"
+    assert params["keras_backend"] == "tensorflow" and params["precision"] == "float32"  # the policy it trained under
     assert params["model.filters"] == "4" and params["model.depth"] == "2"
     assert params["loss.name"] == "bce_dice" and params["optimizer.lr"] == "0.0003"
     assert params["trainer.monitor"] == "val_dice" and params["output_dir"] == f"{root}/out"
