@@ -234,13 +234,13 @@ def fit_verbosity(config: Config) -> int:
 def training_callbacks(config: Config, checkpoints, logged_epochs: frozenset = frozenset(),
                        extra: list = (), tracked: bool = True) -> list:
     """A summary line and (when `tracked`) MLflow metrics per epoch (but for `logged_epochs`), NaN guard, Ctrl-C
-    and SIGTERM that stop between steps, the configured schedule on plateau and early stopping,
+    and SIGTERM that stop between steps, the configured schedule on plateau, early stopping and time limit,
     all watching `trainer.monitor`, then `extra` (a trial's pruning), the checkpoints, which carry
     the others' counters, and last the stop on Ctrl-C and SIGTERM: a signal noted during an epoch's
     end (its logging) stops training only once that epoch's state is captured."""
     import keras
 
-    from unetlab.callbacks import EpochSummary, InterruptBetweenSteps
+    from unetlab.callbacks import EpochSummary, InterruptBetweenSteps, TimeLimit
 
     from .tracking import MlflowMetrics
 
@@ -257,6 +257,8 @@ def training_callbacks(config: Config, checkpoints, logged_epochs: frozenset = f
     if trainer.early_stopping_patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(trainer.monitor, patience=trainer.early_stopping_patience,
                                                        mode=mode))
+    if trainer.time_limit is not None:
+        callbacks.append(TimeLimit(trainer.time_limit))
     checkpoints.watch(callbacks + [checkpoints])
     return callbacks + list(extra) + [checkpoints, interrupt]
 

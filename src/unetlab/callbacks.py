@@ -1,4 +1,5 @@
-"""Training callbacks: a summary line per epoch, Ctrl-C and SIGTERM between steps (checkpoints: `unetlab.checkpoints`)."""
+"""Training callbacks: a summary line per epoch, a time limit, Ctrl-C and SIGTERM between steps (checkpoints:
+`unetlab.checkpoints`)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,28 @@ class EpochSummary(keras.callbacks.Callback):
         lr = current_learning_rate(self.model)
         log.info("epoch %d/%d %.1fs lr=%.2e %s%s", epoch + 1, self.epochs, time.perf_counter() - self.started,
                  lr, metrics, note)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training after the epoch past which one more epoch (at the mean pace so far) would end after
+    `minutes` of this `fit` (training and validation), so a run on a slower machine ends in time with the
+    best model it reached. `stopped_epoch` is the last epoch trained when it stopped (None: it did not)."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds = minutes * 60.0
+        self.started, self.epochs, self.stopped_epoch = 0.0, 0, None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.started, self.epochs, self.stopped_epoch = time.monotonic(), 0, None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epochs += 1
+        elapsed = time.monotonic() - self.started
+        if elapsed + elapsed / self.epochs > self.seconds:
+            self.model.stop_training, self.stopped_epoch = True, epoch
+            log.warning("stopping after epoch %d: another would end past the time limit of %.1f min (%.1f min so far)",
+                        epoch + 1, self.seconds / 60, elapsed / 60)
 
 
 def current_learning_rate(model: keras.Model) -> float:

@@ -77,3 +77,20 @@ def test_sigterm_stops_at_the_next_batch_end_as_interrupted_and_both_handlers_co
         callback.on_train_batch_end(0, logs={})
     assert stopped.value.signum == signal.SIGTERM and isinstance(stopped.value, KeyboardInterrupt)
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_the_time_limit_stops_after_the_epoch_past_which_another_would_overrun(monkeypatch):
+    from unetlab.callbacks import TimeLimit
+
+    clock = iter([0.0, 50.0, 100.0, 150.0, 200.0])  # train begin, then each epoch's end: 50 s an epoch
+    monkeypatch.setattr("unetlab.callbacks.time.monotonic", lambda: next(clock))
+    limit = TimeLimit(minutes=3.5)  # 210 s: the 4th epoch would end at 200 s, a 5th at 250 s
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False  # as fit sets it
+    limit.set_model(model)
+    limit.on_train_begin()
+    stops = []
+    for epoch in range(4):
+        limit.on_epoch_end(epoch)
+        stops.append(limit.model.stop_training)
+    assert stops == [False, False, False, True] and limit.stopped_epoch == 3

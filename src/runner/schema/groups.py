@@ -226,6 +226,7 @@ class TrainerConfig:
     plateau_factor: float = MISSING
     plateau_patience: int = MISSING
     early_stopping_patience: Optional[int] = None
+    time_limit: Optional[float] = None
     monitor: str = MISSING
     monitor_mode: MonitorMode = MISSING
     precision: Precision = MISSING
@@ -242,6 +243,8 @@ class TrainerConfig:
         require(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "trainer.steps_per_epoch",
                  self.steps_per_epoch, ">= 1 or null")
         require(self.checkpoint_every >= 1, "trainer.checkpoint_every", self.checkpoint_every, ">= 1")
+        require(self.time_limit is None or self.time_limit > 0, "trainer.time_limit", self.time_limit,
+                "> 0 (minutes) or null")
         require(0.0 < self.plateau_factor < 1.0, "trainer.plateau_factor", self.plateau_factor, "in (0, 1)")
         require(self.verbose in ("auto", "0", "1", "2"), "trainer.verbose", self.verbose, "auto, 0, 1 or 2")
 

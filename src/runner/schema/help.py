@@ -143,6 +143,7 @@ KEY_HELP: Dict[str, str] = {
     "trainer.plateau_factor": "plateau: learning-rate factor",
     "trainer.plateau_patience": "plateau: epochs without improvement before a reduction",
     "trainer.early_stopping_patience": "epochs without improvement before stopping; null = off",
+    "trainer.time_limit": "minutes of training and validation in this process (a resumed run starts a new count): training stops after the epoch past which another, at the mean pace, would overrun; the best checkpoint so far is the model",
     "trainer.monitor": "drives the best checkpoint, plateau and early stopping; the sweep objective",
     "trainer.monitor_mode": "which way `monitor` improves; `auto`: min for `*loss`, else max",
     "trainer.precision": "mixed precision computes in 16 bits; the head and the losses stay float32; `auto`: mixed_bfloat16 where the hardware has bfloat16 units (a GPU of compute capability >= 8.0, a CPU with AMX), else float32",

@@ -12,6 +12,7 @@ import keras
 import mlflow
 import tensorflow as tf
 
+from unetlab.callbacks import TimeLimit
 from unetlab.checkpoints import Checkpoints, TrainingState
 from unetlab.distribution import Replication
 from unetlab.errors import ClusterError, ConfigError, DataError
@@ -144,6 +145,9 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
         fit()
         tracking.retry_locked(mlflow.log_metrics, {f"best_{trainer.monitor}": checkpoints.best,
                                                    "best_epoch": checkpoints.best_epoch})
+        stopped = [c.stopped_epoch for c in callbacks if isinstance(c, TimeLimit) and c.stopped_epoch is not None]
+        if stopped:  # trainer.time_limit ended it early: say so in the runs table
+            tracking.retry_locked(mlflow.set_tag, "stopped_by_time_limit", f"after epoch {stopped[0] + 1}")
         trial.finished(checkpoints.best)  # the objective is recorded before the optional steps below
         one_device = val_batches.unbatch().batch(trainer.batch_size) if replication.replicas > 1 else val_batches
         finish_optional(config, checkpoints, preprocessing_path, splits, train_batches, one_device)
