@@ -20,3 +20,26 @@ def test_unet_output_size(size, depth, padding, expected):
 def test_sizes_that_do_not_fit_name_the_argument_and_suggest_sizes(size, depth, padding, message):
     with pytest.raises(ConfigError, match=message):
         unet_output_size(size, depth, padding)
+
+
+def test_stage_lists_take_an_int_or_a_height_width_pair_per_stage():
+    from unetlab.geometry import stage_pairs
+
+    assert stage_pairs("strides", [1, [2, 1], (2, 2)]) == [(1, 1), (2, 1), (2, 2)]
+    for bad in ([], [0], [1, [2, 2, 2]], [1, "2"], 3, [True]):
+        with pytest.raises(ConfigError, match="strides must be a list with an int >= 1 or a \\[height, width\\] pair"):
+            stage_pairs("strides", bad)
+    with pytest.raises(ConfigError, match="kernel_sizes must have one entry per stage \\(2, as many as strides\\)"):
+        stage_pairs("kernel_sizes", [3, 3, 3], 2)
+
+
+@pytest.mark.parametrize("size, axis, ok", [(32, 0, True), (40, 0, False), (40, 1, True), (20, 1, False)])
+def test_a_strided_network_takes_multiples_of_the_strides_product_per_axis(size, axis, ok):
+    from unetlab.geometry import check_strided_input_size
+
+    strides = [1, [2, 2], [2, 1], [2, 2], [2, 2]]  # height: 16, width: 8
+    if ok:
+        check_strided_input_size(size, strides, axis)
+    else:
+        with pytest.raises(ConfigError, match=f"image size {size} is not a multiple of {16 if axis == 0 else 8}"):
+            check_strided_input_size(size, strides, axis)
