@@ -11,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from helpers import ROOT, SHARED_DATA, run_runner
+from unetlab.precision import resolve
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not (SHARED_DATA / "isbi2012").is_dir(), reason="needs ../shared/data/isbi2012")]
@@ -40,6 +41,7 @@ def test_isbi2012_cpu_trains_and_its_model_is_evaluated_with_the_rand_error(tmp_
     [run] = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id], "tags.task = 'train'")
     assert run.info.status == "FINISHED" and run.data.params["loss.name"] == "weighted_bce"
     assert run.data.params["data.invert_masks"] == "True" and run.data.params["augment.elastic_grid"] == "3"
+    assert run.data.params["trainer.precision"] == "auto" and run.data.params["precision"] == resolve("auto")[0]
     assert "weight_map.png" in {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
     assert "failed_end_steps" not in run.data.tags
 
