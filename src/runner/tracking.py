@@ -89,15 +89,15 @@ MODEL_SUMMARY = "model_summary.txt"  # the layer table: a training run's artifac
 
 
 def log_model_summary(model) -> None:
-    """Keras' layer table as `model_summary.txt`, and the inference network's parameter count as param and
-    metric `params` (sortable in the runs table); with deep supervision, the training network's as `params_training`."""
+    """Keras' layer table as `model_summary.txt`, and the inference network's parameter count as metric `params`
+    (sortable in the runs table; a metric, not a param, so sweep summaries list only the settings that vary);
+    with deep supervision, the training network's as `params_training`."""
     from unetlab.models import inference_model, layer_table
 
     mlflow.log_text(layer_table(model), MODEL_SUMMARY)
     counts = {"params": inference_model(model).count_params()}
     if counts["params"] != model.count_params():
         counts["params_training"] = model.count_params()
-    retry_locked(mlflow.log_params, counts)
     retry_locked(mlflow.log_metrics, counts)
 
 

@@ -255,7 +255,8 @@ def test_from_run_of_a_run_logged_without_a_key_that_exists_today_trains_with_it
 
 
 @pytest.mark.parametrize("change, expected", [
-    ({"model": {"name": "transformer"}}, "its model.name=transformer is no model option of this version (unet)"),
+    ({"model": {"name": "transformer"}},
+     f"its model.name=transformer is no model option of this version ({', '.join(SCHEMAS['model'])})"),
     ({"config_version": CONFIG_VERSION + 1}, f"its config_version={CONFIG_VERSION + 1} is newer than this unetlab "
                                              f"reads (up to config_version={CONFIG_VERSION}): upgrade unetlab"),
 ])

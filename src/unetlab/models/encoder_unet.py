@@ -2,14 +2,15 @@
 segmentation_models, and of Iglovikov and Shvets 2018, "TernausNet", arXiv:1801.05746).
 
 The skips are the backbone's features at strides 2, 4, 8, 16 and 32, its stages' outputs: the last
-layer of each stage, named per backbone in `BACKBONES` (`skip_layers`; docs/models.md lists them) by a
-prefix, or, where that layer's name comes from Keras' global counter (MobileNetV3's hard-swish
-activations are `activation`, `activation_17`, ... depending on what was built before), as
-"after:PREFIX": the layer that takes the output of the named one (`conv_1_bn`). The decoder is the standard one: from the stride-32
-features, five stages of x2 upsampling (nearest), the concatenation of the skip of that stride (none at
-full resolution, nor where a backbone has no layer at a stride, as ConvNeXt at 2), and two 3x3
-convolutions with batch norm and ReLU of `decoder_filters` channels (default 256, 128, 64, 32, 16);
-then the 1x1 head of `unetlab.models.unet`.
+layer of each stage, named per backbone in `BACKBONES` (`skip_layers`; docs/models.md lists them) by the
+start of its name, or, where Keras names that layer by a global counter (MobileNetV3's hard-swish
+activations are `activation`, `activation_17` ... by how many were built before in the process), as
+"after:PREFIX": the one layer that takes the output of the layer PREFIX names (`after:conv_1_bn`).
+
+The decoder is the standard one: from the stride-32 features, five stages of x2 upsampling (nearest),
+the concatenation of the skip of that stride (none at full resolution, nor where a backbone has no layer
+at a stride, as ConvNeXt at 2), and two 3x3 convolutions with batch norm and ReLU of `decoder_filters`
+channels (default 256, 128, 64, 32, 16); then the 1x1 head of `unetlab.models.unet`.
 
 Inputs are images in [0, 1] (the pipeline's `normalize=scale`); the model's first layer maps them to
 what the backbone was trained on (`PREPROCESSING`: keras' caffe, tf or torch modes), and the backbones'
@@ -60,8 +61,8 @@ BACKBONES = {
     # MobileNetV3 (alpha 1, not minimalistic) rescales to [-1, 1] itself; its stem's and last 1x1 convolution's
     # hard swish are unnamed Activation layers, hence "after:". Stages as segmentation_models_pytorch's
     # timm-mobilenetv3 encoders cut them (16, 16, 24, 48, 576 and 16, 24, 40, 112, 960 channels).
-    "mobilenetv3small": ("MobileNetV3Small", "tf", (f"{AFTER}conv_bn", "expanded_conv_project_bn", "expanded_conv_2_add",
-                                                    "expanded_conv_7_add", f"{AFTER}conv_1_bn")),
+    "mobilenetv3small": ("MobileNetV3Small", "tf", (f"{AFTER}conv_bn", "expanded_conv_project_bn",
+                                                    "expanded_conv_2_add", "expanded_conv_7_add", f"{AFTER}conv_1_bn")),
     "mobilenetv3large": ("MobileNetV3Large", "tf", ("expanded_conv_add", "expanded_conv_2_add", "expanded_conv_5_add",
                                                     "expanded_conv_11_add", f"{AFTER}conv_1_bn")),
     **{f"convnext{size}": (f"ConvNeXt{size.title()}", "torch", (None, *(f"convnext_{size}_stage_{i}" for i in range(4))))
@@ -117,8 +118,8 @@ def skip_layers(model: keras.Model, encoder: str) -> list[str | None]:
 def _follower(model: keras.Model, name: str) -> str | None:
     """The name of the one layer of `model` that takes the output of the layer `name` (None unless exactly one)."""
     output = model.get_layer(name).output
-    followers = [layer.name for layer in model.layers
-                 if not isinstance(layer, layers.InputLayer) and any(t is output for t in keras.tree.flatten(layer.input))]
+    followers = [layer.name for layer in model.layers if not isinstance(layer, layers.InputLayer)
+                 and any(tensor is output for tensor in keras.tree.flatten(layer.input))]
     return followers[0] if len(followers) == 1 else None
 
 
