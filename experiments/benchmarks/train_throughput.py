@@ -18,6 +18,7 @@ when the runner is within 5% of in-memory.
     make benchmark   # full size: slow on CPU (extrapolated ~30+ min on 2 busy cores)
     python experiments/benchmarks/train_throughput.py --image-size 64 --steps 5 --repeats 1
     python experiments/benchmarks/train_throughput.py --model unetpp --batch-size 8   # a family of the zoo
+    python experiments/benchmarks/train_throughput.py --image-size 128 --filters 16 --batch-size 8 --precision auto
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import platform
 import statistics
 import time
 import warnings
+
+from unetlab.names import PRECISIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -51,6 +54,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="measurements of each, alternating a/b")
     parser.add_argument("--num-train", type=int, default=64, help="synthetic training images (cached)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="trainer.precision (auto: bfloat16 where the hardware has it natively)")
     return parser.parse_args()
 
 
@@ -67,6 +72,7 @@ def compose_config(args: argparse.Namespace):
     overrides = [*FAMILIES[args.model], f"data.image_size={args.image_size}", f"data.num_train={args.num_train}",
                  "data.num_val=4", *size,
                  f"trainer.batch_size={args.batch_size}", f"trainer.steps_per_epoch={args.steps}",
+                 f"trainer.precision={args.precision}",
                  "trainer.verbose=0", "output_dir=/tmp/bench"]
     with initialize_config_module(config_module="runner.conf", version_base="1.3"):
         return to_config(compose("config", overrides=overrides))
@@ -103,7 +109,11 @@ def main() -> None:
           f"{args.steps} steps x {args.repeats} repeats, {data.num_train} training images")
 
     keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_dtype_policy(trainer.precision.value)
+    from unetlab.precision import resolve
+
+    policy, why = resolve(trainer.precision.value)
+    keras.mixed_precision.set_dtype_policy(policy)
+    print(f"precision: {policy} ({why})")
     splits = builders.make_splits(config)
     warmup = -(-data.num_train // trainer.batch_size) + 2  # one full pass: the cache is filled before timing
     models = {}
