@@ -93,6 +93,7 @@ def test_monitor_direction_follows_the_metric_unless_set(make_config, tmp_path):
     (["model=nnunet", "model.kernel_sizes=[3,3]"], "model.kernel_sizes must have one entry per stage (6, as many as "
                                                   "strides). Received: kernel_sizes=[3, 3]"),
     (["model=nnunet", "model.strides=[1]", "model.kernel_sizes=[3]"], "model.strides must be 2 stages or more"),
+    (["trainer.time_limit=0"], "trainer.time_limit must be > 0 (minutes) or null. Received: time_limit=0.0"),
     (["model=nnunet", "model.max_filters=16"], "model.max_filters must be >= model.filters. Received: max_filters=16"),
     (["predict.watershed.h=0"], "predict.watershed.h must be > 0 (pixels). Received: h=0.0"),
     (["predict.watershed.candidates.h=[]"], "predict.watershed.candidates.h must be a non-empty list. Received: h=[]"),

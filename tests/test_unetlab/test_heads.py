@@ -38,6 +38,7 @@ def test_a_head_on_every_decoder_level_but_the_lowest_and_an_inference_model_wit
     assert [layer.name for layer in model.layers if layer.name.startswith("head")] == ["head", "head_aux1", "head_aux2"]
     network = inference_model(model)
     assert len(network.outputs) == 1 and network.get_layer("head") is model.get_layer("head")
+    assert inference_model(model) is network and len(model.weights) == len(network.weights) + 4  # built once, untracked
     plain = build_unet((32, 32, 1), 1, depth=4, filters=2)
     assert network.count_params() == plain.count_params()
     assert model.count_params() == plain.count_params() + (4 + 1) + (8 + 1)  # 1x1 heads on levels 1 and 2 (4, 8 channels)

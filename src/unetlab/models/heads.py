@@ -18,6 +18,8 @@ the first output alone: that is what checkpoints, the logged model and exports h
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import layers, ops
 
@@ -36,7 +38,7 @@ class DeepSupervision(keras.Model):
         super().__init__(inputs, outputs, **kwargs)
         self.supervision_weights = supervision_weights(len(outputs))
 
-    @property
+    @functools.cached_property  # built once; kept in __dict__, out of Keras' layer tracking (its variables are ours)
     def inference_model(self) -> keras.Model:
         """The network with its full-resolution head only (the auxiliary heads dropped), sharing the layers."""
         return keras.Model(self.inputs[0], self.outputs[0], name=self.name)
