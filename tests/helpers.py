@@ -168,6 +168,17 @@ def empty_store() -> Path:
     return store
 
 
+def final_state(client, run_id: str, target: Path):
+    """The newest training state a run logged (a finished run keeps one slot)."""
+    from unetlab.checkpoints import Checkpoints, latest_state
+
+    target.mkdir(parents=True)
+    slots = [Path(artifact.path).name for artifact in client.list_artifacts(run_id, "checkpoints")
+             if Path(artifact.path).name in Checkpoints.STATE_SLOTS]
+    assert len(slots) == 1
+    return latest_state([Path(client.download_artifacts(run_id, f"checkpoints/{name}", str(target))) for name in slots])
+
+
 def write_png(path: Path, array: np.ndarray) -> None:
     from PIL import Image
 

@@ -154,7 +154,7 @@ def build_model(config: Config):
     try:
         with config_group("model"):
             return MODELS[config.model.name]((size, size, config.data.channels), config.data.num_classes,
-                                             **arguments(config.model))
+                                             **arguments(config.model, "freeze_encoder_epochs"))
     except ConfigError:
         raise
     except ValueError as error:  # e.g. an unknown model.kernel_initializer, reported by Keras
@@ -184,7 +184,8 @@ def label_size(model, config: Config) -> int | None:
 
 
 def compile_model(model, config: Config, total_steps: int) -> None:
-    """Compile with the configured optimizer (and schedule), loss and metrics."""
+    """Compile with the configured optimizer (and schedule, and `trainer.encoder_lr_scale`), loss and metrics."""
+    from unetlab.finetune import scale_encoder_learning_rate
     from unetlab.losses import build_loss
     from unetlab.metrics import build_metrics
     from unetlab.optim import build_optimizer
@@ -194,12 +195,30 @@ def compile_model(model, config: Config, total_steps: int) -> None:
         optimizer = build_optimizer(config.optimizer.name, config.optimizer.lr, schedule=trainer.schedule.value,
                                     total_steps=total_steps, min_lr=trainer.min_lr,
                                     **arguments(config.optimizer, "lr"))
+    optimizer = scale_encoder_learning_rate(optimizer, model, trainer.encoder_lr_scale)
     with config_group("loss"):
         loss = build_loss(config.loss.name, ignore_index=ignore_index, **arguments(config.loss))
     model.compile(optimizer=optimizer, loss=loss,
                   metrics=build_metrics(config.data.num_classes, ignore_index=ignore_index),
                   jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
                   run_eagerly=trainer.run_eagerly)
+
+
+def unfreeze_encoder(model, config: Config, total_steps: int) -> None:
+    """Train the frozen encoder from now on: compiled again, with a new optimizer over every variable that
+    takes over the old one's step count, learning rate and decoder moments (`unetlab.finetune`)."""
+    from unetlab.finetune import set_encoder_trainable, transfer_state
+
+    previous = model.optimizer
+    set_encoder_trainable(model, True)
+    compile_model(model, config, total_steps)
+    model.optimizer.build(model.trainable_variables)
+    transfer_state(previous, model.optimizer)
+
+
+def frozen_encoder_epochs(config: Config) -> int:
+    """The first epochs that train with the encoder frozen (`model.freeze_encoder_epochs`; 0: none)."""
+    return getattr(config.model, "freeze_encoder_epochs", 0)
 
 
 def steps_per_epoch(config: Config, splits, batch_size: int | None = None) -> int:

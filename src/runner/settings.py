@@ -80,8 +80,12 @@ def config_group(group: str) -> Iterator[None]:
 def one_line(error: BaseException) -> str:
     """First line of an OmegaConf/Hydra error, plus the key it concerns (and, for a key the
     schema lacks, the key meant or the keys there are)."""
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    full_key = getattr(error, "full_key", None)
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    first = lines[0] if lines else type(error).__name__
+    if first.endswith(":") and len(lines) > 1:  # Hydra's "... raised while composing config:" and the reason
+        first = f"{first} {lines[1]}"
+    named = re.search(r"^\s*full_key: (\S+)$", str(error), re.MULTILINE)  # a composition error's key, on its own line
+    full_key = getattr(error, "full_key", None) or (named.group(1) if named else None)
     line = f"{full_key}: {first}" if full_key and full_key not in first else first
     schema, key = getattr(error, "object_type", None), getattr(error, "key", None)
     unknown_key = isinstance(error, (ConfigAttributeError, ConfigKeyError)) and isinstance(key, str)

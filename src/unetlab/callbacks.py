@@ -46,16 +46,18 @@ class EpochSummary(keras.callbacks.Callback):
 
 class TimeLimit(keras.callbacks.Callback):
     """Stop training after the epoch past which one more epoch (at the mean pace so far) would end after
-    `minutes` of this `fit` (training and validation), so a run on a slower machine ends in time with the
-    best model it reached. `stopped_epoch` is the last epoch trained when it stopped (None: it did not)."""
+    `minutes` of training and validation (counted from the first `fit` it sees: a training in phases is one), so a
+    run on a slower machine ends in time with the best model it reached. `stopped_epoch` is the last epoch trained
+    when it stopped (None: it did not)."""
 
     def __init__(self, minutes: float):
         super().__init__()
         self.seconds = minutes * 60.0
-        self.started, self.epochs, self.stopped_epoch = 0.0, 0, None
+        self.started, self.epochs, self.stopped_epoch = None, 0, None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self.started, self.epochs, self.stopped_epoch = time.monotonic(), 0, None
+        if self.started is None:
+            self.started = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs += 1

@@ -232,6 +232,7 @@ class Checkpoints(keras.callbacks.Callback):
     `watch(callbacks)` names the callbacks whose counters the state carries; put this callback
     after them, so an epoch's state includes their updates. `resume_from(state)` restores a run.
     `close()` (also on an interruption) writes the latest unsaved state and waits for the writes.
+    A training of several `fit`s (`unetlab.finetune.phases`) keeps the counters from one to the next.
     """
 
     BEST = "best.keras"
@@ -246,7 +247,7 @@ class Checkpoints(keras.callbacks.Callback):
         self.schedule_steps: int | None = None  # recorded in each state (the steps the schedule spans)
         self.best, self.best_epoch = None, None
         self.watched: list[keras.callbacks.Callback] = [self]
-        self.restored: TrainingState | None = None
+        self.carried: dict[str, dict] | None = None  # counters for the next fit: a resumed state's or the last fit's
         self.latest: TrainingState | None = None  # captured, not yet written
         self.writes = 0
         self.writer: BackgroundWriter | None = None
@@ -266,7 +267,7 @@ class Checkpoints(keras.callbacks.Callback):
         """Load `state` into the compiled `model` now; the counters go back after `on_train_begin`.
         The next state goes to the other slot than the one `state` came from."""
         state.restore(model)
-        self.restored = state
+        self.carried = state.counters
         self.writes = 1 + self.STATE_SLOTS.index(state.source.name) if state.source else 0
         restore_counters([self], state.counters)
 
@@ -279,8 +280,8 @@ class Checkpoints(keras.callbacks.Callback):
                                            outputs[0] if len(outputs) == 1 else outputs, name=network.name)
         self.shadow = keras.models.clone_model(self.inference_model)
         self.writer = BackgroundWriter()
-        if self.restored is not None:  # after the other callbacks reset their counters
-            restore_counters(self.watched, self.restored.counters)
+        if self.carried is not None:  # after the other callbacks reset their counters
+            restore_counters(self.watched, self.carried)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor)
@@ -294,6 +295,7 @@ class Checkpoints(keras.callbacks.Callback):
             self._write_latest()
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        self.carried = callback_counters(self.watched)  # a next fit of the same training goes on from them
         self.close()
 
     def close(self) -> None:

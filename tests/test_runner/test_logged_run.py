@@ -15,12 +15,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from helpers import TINY, empty_store, run_runner
+from helpers import TINY, empty_store, final_state, run_runner
 from runner import logged_run
 from runner.logged_run import typed
 from runner.schema import CONFIG_VERSION, SCHEMAS, NamedFolderDataConfig, TrainerConfig
 from runner.settings import to_config
-from unetlab.checkpoints import Checkpoints, latest_state
+from unetlab.checkpoints import Checkpoints
 from unetlab.errors import ConfigError
 
 pytestmark = pytest.mark.slow
@@ -34,15 +34,6 @@ def runs(uri: str) -> list:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("unetlab")
     return client.search_runs([experiment.experiment_id]) if experiment else []
-
-
-def final_state(client: MlflowClient, run_id: str, target: Path):
-    """The newest training state a run logged (a finished run keeps one slot)."""
-    target.mkdir(parents=True)
-    slots = [Path(artifact.path).name for artifact in client.list_artifacts(run_id, "checkpoints")
-             if Path(artifact.path).name in Checkpoints.STATE_SLOTS]
-    assert len(slots) == 1
-    return latest_state([Path(client.download_artifacts(run_id, f"checkpoints/{name}", str(target))) for name in slots])
 
 
 def kill_after_second_epoch(cwd: Path, *args: str) -> None:

@@ -94,3 +94,22 @@ def test_the_time_limit_stops_after_the_epoch_past_which_another_would_overrun(m
         limit.on_epoch_end(epoch)
         stops.append(limit.model.stop_training)
     assert stops == [False, False, False, True] and limit.stopped_epoch == 3
+
+
+def test_the_time_limit_counts_from_the_first_fit_of_a_training_in_phases(monkeypatch):
+    """A frozen-encoder phase and the rest are two `fit`s of one training: the clock does not restart."""
+    from unetlab.callbacks import TimeLimit
+
+    clock = iter([0.0, 50.0, 100.0, 150.0, 200.0])  # begin, 2 epochs; begin again (not read), 2 epochs
+    monkeypatch.setattr("unetlab.callbacks.time.monotonic", lambda: next(clock))
+    limit = TimeLimit(minutes=3.5)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    limit.set_model(model)
+    stops = []
+    for epochs in ((0, 1), (2, 3)):
+        limit.on_train_begin()
+        for epoch in epochs:
+            limit.on_epoch_end(epoch)
+            stops.append(limit.model.stop_training)
+    assert stops == [False, False, False, True] and limit.stopped_epoch == 3

@@ -107,6 +107,20 @@ def test_counters_of_early_stopping_and_plateau_come_back_after_they_reset_thems
     assert (resumed.best, resumed.best_epoch) == (0.3, 4)
 
 
+def test_a_second_fit_of_the_same_training_goes_on_from_the_counters_of_the_first(tmp_path):
+    """A training in phases (a frozen encoder, then all) is two `fit`s: early stopping's patience and the best
+    value carry over instead of starting again."""
+    early = keras.callbacks.EarlyStopping("loss", patience=5)
+    checkpoints = started(Checkpoints(tmp_path, "loss", "min"), tiny_model(), [early])
+    early.wait, early.best = 2, 0.25
+    checkpoints.on_epoch_end(1, {"loss": 0.3})
+    checkpoints.on_train_end()
+    early.on_train_begin()  # the second fit: Keras resets it
+    checkpoints.on_train_begin()
+    assert (early.wait, early.best) == (2, 0.25) and (checkpoints.best, checkpoints.best_epoch) == (0.3, 1)
+    checkpoints.close()
+
+
 def test_a_cut_short_state_file_is_skipped_for_the_other_slot(tmp_path, caplog):
     checkpoints = started(Checkpoints(tmp_path, "loss", "min"), tiny_model())
     checkpoints.on_epoch_end(0, {"loss": 0.5})

@@ -133,6 +133,19 @@ class Config:
                 f"trainer.monitor={self.trainer.monitor!r} is not a reported metric; "
                 f"expected one of {', '.join(allowed)}"
             )
+        self._check_fine_tuning()
+
+    def _check_fine_tuning(self) -> None:
+        """trainer.encoder_lr_scale and model.freeze_encoder_epochs need an encoder, and epochs after the freeze."""
+        frozen = getattr(self.model, "freeze_encoder_epochs", 0)
+        if self.trainer.encoder_lr_scale != 1.0 and not hasattr(self.model, "encoder"):
+            raise ConfigError(f"trainer.encoder_lr_scale={self.trainer.encoder_lr_scale} scales a pretrained "
+                              f"encoder's learning rate, and model={self.model.name} has none: use "
+                              f"model=encoder_unet, or leave trainer.encoder_lr_scale=1.0")
+        if frozen and frozen >= self.trainer.epochs:
+            raise ConfigError(f"model.freeze_encoder_epochs={frozen} must be below trainer.epochs="
+                              f"{self.trainer.epochs}, or the encoder is never trained (the model would be "
+                              f"the pretrained encoder and a decoder)")
 
 
 def checked_run_id(value: Any) -> Any:

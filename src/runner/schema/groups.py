@@ -236,8 +236,10 @@ class TrainerConfig:
     deterministic: bool = MISSING
     verbose: str = MISSING
     checkpoint_every: int = MISSING
+    encoder_lr_scale: float = MISSING
 
     def __post_init__(self) -> None:
+        require(self.encoder_lr_scale > 0, "trainer.encoder_lr_scale", self.encoder_lr_scale, "> 0")
         require(self.epochs >= 1, "trainer.epochs", self.epochs, ">= 1")
         require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, ">= 1")
         require(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "trainer.steps_per_epoch",

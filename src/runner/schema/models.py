@@ -75,8 +75,10 @@ class EncoderUNetConfig(ModelConfig):  # model=encoder_unet (unetlab.models.enco
     encoder_weights: str = MISSING
     decoder_filters: List[int] = MISSING
     deep_supervision: bool = MISSING
+    freeze_encoder_epochs: int = MISSING  # a training setting (unetlab.finetune), not the builder's
 
     def __post_init__(self) -> None:  # the encoder and the weights file are checked when the model is built
+        require(self.freeze_encoder_epochs >= 0, "model.freeze_encoder_epochs", self.freeze_encoder_epochs, ">= 0")
         stages = len(ENCODER_STRIDES)
         require(len(self.decoder_filters) == stages and min(self.decoder_filters) >= 1, "model.decoder_filters",
                 list(self.decoder_filters), f"{stages} channel counts >= 1, one per decoder stage")

@@ -16,6 +16,7 @@ from unetlab.callbacks import TimeLimit
 from unetlab.checkpoints import Checkpoints, TrainingState
 from unetlab.distribution import Replication
 from unetlab.errors import ClusterError, ConfigError, DataError
+from unetlab.finetune import encoder_frozen, phases, set_encoder_trainable
 from unetlab.precision import resolve as resolve_precision
 from unetlab.preprocessing import Preprocessing
 
@@ -75,11 +76,14 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
     steps_per_epoch = builders.steps_per_epoch(config, splits, batch_size)
     checkpoints = Checkpoints(checkpoint_dir, trainer.monitor, config.monitor_direction(),
                               every=trainer.checkpoint_every)
+    frozen_epochs = builders.frozen_encoder_epochs(config)
     with replication.scope():
         model = builders.build_model(config)
         log.info("%s", builders.describe_model(model, config))
         state = fetch_training_state(config.resume, checkpoints.directory) if config.resume else None
         checkpoints.schedule_steps = schedule_steps(state, trainer.epochs * steps_per_epoch)
+        if (state.epoch if state is not None else 0) < frozen_epochs:  # compiled as the state's epoch trained
+            set_encoder_trainable(model, False)
         builders.compile_model(model, config, total_steps=checkpoints.schedule_steps)
         first_epoch, logged_epochs = 0, frozenset()
         if config.resume:
@@ -107,11 +111,24 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
 
     def fit() -> None:
         try:
-            with replication.scope():
-                model.fit(replication.distribute(train_batches), epochs=trainer.epochs, initial_epoch=first_epoch,
-                          validation_data=replication.distribute(val_batches), steps_per_epoch=steps_per_epoch,
-                          callbacks=callbacks, shuffle=False,  # the pipeline shuffles
-                          verbose=builders.fit_verbosity(config))
+            for start, end, frozen in phases(first_epoch, trainer.epochs, frozen_epochs):
+                batches = train_batches if start == first_epoch else builders.make_training_batches(
+                    config, splits, batch_size, label_size=label_size, first_epoch=start,
+                    full_batches=replication.replicas > 1)
+                with replication.scope():
+                    if frozen:
+                        log.info("the encoder is frozen for epochs %d-%d (model.freeze_encoder_epochs=%d)",
+                                 start + 1, end, frozen_epochs)
+                    elif encoder_frozen(model):
+                        builders.unfreeze_encoder(model, config, checkpoints.schedule_steps)
+                        log.info("epoch %d on: the encoder trains too (at %g x the learning rate)", start + 1,
+                                 trainer.encoder_lr_scale)
+                    model.fit(replication.distribute(batches), epochs=end, initial_epoch=start,
+                              validation_data=replication.distribute(val_batches), steps_per_epoch=steps_per_epoch,
+                              callbacks=callbacks, shuffle=False,  # the pipeline shuffles
+                              verbose=builders.fit_verbosity(config))
+                if model.stop_training:  # early stopping, the time limit or a NaN ended training
+                    break
         except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError) as error:
             if replication.tasks == 1:
                 raise

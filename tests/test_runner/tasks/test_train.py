@@ -444,3 +444,48 @@ def test_each_family_trains_logs_what_it_built_and_reloads_in_safe_mode(make_con
     supervised = "deep_supervision" in " ".join(family) or "model=nnunet" in family
     assert ("deep supervision: 1 auxiliary head" in caplog.text) == supervised
     assert (run.data.metrics.get("params_training", 0) > built.count_params()) == supervised
+
+
+FINE_TUNING = [*(o for o in TINY if not o.startswith(("model.", "trainer.epochs", "trainer.verbose"))),
+               "model=encoder_unet", "model.encoder=mobilenetv2", "model.decoder_filters=[16,16,8,8,8]",
+               "model.freeze_encoder_epochs=3", "trainer.encoder_lr_scale=0.5", "trainer.epochs=5",
+               "trainer.deterministic=true", "trainer.verbose=2"]
+
+
+def test_a_run_stopped_while_its_encoder_is_frozen_resumes_to_the_state_of_an_uninterrupted_run(tmp_path):
+    """model.freeze_encoder_epochs: stopped by SIGTERM after its first (frozen) epoch, resumed in another
+    process, the run unfreezes at the same epoch, with the same optimizer state, as a run never stopped:
+    the same weights, moments and step count at the end, and the same validation losses."""
+    import os
+
+    from helpers import final_state
+
+    reference_dir, stopped_dir = tmp_path / "reference", tmp_path / "stopped"
+    reference_dir.mkdir(), stopped_dir.mkdir()
+    result = run_runner(*FINE_TUNING, cwd=reference_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the encoder is frozen for epochs 1-3" in result.stdout + result.stderr
+    assert "epoch 4 on: the encoder trains too (at 0.5 x the learning rate)" in result.stdout + result.stderr
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "runner", *FINE_TUNING], cwd=stopped_dir, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for line in process.stdout:
+        if "epoch 1/5" in line:
+            process.send_signal(signal.SIGTERM)  # stops at the next step: the state is epoch 1's
+    assert process.wait(timeout=120) == 143
+    store = f"sqlite:///{stopped_dir}/mlflow.db"
+    client, run = only_run(store)
+    assert final_state(client, run.info.run_id, tmp_path / "killed").epoch == 0  # inside the frozen epochs
+    result = run_runner(f"resume={run.info.run_id}", cwd=stopped_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    reference_client, reference = only_run(f"sqlite:///{reference_dir}/mlflow.db")
+    ours = final_state(client, run.info.run_id, tmp_path / "ours")
+    theirs = final_state(reference_client, reference.info.run_id, tmp_path / "theirs")
+    assert ours.epoch == theirs.epoch == 4 and len(ours.arrays) == len(theirs.arrays)
+    for mine, expected in zip(ours.arrays, theirs.arrays):
+        np.testing.assert_array_equal(mine, expected)
+    losses = [[m.value for m in c.get_metric_history(r.info.run_id, "val_loss")]
+              for c, r in ((client, run), (reference_client, reference))]
+    assert losses[0] == losses[1] and len(losses[0]) == 5
