@@ -40,6 +40,7 @@ FAMILIES = {  # --model: the config overrides that build each family of the U-Ne
     "unetpp": ["model=unetpp"], "resnet50_unet": ["model=encoder_unet", "model.encoder=resnet50"],
     "efficientnetb0_unet": ["model=encoder_unet", "model.encoder=efficientnetb0"],
     "mobilenetv2_unet": ["model=encoder_unet", "model.encoder=mobilenetv2"],
+    "nnunet": ["model=nnunet"],  # 6 stages, 32-512 filters, deep supervision: nnU-Net's 2D network as planned
 }
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")  # fit(dataset) warns; the runner's too
 
@@ -67,8 +68,9 @@ def compose_config(args: argparse.Namespace):
     from runner.settings import to_config
 
     register()
-    size = [] if "model=encoder_unet" in FAMILIES[args.model] else [f"model.depth={args.depth}",
-                                                                   f"model.filters={args.filters}"]
+    family = FAMILIES[args.model]
+    size = ([] if "model=encoder_unet" in family else [f"model.filters={args.filters}"] if "model=nnunet" in family
+            else [f"model.depth={args.depth}", f"model.filters={args.filters}"])
     overrides = [*FAMILIES[args.model], f"data.image_size={args.image_size}", f"data.num_train={args.num_train}",
                  "data.num_val=4", *size,
                  f"trainer.batch_size={args.batch_size}", f"trainer.steps_per_epoch={args.steps}",

@@ -169,7 +169,7 @@ def describe_model(model, config: Config) -> str:
 
     settings = config.model
     if settings.name == "encoder_unet":
-        return describe_encoder_unet(model, settings.encoder, settings.encoder_weights)
+        return describe_encoder_unet(model, settings.encoder, settings.encoder_weights, settings.freeze_encoder_epochs)
     if settings.name == "nnunet":
         return describe_nnunet(model, settings.strides, settings.filters, settings.max_filters)
     return describe(model, settings.depth, settings.filters, settings.block.value, settings.attention)

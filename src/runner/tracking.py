@@ -85,13 +85,14 @@ def log_data(splits, fingerprint: str | None, images: str | None) -> None:
                      context="training")
 
 
-MODEL_SUMMARY = "model_summary.txt"  # the layer table: a training run's artifact, task=preview's file
+MODEL_SUMMARY = "model_summary.txt"
+PARAM_COUNT = "param_count"  # param: the inference network's parameter count  # the layer table: a training run's artifact, task=preview's file
 
 
 def log_model_summary(model) -> None:
     """Keras' layer table as `model_summary.txt`, and the inference network's parameter count as metric `params`
-    (sortable in the runs table; a metric, not a param, so sweep summaries list only the settings that vary);
-    with deep supervision, the training network's as `params_training`."""
+    (sortable in the runs table) and param `param_count` (beside the settings it follows from); with deep
+    supervision, the training network's as metric `params_training`."""
     from unetlab.models import inference_model, layer_table
 
     mlflow.log_text(layer_table(model), MODEL_SUMMARY)
@@ -99,6 +100,7 @@ def log_model_summary(model) -> None:
     if counts["params"] != model.count_params():
         counts["params_training"] = model.count_params()
     retry_locked(mlflow.log_metrics, counts)
+    retry_locked(mlflow.log_param, PARAM_COUNT, counts["params"])
 
 
 def source_tags() -> dict[str, str]:

@@ -229,8 +229,10 @@ def build_encoder_unet(input_shape: tuple[int | None, int | None, int] = (None, 
     return supervised_model(inputs, stages[::-1], num_classes, deep_supervision, name)
 
 
-def describe_encoder_unet(model: keras.Model, encoder: str, encoder_weights: str) -> str:
-    """One line saying what was built: 'U-Net resnet50 encoder (imagenet weights): 32.5M params (...)'."""
+def describe_encoder_unet(model: keras.Model, encoder: str, encoder_weights: str, frozen_epochs: int = 0) -> str:
+    """One line saying what was built: 'U-Net resnet50 encoder (imagenet weights, frozen 5 epochs): 32.5M params
+    (...)'."""
     weights = {"none": "random weights", "imagenet": "imagenet weights"}.get(
         encoder_weights, f"weights of {Path(str(encoder_weights)).name}")
-    return f"U-Net {encoder} encoder ({weights}): {count_line(model)}"
+    frozen = f", frozen {frozen_epochs} epoch{'s' * (frozen_epochs != 1)}" if frozen_epochs else ""
+    return f"U-Net {encoder} encoder ({weights}{frozen}): {count_line(model)}"

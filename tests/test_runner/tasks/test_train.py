@@ -439,7 +439,7 @@ def test_each_family_trains_logs_what_it_built_and_reloads_in_safe_mode(make_con
     built = keras.saving.load_model(client.download_artifacts(run.info.run_id, "checkpoints/best.keras", str(tmp_path)),
                                     safe_mode=True)
     assert f"{title}: {built.count_params() / 1e6:.1f}M params ({built.count_params():,})" in caplog.text
-    assert run.data.metrics["params"] == built.count_params()
+    assert run.data.metrics["params"] == built.count_params() == int(run.data.params["param_count"])
     assert len(built.outputs) == 1 and built.output_shape == (None, 32, 32, 1)
     supervised = "deep_supervision" in " ".join(family) or "model=nnunet" in family
     assert ("deep supervision: 1 auxiliary head" in caplog.text) == supervised
@@ -464,6 +464,7 @@ def test_a_run_stopped_while_its_encoder_is_frozen_resumes_to_the_state_of_an_un
     reference_dir.mkdir(), stopped_dir.mkdir()
     result = run_runner(*FINE_TUNING, cwd=reference_dir)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "U-Net mobilenetv2 encoder (random weights, frozen 3 epochs): " in result.stdout + result.stderr
     assert "the encoder is frozen for epochs 1-3" in result.stdout + result.stderr
     assert "epoch 4 on: the encoder trains too (at 0.5 x the learning rate)" in result.stdout + result.stderr
 
