@@ -91,8 +91,8 @@ PARAM_COUNT = "param_count"  # param: the inference network's parameter count  #
 
 def log_model_summary(model) -> None:
     """Keras' layer table as `model_summary.txt`, and the inference network's parameter count as metric `params`
-    (sortable in the runs table) and param `param_count` (beside the settings it follows from); with deep
-    supervision, the training network's as metric `params_training`."""
+    (sortable in the runs table; a metric, not a param: sweep summaries and `+from_run` list a run's params as its
+    settings); with deep supervision, the training network's as metric `params_training`."""
     from unetlab.models import inference_model, layer_table
 
     mlflow.log_text(layer_table(model), MODEL_SUMMARY)
@@ -100,7 +100,6 @@ def log_model_summary(model) -> None:
     if counts["params"] != model.count_params():
         counts["params_training"] = model.count_params()
     retry_locked(mlflow.log_metrics, counts)
-    retry_locked(mlflow.log_param, PARAM_COUNT, counts["params"])
 
 
 def source_tags() -> dict[str, str]:
