@@ -85,8 +85,7 @@ def log_data(splits, fingerprint: str | None, images: str | None) -> None:
                      context="training")
 
 
-MODEL_SUMMARY = "model_summary.txt"
-PARAM_COUNT = "param_count"  # param: the inference network's parameter count  # the layer table: a training run's artifact, task=preview's file
+MODEL_SUMMARY = "model_summary.txt"  # the layer table: a training run's artifact, task=preview's file
 
 
 def log_model_summary(model) -> None:
