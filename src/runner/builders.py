@@ -216,11 +216,6 @@ def unfreeze_encoder(model, config: Config, total_steps: int) -> None:
     transfer_state(previous, model.optimizer)
 
 
-def frozen_encoder_epochs(config: Config) -> int:
-    """The first epochs that train with the encoder frozen (`model.freeze_encoder_epochs`; 0: none)."""
-    return getattr(config.model, "freeze_encoder_epochs", 0)
-
-
 def steps_per_epoch(config: Config, splits, batch_size: int | None = None) -> int:
     """`trainer.steps_per_epoch`, or one pass over the training pairs in batches of `batch_size`
     (default `trainer.batch_size`)."""

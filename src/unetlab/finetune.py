@@ -64,33 +64,30 @@ def transfer_state(source: keras.optimizers.Optimizer, target: keras.optimizers.
 
 def scale_encoder_learning_rate(optimizer: keras.optimizers.Optimizer, model: keras.Model,
                                 scale: float) -> keras.optimizers.Optimizer:
-    """`optimizer` (unbuilt) made to step the variables of `model`'s encoder at `scale` x its learning rate;
-    itself when `scale` is 1."""
+    """`optimizer` (unbuilt) as one of its class, with its settings, that steps the variables of `model`'s encoder
+    at `scale` x its learning rate; itself when `scale` is 1."""
     if scale == 1.0:
         return optimizer
     encoder = encoder_of(model)
     if encoder is None:
         raise ValueError(f"{model.name} has no encoder whose learning rate to scale")
-    optimizer.__class__ = _scaled_class(type(optimizer))
-    optimizer.scaled_paths, optimizer.scale = frozenset(v.path for v in encoder.weights), float(scale)
-    return optimizer
+    base = type(optimizer)
+    scaled = type(base.__name__, (ScaledLearningRate, base), {}).from_config(optimizer.get_config())
+    scaled.scaled_paths, scaled.scale = frozenset(v.path for v in encoder.weights), float(scale)
+    return scaled
 
 
-_SCALED: dict[type, type] = {}
+class ScaledLearningRate:
+    """Mixed in before a Keras optimizer class: the variables whose paths are in `scaled_paths` step at `scale` x
+    the learning rate (the scale of each is fixed when the optimizer is built)."""
 
+    scaled_paths: frozenset = frozenset()
+    scale: float = 1.0
 
-def _scaled_class(base: type) -> type:
-    """`base` with a learning rate scaled per variable (the scale of each is fixed when it is built)."""
-    if base not in _SCALED:
-        def build(self, variables):
-            super(cls, self).build(variables)
-            self.scales = [self.scale if v.path in self.scaled_paths else 1.0 for v in variables]
+    def build(self, variables):
+        super().build(variables)
+        self.scales = [self.scale if v.path in self.scaled_paths else 1.0 for v in variables]
 
-        def update_step(self, gradient, variable, learning_rate):
-            scale = self.scales[self._get_variable_index(variable)]
-            super(cls, self).update_step(gradient, variable, learning_rate if scale == 1.0 else learning_rate * scale)
-
-        cls = type(base.__name__, (base,), {"build": build, "update_step": update_step,
-                                            "__doc__": f"{base.__name__} with a per-variable learning-rate scale."})
-        _SCALED[base] = cls
-    return _SCALED[base]
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self.scales[self._get_variable_index(variable)]
+        super().update_step(gradient, variable, learning_rate if scale == 1.0 else learning_rate * scale)

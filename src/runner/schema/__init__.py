@@ -137,8 +137,8 @@ class Config:
 
     def _check_fine_tuning(self) -> None:
         """trainer.encoder_lr_scale and model.freeze_encoder_epochs need an encoder, and epochs after the freeze."""
-        frozen = getattr(self.model, "freeze_encoder_epochs", 0)
-        if self.trainer.encoder_lr_scale != 1.0 and not hasattr(self.model, "encoder"):
+        frozen = self.model.frozen_encoder_epochs()
+        if self.trainer.encoder_lr_scale != 1.0 and not isinstance(self.model, EncoderUNetConfig):
             raise ConfigError(f"trainer.encoder_lr_scale={self.trainer.encoder_lr_scale} scales a pretrained "
                               f"encoder's learning rate, and model={self.model.name} has none: use "
                               f"model=encoder_unet, or leave trainer.encoder_lr_scale=1.0")

@@ -27,6 +27,10 @@ class ModelConfig:  # every model option: its name, and what the config asks of 
         """What the network is, for a training run's name ('unet-d4-f32')."""
         raise NotImplementedError
 
+    def frozen_encoder_epochs(self) -> int:
+        """The first epochs that train with a frozen pretrained encoder (0: none, or no encoder)."""
+        return 0
+
 
 @dataclass
 class UNetConfig(ModelConfig):  # model=unet (unetlab.models.unet), the base of model=unetpp
@@ -88,6 +92,9 @@ class EncoderUNetConfig(ModelConfig):  # model=encoder_unet (unetlab.models.enco
 
     def run_name(self) -> str:
         return f"{self.name}-{self.encoder}"
+
+    def frozen_encoder_epochs(self) -> int:
+        return self.freeze_encoder_epochs
 
 
 @dataclass

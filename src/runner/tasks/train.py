@@ -76,7 +76,7 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
     steps_per_epoch = builders.steps_per_epoch(config, splits, batch_size)
     checkpoints = Checkpoints(checkpoint_dir, trainer.monitor, config.monitor_direction(),
                               every=trainer.checkpoint_every)
-    frozen_epochs = builders.frozen_encoder_epochs(config)
+    frozen_epochs = config.model.frozen_encoder_epochs()
     with replication.scope():
         model = builders.build_model(config)
         log.info("%s", builders.describe_model(model, config))
@@ -115,14 +115,15 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
                 batches = train_batches if start == first_epoch else builders.make_training_batches(
                     config, splits, batch_size, label_size=label_size, first_epoch=start,
                     full_batches=replication.replicas > 1)
-                with replication.scope():
-                    if frozen:
-                        log.info("the encoder is frozen for epochs %d-%d (model.freeze_encoder_epochs=%d)",
-                                 start + 1, end, frozen_epochs)
-                    elif encoder_frozen(model):
+                if frozen:
+                    log.info("the encoder is frozen for epochs %d-%d (model.freeze_encoder_epochs=%d)",
+                             start + 1, end, frozen_epochs)
+                elif encoder_frozen(model):
+                    with replication.scope():
                         builders.unfreeze_encoder(model, config, checkpoints.schedule_steps)
-                        log.info("epoch %d on: the encoder trains too (at %g x the learning rate)", start + 1,
-                                 trainer.encoder_lr_scale)
+                    log.info("epoch %d on: the encoder trains too (at %g x the learning rate)", start + 1,
+                             trainer.encoder_lr_scale)
+                with replication.scope():
                     model.fit(replication.distribute(batches), epochs=end, initial_epoch=start,
                               validation_data=replication.distribute(val_batches), steps_per_epoch=steps_per_epoch,
                               callbacks=callbacks, shuffle=False,  # the pipeline shuffles
