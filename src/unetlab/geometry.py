@@ -9,7 +9,7 @@ from .names import PADDING, check_choice
 
 
 def unet_output_size(input_size: int, depth: int, padding: str = "same") -> int:
-    """Return the output height/width of a U-Net for a square `input_size`.
+    """Return a U-Net's output size along one spatial axis (height, width, or a volume's depth) of `input_size`.
 
     With `padding="same"` (classic Keras U-Net) the output equals the input and
     `input_size` must be divisible by 2**depth. With `padding="valid"` (the
@@ -72,21 +72,32 @@ def check_encoder_input_size(size: int | None) -> None:
                           f"sizes are {nearest}")
 
 
-def stage_pairs(name: str, values, stages: int | None = None) -> list[tuple[int, int]]:
-    """Per-stage `values` (an int or a [height, width] pair per stage, as nnU-Net's plans list strides and
-    kernel sizes) as (height, width) pairs; a one-line ConfigError naming `name` for anything else, or for
-    a count other than `stages`."""
-    def pair(value) -> tuple[int, int] | None:
+AXIS_NAMES = {2: ("height", "width"), 3: ("depth", "height", "width")}  # the spatial axes, by rank
+
+
+def axis_words(dims: int) -> str:
+    """The spatial axes of rank `dims` in words: 'height and width', 'depth, height and width'."""
+    *first, last = AXIS_NAMES[dims]
+    return f"{', '.join(first)} and {last}"
+
+
+def stage_pairs(name: str, values, stages: int | None = None, dims: int = 2) -> list[tuple[int, ...]]:
+    """Per-stage `values` (an int or a per-axis list per stage: [height, width] in 2D, [depth, height, width]
+    with `dims=3`, as nnU-Net's plans list strides and kernel sizes) as tuples of `dims` ints; a one-line
+    ConfigError naming `name` for anything else, or for a count other than `stages`."""
+    def sizes(value) -> tuple[int, ...] | None:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value, value
+            return (value,) * dims
         try:
-            return (value[0], value[1]) if len(value) == 2 and all(isinstance(v, int) for v in value) else None
+            whole = len(value) == dims and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         except TypeError:
             return None
+        return tuple(value) if whole else None
 
-    result = [pair(value) for value in values] if not isinstance(values, (str, int)) else [None]
-    if not result or None in result or min(min(p) for p in result) < 1:
-        raise ConfigError(f"{name} must be a list with an int >= 1 or a [height, width] pair per stage. "
+    result = [sizes(value) for value in values] if not isinstance(values, (str, int)) else [None]
+    if not result or None in result or min(min(s) for s in result) < 1:
+        shape = f"[{', '.join(AXIS_NAMES[dims])}] {'pair' if dims == 2 else 'triple'}"
+        raise ConfigError(f"{name} must be a list with an int >= 1 or a {shape} per stage. "
                           f"Received: {name}={_plain(values)!r}")
     if stages is not None and len(result) != stages:
         raise ConfigError(f"{name} must have one entry per stage ({stages}, as many as strides). "
@@ -102,10 +113,11 @@ def _plain(values):
         return values
 
 
-def check_strided_input_size(size: int | None, strides, axis: int = 0) -> None:
-    """A one-line ConfigError unless `size` is a multiple of the product of `strides` along `axis` (0: height,
-    1: width), naming the nearest sizes that are."""
-    multiple = math.prod(pair[axis] for pair in stage_pairs("strides", strides))
+def check_strided_input_size(size: int | None, strides, axis: int = 0, dims: int = 2) -> None:
+    """A one-line ConfigError unless `size` is a multiple of the product of `strides` along spatial `axis`
+    (`AXIS_NAMES[dims][axis]`: 0 height, 1 width in 2D; 0 depth, 1 height, 2 width in 3D), naming the nearest
+    sizes that are."""
+    multiple = math.prod(stage[axis] for stage in stage_pairs("strides", strides, dims=dims))
     if size is not None and size % multiple:
         lower = size // multiple * multiple
         nearest = [s for s in (lower, lower + multiple) if s > 0]

@@ -2,7 +2,8 @@
 
 Every loss takes `y_true` as class ids of shape (batch, H, W, 1) (0/1 for a
 binary model) and `y_pred` as probabilities (batch, H, W, C) from the model's
-sigmoid (C = 1) or softmax (C = K) head, and returns one value per image.
+sigmoid (C = 1) or softmax (C = K) head, and returns one value per image; volumes
+(batch, D, H, W, C) alike, every voxel a pixel (`spatial_axes`).
 Region losses (Dice, Tversky) are computed per image and class, then averaged
 over the classes (the foreground channel only, for a binary model).
 All are registered Keras objects, so a saved model reloads with its loss.
@@ -27,6 +28,13 @@ from .names import LOSS_NAMES, check_choice
 _EPSILON = 1e-7
 
 
+def spatial_axes(x, channels: bool = True) -> tuple[int, ...]:
+    """The spatial axes of `x`, (batch, *spatial, C) or without the channel axis (batch, *spatial): (1, 2) for
+    images, (1, 2, 3) for volumes."""
+    rank = len(x.shape)
+    return tuple(range(1, rank - 1 if channels else rank))
+
+
 def valid_pixels(y_true, ignore_index: int | None):
     """(weights (batch, H, W, 1), 1 where scored and 0 where ignored, or None; y_true with ignored pixels set to 0)."""
     if ignore_index is None:
@@ -36,11 +44,12 @@ def valid_pixels(y_true, ignore_index: int | None):
 
 
 def _pixel_mean(pixel, weight):
-    """Mean of `pixel` (batch, H, W) per image, over the pixels of weight 1 when a weight is given."""
+    """Mean of `pixel` (batch, *spatial) per image, over the pixels of weight 1 when a weight is given."""
+    axes = spatial_axes(pixel, channels=False)
     if weight is None:
-        return ops.mean(pixel, axis=(1, 2))
+        return ops.mean(pixel, axis=axes)
     weight = ops.cast(weight[..., 0], pixel.dtype)
-    return ops.sum(pixel * weight, axis=(1, 2)) / ops.maximum(ops.sum(weight, axis=(1, 2)), 1.0)
+    return ops.sum(pixel * weight, axis=axes) / ops.maximum(ops.sum(weight, axis=axes), 1.0)
 
 
 def one_hot_targets(y_true, y_pred):
@@ -76,9 +85,10 @@ def tversky_index(y_true, y_pred, alpha: float, beta: float, smooth: float, igno
     if weight is not None:
         weight = ops.cast(weight, y_pred.dtype)
         target, predicted = target * weight, y_pred * weight
-    true_positive = ops.sum(target * y_pred, axis=(1, 2))
-    false_positive = ops.sum((1.0 - target) * predicted, axis=(1, 2))
-    false_negative = ops.sum(target * (1.0 - y_pred), axis=(1, 2))
+    axes = spatial_axes(y_pred)
+    true_positive = ops.sum(target * y_pred, axis=axes)
+    false_positive = ops.sum((1.0 - target) * predicted, axis=axes)
+    false_negative = ops.sum(target * (1.0 - y_pred), axis=axes)
     return (true_positive + smooth) / (true_positive + alpha * false_positive + beta * false_negative + smooth)
 
 

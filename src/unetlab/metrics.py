@@ -1,8 +1,8 @@
 """Segmentation metrics: Dice, IoU and pixel accuracy, accumulated over an epoch.
 
 Dice and IoU count true/false positives and false negatives per class over all
-pixels seen since the last reset (not a mean of per-batch scores), after a 0.5
-threshold (sigmoid head) or an argmax (softmax head). For a binary model the
+pixels (voxels of a 3D batch) seen since the last reset (not a mean of per-batch
+scores), after a 0.5 threshold (sigmoid head) or an argmax (softmax head). For a binary model the
 score is that of the foreground (class 1); for K classes `dice` and `iou` are
 the mean over classes 1..K-1 (class 0 is background) and `dice_class<c>` /
 `iou_class<c>` report each class. A class absent from both truth and prediction
@@ -109,7 +109,7 @@ class PixelAccuracy(keras.metrics.Metric):
 
 
 def predicted_classes(y_true, y_pred, threshold: float = 0.5):
-    """Integer class maps (batch, H, W) of the truth and of the thresholded/argmaxed prediction."""
+    """Integer class maps (batch, *spatial) of the truth and of the thresholded/argmaxed prediction."""
     truth = ops.cast(ops.squeeze(y_true, axis=-1), "int32")
     if y_pred.shape[-1] == 1:
         prediction = ops.cast(y_pred[..., 0] >= threshold, "int32")
@@ -119,16 +119,16 @@ def predicted_classes(y_true, y_pred, threshold: float = 0.5):
 
 
 def pixel_weights(truth, sample_weight, ignore_index: int | None, dtype):
-    """(truth with ignored pixels set to 0, per-pixel weights (batch, H, W) or None).
+    """(truth with ignored pixels set to 0, per-pixel weights shaped like `truth` (batch, *spatial) or None).
 
     Weights are `sample_weight` (per image or per pixel) times 0 for pixels of class `ignore_index`.
     """
-    weight = None
+    weight, rank = None, len(truth.shape)
     if sample_weight is not None:
         weight = ops.cast(sample_weight, dtype)
-        if len(weight.shape) == 4:
+        if len(weight.shape) == rank + 1:  # a channel axis
             weight = ops.squeeze(weight, axis=-1)
-        while len(weight.shape) < 3:
+        while len(weight.shape) < rank:
             weight = ops.expand_dims(weight, -1)
         weight = ops.broadcast_to(weight, ops.shape(truth))
     if ignore_index is not None:

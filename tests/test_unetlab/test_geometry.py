@@ -43,3 +43,26 @@ def test_a_strided_network_takes_multiples_of_the_strides_product_per_axis(size,
     else:
         with pytest.raises(ConfigError, match=f"image size {size} is not a multiple of {16 if axis == 0 else 8}"):
             check_strided_input_size(size, strides, axis)
+
+
+def test_3d_stage_lists_take_an_int_or_a_depth_height_width_triple_per_stage():
+    from unetlab.geometry import axis_words, stage_pairs
+
+    assert stage_pairs("strides", [1, [1, 2, 2], (2, 2, 2)], dims=3) == [(1, 1, 1), (1, 2, 2), (2, 2, 2)]
+    for bad in ([1, [2, 2]], [[1, 2, 2, 2]], [[1, 0, 2]], [[1, True, 2]]):
+        with pytest.raises(ConfigError, match=r"^strides must be a list with an int >= 1 or a \[depth, height, width\] "
+                                              r"triple per stage\. Received: strides="):
+            stage_pairs("strides", bad, dims=3)
+    assert (axis_words(2), axis_words(3)) == ("height and width", "depth, height and width")
+
+
+@pytest.mark.parametrize("size, axis, ok", [(4, 0, True), (6, 0, False), (48, 1, True), (40, 2, False)])
+def test_a_3d_strided_network_takes_multiples_of_the_strides_product_per_axis(size, axis, ok):
+    from unetlab.geometry import check_strided_input_size
+
+    strides = [1, [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]  # depth: 4, height and width: 16
+    if ok:
+        check_strided_input_size(size, strides, axis, dims=3)
+    else:
+        with pytest.raises(ConfigError, match=f"image size {size} is not a multiple of {4 if axis == 0 else 16}"):
+            check_strided_input_size(size, strides, axis, dims=3)

@@ -31,6 +31,26 @@ def test_labels_are_sampled_every_stride_pixels():
     np.testing.assert_array_equal(sampled, labels[:, ::4, ::4, :])
 
 
+@pytest.mark.parametrize("labels_shape, prediction_shape, steps", [
+    ((2, 8, 8, 1), (2, 4, 8, 1), (2, 1)),  # an anisotropic 2D stage (strides [2, 1])
+    ((2, 4, 8, 8, 2), (2, 4, 4, 4, 1), (1, 2, 2)),  # 3D, nnU-Net's [1, 2, 2]
+    ((1, 8, 16, 16, 1), (1, 2, 8, 4, 1), (4, 2, 4)),
+])
+def test_labels_are_sampled_every_stride_pixels_along_each_axis(labels_shape, prediction_shape, steps):
+    labels = np.arange(np.prod(labels_shape), dtype="float32").reshape(labels_shape)
+    sampled = keras.ops.convert_to_numpy(downsampled(labels, np.zeros(prediction_shape, "float32")))
+    np.testing.assert_array_equal(sampled, labels[(slice(None), *(slice(None, None, s) for s in steps))])
+    assert sampled.shape[:-1] == prediction_shape[:-1]
+
+
+def test_a_3d_unet_supervises_its_decoder_levels_with_1x1x1_heads():
+    model = build_unet((16, 16, 16, 1), 2, depth=3, filters=2, deep_supervision=True)
+    assert [tuple(o.shape)[1:] for o in model.outputs] == [(16, 16, 16, 2), (8, 8, 8, 2)]
+    assert model.get_layer("head_aux1").__class__.__name__ == "Conv3D"
+    assert model.get_layer("head").kernel_size == (1, 1, 1)
+    assert model.count_params() == inference_model(model).count_params() + 4 * 2 + 2  # head_aux1 on 4 channels
+
+
 def test_a_head_on_every_decoder_level_but_the_lowest_and_an_inference_model_without_them():
     model = build_unet((32, 32, 1), 1, depth=4, filters=2, deep_supervision=True)
     assert isinstance(model, DeepSupervision)

@@ -157,3 +157,29 @@ def test_unknown_loss_and_fractional_ignore_index_name_the_argument():
     with pytest.raises(ConfigError, match=r"^ignore_index must be an integer or None\. Received: ignore_index=2\.5$"):
         build_loss("dice", ignore_index=2.5)
     assert build_loss("dice", ignore_index=255.0).get_config()["ignore_index"] == 255
+
+
+@pytest.mark.parametrize("name, num_classes", CASES)
+def test_a_loss_of_volumes_is_that_of_images_holding_the_same_voxels(name, num_classes):
+    """Every loss is per image over its pixels, so a (2, 4, 8, 8, C) batch of volumes scores as the (2, 32, 8, C)
+    batch of images holding the same voxels: per image, with ignored voxels and (weighted losses) voxel weights."""
+    clean, probabilities = random_case(num_classes, batch=2, size=16)
+    truth, _ = with_ignored(clean)
+    weights = np.random.default_rng(5).uniform(0, 12, clean.shape[:3]).astype(np.float32)
+    as_volumes = lambda x: x.reshape(2, 4, 8, 8, *x.shape[3:])  # noqa: E731
+    as_images = lambda x: x.reshape(2, 32, 8, *x.shape[3:])  # noqa: E731
+    per_image = build_loss(name, ignore_index=IGNORE, reduction="none")
+    cases = [(clean, probabilities), (truth, probabilities)]
+    if name.startswith("weighted_"):  # weight maps as sample weights, one per voxel
+        cases.append((truth, probabilities, weights))
+    for arguments in cases:
+        volume = per_image(*map(as_volumes, arguments))
+        assert volume.shape == (2,)
+        np.testing.assert_allclose(volume, per_image(*map(as_images, arguments)), rtol=1e-5)
+
+
+def test_spatial_axes_are_those_between_the_batch_and_the_channels():
+    from unetlab.losses import spatial_axes
+
+    assert spatial_axes(np.zeros((2, 8, 8, 3))) == (1, 2) and spatial_axes(np.zeros((2, 4, 8, 8, 3))) == (1, 2, 3)
+    assert spatial_axes(np.zeros((2, 4, 8, 8)), channels=False) == (1, 2, 3)

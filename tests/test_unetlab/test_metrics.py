@@ -92,3 +92,19 @@ def test_metric_names_are_the_names_keras_reports(num_classes):
     names = ["loss"] + [metric.name for metric in build_metrics(num_classes)]
     assert names == [name for name in metric_names(num_classes) if not name.startswith("val_")]
     assert len(names) == (4 if num_classes == 1 else 4 + 2 * num_classes)
+
+
+@pytest.mark.parametrize("num_classes", [1, 4])
+def test_metrics_of_volumes_are_those_of_images_holding_the_same_voxels(num_classes):
+    clean, probabilities = random_case(num_classes, batch=2, size=16)
+    truth, _ = with_ignored(clean)
+    weights = np.random.default_rng(3).uniform(0, 2, clean.shape[:3]).astype(np.float32)
+    as_volumes = lambda x: x.reshape(2, 4, 8, 8, *x.shape[3:])  # noqa: E731
+    as_images = lambda x: x.reshape(2, 32, 8, *x.shape[3:])  # noqa: E731
+    sample_weights = [weights, weights[..., None], np.array([1.0, 0.5], np.float32)]  # per voxel (+ channel), image
+    for arguments in [(clean, probabilities), *((truth, probabilities, w) for w in sample_weights)]:
+        volumes, images = (build_metrics(num_classes, ignore_index=IGNORE) for _ in range(2))
+        for volume, image in zip(volumes, images):
+            volume.update_state(*[as_volumes(a) if a.ndim > 1 else a for a in arguments])
+            image.update_state(*[as_images(a) if a.ndim > 1 else a for a in arguments])
+            assert float(volume.result()) == pytest.approx(float(image.result()), rel=1e-6), volume.name

@@ -1,27 +1,34 @@
 """nnU-Net v2's PlainConvUNet: its parameter count worked out from nnU-Net's definition, its blocks, stage
 lists (anisotropic too), deep supervision, the input-size rule and a safe-mode reload."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
 
 from unetlab.errors import ConfigError
+from unetlab.losses import build_loss
 from unetlab.models import DeepSupervision, build_nnunet, inference_model
 
 
-def plain_conv_unet_params(channels: int, classes: int, strides, kernels, filters=32, max_filters=512, convs=2) -> int:
+def plain_conv_unet_params(channels: int, classes: int, strides, kernels, filters=32, max_filters=512, convs=2,
+                           dims=2) -> int:
     """PlainConvUNet's parameter count as dynamic_network_architectures builds it (conv_bias=True, affine
-    InstanceNorm, a 1x1 seg layer with bias on every decoder stage), for 2D stage lists of ints."""
+    InstanceNorm, a 1x1 seg layer with bias on every decoder stage), for stage lists of ints or per-axis lists."""
     width = [min(filters * 2**i, max_filters) for i in range(len(strides))]
 
+    def volume(size):  # the voxels of a kernel (or of a transposed convolution's kernel = its stride)
+        return size**dims if isinstance(size, int) else math.prod(size)
+
     def stacked(c_in, c_out, k):  # StackedConvBlocks: conv (+bias) and norm (scale, shift), `convs` times
-        return sum(k * k * c_i * c_out + c_out + 2 * c_out for c_i in [c_in] + [c_out] * (convs - 1))
+        return sum(volume(k) * c_i * c_out + c_out + 2 * c_out for c_i in [c_in] + [c_out] * (convs - 1))
 
     encoder = sum(stacked(channels if i == 0 else width[i - 1], width[i], kernels[i]) for i in range(len(strides)))
     decoder = 0
     for s in range(1, len(strides)):
         below, skip = width[-s], width[-(s + 1)]
-        decoder += strides[-s] ** 2 * below * skip + skip  # transpconv, kernel = stride
+        decoder += volume(strides[-s]) * below * skip + skip  # transpconv, kernel = stride
         decoder += stacked(2 * skip, skip, kernels[-(s + 1)])
         decoder += skip * classes + classes  # seg layer
     return encoder + decoder
@@ -106,3 +113,76 @@ def test_the_inference_network_reloads_in_safe_mode_and_predicts_the_same(tmp_pa
     loaded = keras.saving.load_model(tmp_path / "nnunet.keras", safe_mode=True)
     x = np.random.default_rng(1).random((2, 16, 24, 2), np.float32)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), network.predict(x, verbose=0), atol=1e-5)
+
+
+# --- 3D ------------------------------------------------------------------------------------------------------
+
+ANISOTROPIC = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]  # depth x4, height and width x16
+
+
+def test_3d_count_is_nnunets_plain_conv_unet_with_per_axis_strides_and_kernels():
+    strides, kernels = ANISOTROPIC[:3], [[1, 3, 3], 3, [3, 1, 3]]
+    model = build_nnunet((8, 32, 32, 2), 3, strides=strides, kernel_sizes=kernels, filters=4, max_filters=8)
+    reference = plain_conv_unet_params(2, 3, strides, kernels, filters=4, max_filters=8, dims=3)
+    assert model.count_params() == reference - seg_layer(8, 3)  # 3 stages: no auxiliary head; the lowest seg layer
+    assert model.get_layer("enc0_conv1_conv").__class__.__name__ == "Conv3D"
+    assert model.get_layer("enc0_conv1_conv").kernel_size == (1, 3, 3)
+    assert model.get_layer("enc1_conv1_conv").strides == (1, 2, 2)
+    assert model.get_layer("dec1_up").__class__.__name__ == "Conv3DTranspose"
+    assert model.get_layer("dec1_up").kernel_size == (2, 2, 2) == model.get_layer("dec1_up").strides
+
+
+def test_3d_anisotropic_network_keeps_the_input_size_and_heads_sit_at_each_stages_resolution():
+    model = build_nnunet((8, 32, 32, 1), 2, strides=ANISOTROPIC, kernel_sizes=[3] * 5, filters=2, max_filters=320)
+    assert isinstance(model, DeepSupervision)
+    assert [tuple(o.shape)[1:] for o in model.outputs] == [(8, 32, 32, 2), (8, 16, 16, 2), (4, 8, 8, 2)]
+    volumes = np.random.default_rng(0).random((2, 8, 32, 32, 1), np.float32)
+    labels = (volumes > 0.5).astype("float32")
+    loss = build_loss("ce_dice")
+    model.compile(optimizer="adam", loss=loss)
+    outputs = model(volumes)
+    by_hand = sum(weight * float(loss(sampled, output)) for weight, sampled, output in zip(
+        model.supervision_weights, [labels, labels[:, :, ::2, ::2], labels[:, ::2, ::4, ::4]], outputs))
+    np.testing.assert_allclose(float(model.compute_loss(y=labels, y_pred=outputs)), by_hand, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_3d_anisotropic_network_with_deep_supervision_trains():
+    model = build_nnunet((8, 32, 32, 1), 2, strides=ANISOTROPIC, kernel_sizes=[3] * 5, filters=2, max_filters=320)
+    volumes = np.random.default_rng(0).random((2, 8, 32, 32, 1), np.float32)
+    model.compile(optimizer="adam", loss=build_loss("ce_dice"))
+    history = model.fit(volumes, (volumes > 0.5).astype("float32"), batch_size=2, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert inference_model(model).predict(volumes, verbose=0).shape == (2, 8, 32, 32, 2)
+
+
+def test_deep_supervision_with_anisotropic_2d_strides_samples_labels_per_axis():
+    model = build_nnunet((16, 16, 1), 1, strides=[1, [2, 1], [1, 2], 2], kernel_sizes=[3] * 4, filters=2, max_filters=8)
+    assert [tuple(o.shape)[1:3] for o in model.outputs] == [(16, 16), (8, 16)]
+    images = np.random.default_rng(1).random((2, 16, 16, 1), np.float32)
+    labels, loss = (images > 0.5).astype("float32"), build_loss("bce_dice")
+    model.compile(optimizer="adam", loss=loss)
+    outputs = model(images)
+    by_hand = 2 / 3 * float(loss(labels, outputs[0])) + 1 / 3 * float(loss(labels[:, ::2], outputs[1]))
+    np.testing.assert_allclose(float(model.compute_loss(y=labels, y_pred=outputs)), by_hand, rtol=1e-5)
+
+
+def test_3d_instance_norm_normalises_each_sample_and_channel_over_the_volume():
+    model = build_nnunet((4, 8, 8, 1), 1, strides=[1, 2], kernel_sizes=[3, 3], filters=3, deep_supervision=False)
+    x = np.random.default_rng(2).normal(3.0, 2.0, (2, 4, 8, 8, 3)).astype("float32")
+    x[1] *= 5
+    y = keras.ops.convert_to_numpy(model.get_layer("enc0_conv2_norm")(x))
+    np.testing.assert_allclose(y.mean(axis=(1, 2, 3)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(y.std(axis=(1, 2, 3)), 1.0, atol=1e-2)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(strides=[1, [2, 2]], kernel_sizes=[3, 3]),
+     r"^strides must be a list with an int >= 1 or a \[depth, height, width\] triple per stage\. "
+     r"Received: strides=\[1, \[2, 2\]\]$"),
+    (dict(strides=[1, [2, 2, 2]], kernel_sizes=[3, [1, 3]]), r"^kernel_sizes must be a list .*\[depth, height"),
+    (dict(strides=ANISOTROPIC, kernel_sizes=[3] * 5), r"^image size 6 is not a multiple of 4 .*valid sizes: 4, 8$"),
+])
+def test_3d_stage_lists_and_sizes_are_checked_per_axis(arguments, message):
+    with pytest.raises(ConfigError, match=message):
+        build_nnunet((6, 32, 32, 1), **arguments)

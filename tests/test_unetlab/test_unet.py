@@ -118,3 +118,76 @@ def test_residual_attention_unet_keeps_the_papers_valid_geometry_and_reloads_in_
     small.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_allclose(np.asarray(again(image)), np.asarray(small(image)), atol=1e-6)
+
+
+# --- 3D: the same builder on (D, H, W, C) inputs --------------------------------------------------------------
+
+def conv_params(c_in: int, c_out: int, kernel_volume: int = 27) -> int:
+    """A convolution's weights and bias: 3x3x3 by default."""
+    return kernel_volume * c_in * c_out + c_out
+
+
+def test_3d_unet_has_the_parameter_count_worked_out_from_its_layer_shapes():
+    model = build_unet((16, 16, 16, 1), 1, depth=2, filters=4)
+    block = lambda c_in, c_out: conv_params(c_in, c_out) + conv_params(c_out, c_out)  # noqa: E731
+    encoder = block(1, 4) + block(4, 8) + block(8, 16)  # enc0, enc1, bottleneck (pooling has no weights)
+    decoder = block(16 + 8, 8) + block(8 + 4, 4)  # dec1, dec0 on [skip, nearest-upsampled] concatenations
+    assert model.count_params() == encoder + decoder + conv_params(4, 1, kernel_volume=1) == 22_225
+    assert model.get_layer("enc0_conv1").__class__.__name__ == "Conv3D"
+    assert model.get_layer("down0").__class__.__name__ == "MaxPooling3D"
+    assert model.get_layer("up1").__class__.__name__ == "UpSampling3D"
+
+
+def test_3d_unet_trains_a_few_steps_on_random_volumes():
+    rng = np.random.default_rng(0)
+    volumes = rng.random((4, 16, 16, 16, 1), np.float32)
+    model = build_unet((16, 16, 16, 1), 1, depth=2, filters=4)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    history = model.fit(volumes, (volumes > 0.5).astype("float32"), batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert model.predict(volumes[:3], verbose=0).shape == (3, 16, 16, 16, 1)
+
+
+@pytest.mark.parametrize("options", [
+    dict(block="residual", attention=True, batch_norm=True),
+    dict(pooling="conv", upsampling="transpose", dropout=0.2, deep_supervision=True, depth=3),
+    dict(padding="valid", upsampling="transpose", block="residual", attention=True),
+])
+def test_3d_unet_has_the_layers_of_the_2d_one_with_every_option(options):
+    size = 44 if options.get("padding") == "valid" else 16  # 44 -> 28 with valid padding at depth 1
+    arguments = {"depth": 1 if size == 44 else 2, "filters": 2, **options}
+    image, volume = build_unet((size, size, 1), 2, **arguments), build_unet((size, size, size, 1), 2, **arguments)
+    assert [layer.name for layer in volume.layers] == [layer.name for layer in image.layers]
+    image_sizes = [tuple(output.shape)[1:] for output in image.outputs]  # (H, W, K) per head
+    assert [tuple(output.shape)[1:] for output in volume.outputs] == [(shape[0], *shape) for shape in image_sizes]
+    assert not any("2D" in layer.__class__.__name__ for layer in volume.layers)
+
+
+# The 3D twins of the 2D hand count above: the 1x1x1 shortcuts add what the 1x1 ones do (444); each gate's
+# 2x2x2 theta has twice the weights of a 2x2 one: 254 + 128 + 32 = 414.
+@pytest.mark.parametrize("block, attention, extra", [("residual", False, 444), ("plain", True, 414)])
+def test_3d_residual_blocks_and_attention_gates_add_the_parameters_worked_out_by_hand(block, attention, extra):
+    import keras
+
+    plain = build_unet((16, 16, 16, 1), 1, depth=2, filters=4).count_params()
+    gated = build_unet((16, 16, 16, 1), 1, depth=2, filters=4, block=block, attention=attention)
+    assert gated.count_params() == plain + extra
+    if attention:  # coefficients upsampled by nearest neighbour: constant over each 2x2x2 block, in [0, 1]
+        probe = keras.Model(gated.input, gated.get_layer("up0_gate_alpha").output)
+        alpha = np.asarray(probe(np.random.default_rng(2).random((1, 16, 16, 16, 1)).astype(np.float32)))
+        assert 0.0 <= alpha.min() and alpha.max() <= 1.0
+        coarse = alpha[:, ::2, ::2, ::2]
+        np.testing.assert_array_equal(alpha, coarse.repeat(2, 1).repeat(2, 2).repeat(2, 3))
+
+
+def test_3d_unet_says_so_and_checks_every_axis():
+    from unetlab.models import describe
+
+    model = build_unet((16, 16, 16, 1), 1, depth=2, filters=4, block="residual")
+    assert describe(model, 2, 4, "residual").startswith("Residual 3D U-Net depth=2 filters=4: ")
+    with pytest.raises(ConfigError, match=r"^image size 18 is not divisible by 2\*\*depth=4; use 16 or 20$"):
+        build_unet((18, 16, 16, 1), depth=2)
+    with pytest.raises(ConfigError, match=r"^padding='valid' needs a fixed input depth, height and width "):
+        build_unet((None, 44, 44, 1), depth=1, padding="valid")
+    with pytest.raises(ConfigError, match=r"^input_shape must be \(height, width, channels\) or"):
+        build_unet((16, 1))

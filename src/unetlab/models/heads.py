@@ -7,8 +7,9 @@ trained against the labels at its stage's resolution.
 The heads' losses are weighted 1, 1/2, 1/4, ... from the full-resolution head down and normalised to sum
 to 1 (`supervision_weights`). nnU-Net v2 also builds a head on the lowest decoder stage and weights it 0;
 here it is left out (it never trains), so a network counts its (C + 1) K parameters fewer. The labels of
-a stage with stride s are the full-resolution labels sampled every s pixels (nearest neighbour,
-nnU-Net's order-0 downsampling of segmentations), weight maps too. Metrics are those of the
+a stage with stride s along an axis are the full-resolution labels sampled every s pixels along it
+(nearest neighbour, nnU-Net's order-0 downsampling of segmentations; per axis, for anisotropic strides
+and volumes alike), weight maps too. Metrics are those of the
 full-resolution head only, under their usual names (`dice`, `val_dice`).
 
 `DeepSupervision` is the training model: a functional model whose first output is the network's
@@ -21,17 +22,19 @@ from __future__ import annotations
 import functools
 
 import keras
-from keras import layers, ops
+from keras import ops
+
+from .layers_nd import layers_for
 
 
 def head(x, num_classes: int, name: str = "head"):
-    """The 1x1 convolution to the classes: sigmoid for one, softmax for more, computed in float32."""
+    """The 1x1 (1x1x1) convolution to the classes: sigmoid for one, softmax for more, computed in float32."""
     activation = "sigmoid" if num_classes == 1 else "softmax"
-    return layers.Conv2D(num_classes, 1, activation=activation, dtype="float32", name=name)(x)
+    return layers_for(x).conv(num_classes, 1, activation=activation, dtype="float32", name=name)(x)
 
 
 class DeepSupervision(keras.Model):
-    """A functional model with outputs [head, auxiliary heads...] (each stride 2x the previous), trained
+    """A functional model with outputs [head, auxiliary heads...] (each at a lower resolution), trained
     on the `supervision_weights`-weighted sum of the compiled loss of each head against its labels."""
 
     def __init__(self, inputs, outputs, **kwargs):
@@ -60,9 +63,11 @@ def supervision_weights(count: int) -> list[float]:
 
 
 def downsampled(labels, prediction):
-    """`labels` (B, H, W, C) sampled every H // h pixels, h the height of `prediction` (nearest neighbour)."""
-    stride = ops.shape(labels)[1] // ops.shape(prediction)[1]
-    return labels[:, ::stride, ::stride, :]
+    """`labels` (B, *spatial, C), 2D or 3D, sampled every L // l pixels along each spatial axis, L its size and
+    l `prediction`'s there (nearest neighbour)."""
+    full, low = ops.shape(labels), ops.shape(prediction)
+    steps = tuple(slice(None, None, full[axis] // low[axis]) for axis in range(1, len(full) - 1))
+    return labels[(slice(None), *steps, slice(None))]
 
 
 def supervised_model(inputs, stages: list, num_classes: int, deep_supervision: bool, name: str) -> keras.Model:
