@@ -168,6 +168,17 @@ def empty_store() -> Path:
     return store
 
 
+def only_run(tracking_uri: str):
+    """(client, run) of the one run of the `unetlab` experiment in the store at `tracking_uri`."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("unetlab")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
 def final_state(client, run_id: str, target: Path):
     """The newest training state a run logged (a finished run keeps one slot)."""
     from unetlab.checkpoints import Checkpoints, latest_state

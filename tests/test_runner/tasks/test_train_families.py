@@ -1,0 +1,95 @@
+"""Every model family trains through `task=train`, says what it built and reloads in safe mode; a fine-tuned
+encoder (frozen first, then unfrozen) resumes across its unfreezing exactly."""
+
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import TINY, only_run, run_runner
+from runner.tasks.train import train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("family, title", [
+    (("model.block=residual", "model.attention=true"), "Residual Attention U-Net depth=2 filters=4"),
+    (("model=unetpp",), "U-Net++ depth=2 filters=4"),
+    (("model=encoder_unet", "model.encoder=mobilenetv2", "model.decoder_filters=[16,16,8,8,8]"),
+     "U-Net mobilenetv2 encoder (random weights)"),
+    (("model.deep_supervision=true", "model.depth=3", "loss=dice"), "U-Net depth=3 filters=4"),
+    (("model=nnunet", "model.filters=4", "model.max_filters=8", "model.strides=[1,2,2,[2,1]]",
+      "model.kernel_sizes=[3,3,[3,1],3]"), "nnU-Net PlainConvUNet 4 stages, 4-8 filters")])
+def test_each_family_trains_logs_what_it_built_and_reloads_in_safe_mode(make_config, tmp_path, monkeypatch, caplog,
+                                                                       family, title):
+    """A U-Net family on the embedded data: Dice rises over its epochs, the log names the family and its
+    size, the count is the run's `params`, and the best checkpoint loads in Keras safe mode; with deep
+    supervision (nnU-Net's by default) the checkpoint is the network without its auxiliary heads, whose
+    training count is `params_training`."""
+    import keras
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    own_keys = "model=encoder_unet" in family or "model=nnunet" in family  # no depth (nor filters)
+    overrides = [o for o in TINY if not o.startswith(("trainer.epochs", *(("model.",) if own_keys else ())))]
+    with caplog.at_level("INFO", logger="runner.tasks.train"):
+        train(make_config(overrides + [*family, "trainer.epochs=3", f"tracking.uri={uri}", f"output_dir={tmp_path}/out"]))
+    client, run = only_run(uri)
+    dice = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "dice"), key=lambda m: m.step)]
+    assert len(dice) == 3 and dice[-1] > dice[0], dice
+    built = keras.saving.load_model(client.download_artifacts(run.info.run_id, "checkpoints/best.keras", str(tmp_path)),
+                                    safe_mode=True)
+    assert f"{title}: {built.count_params() / 1e6:.1f}M params ({built.count_params():,})" in caplog.text
+    assert run.data.metrics["params"] == built.count_params()
+    assert len(built.outputs) == 1 and built.output_shape == (None, 32, 32, 1)
+    supervised = "deep_supervision" in " ".join(family) or "model=nnunet" in family
+    assert ("deep supervision: 1 auxiliary head" in caplog.text) == supervised
+    assert (run.data.metrics.get("params_training", 0) > built.count_params()) == supervised
+
+
+FINE_TUNING = [*(o for o in TINY if not o.startswith(("model.", "trainer.epochs", "trainer.verbose"))),
+               "model=encoder_unet", "model.encoder=mobilenetv2", "model.decoder_filters=[16,16,8,8,8]",
+               "model.freeze_encoder_epochs=2", "trainer.encoder_lr_scale=0.5", "trainer.epochs=3",
+               "trainer.deterministic=true", "trainer.verbose=2"]
+
+
+def test_a_run_stopped_while_its_encoder_is_frozen_resumes_to_the_state_of_an_uninterrupted_run(tmp_path):
+    """model.freeze_encoder_epochs: stopped by SIGTERM after its first (frozen) epoch, resumed in another
+    process, the run unfreezes at the same epoch, with the same optimizer state, as a run never stopped:
+    the same weights, moments and step count at the end, and the same validation losses."""
+    import os
+
+    from helpers import final_state
+
+    reference_dir, stopped_dir = tmp_path / "reference", tmp_path / "stopped"
+    reference_dir.mkdir(), stopped_dir.mkdir()
+    result = run_runner(*FINE_TUNING, cwd=reference_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "U-Net mobilenetv2 encoder (random weights, frozen 2 epochs): " in result.stdout + result.stderr
+    assert "the encoder is frozen for epochs 1-2" in result.stdout + result.stderr
+    assert "epoch 3 on: the encoder trains too (at 0.5 x the learning rate)" in result.stdout + result.stderr
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "runner", *FINE_TUNING], cwd=stopped_dir, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for line in process.stdout:
+        if "epoch 1/3" in line:
+            process.send_signal(signal.SIGTERM)  # stops at the next step: the state is epoch 1's
+    assert process.wait(timeout=120) == 143
+    store = f"sqlite:///{stopped_dir}/mlflow.db"
+    client, run = only_run(store)
+    assert final_state(client, run.info.run_id, tmp_path / "killed").epoch == 0  # inside the frozen epochs
+    result = run_runner(f"resume={run.info.run_id}", cwd=stopped_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    reference_client, reference = only_run(f"sqlite:///{reference_dir}/mlflow.db")
+    ours = final_state(client, run.info.run_id, tmp_path / "ours")
+    theirs = final_state(reference_client, reference.info.run_id, tmp_path / "theirs")
+    assert ours.epoch == theirs.epoch == 2 and len(ours.arrays) == len(theirs.arrays)
+    for mine, expected in zip(ours.arrays, theirs.arrays):
+        np.testing.assert_array_equal(mine, expected)
+    losses = [[m.value for m in c.get_metric_history(r.info.run_id, "val_loss")]
+              for c, r in ((client, run), (reference_client, reference))]
+    assert losses[0] == losses[1] and len(losses[0]) == 3
