@@ -150,11 +150,10 @@ def build_model(config: Config):
     """The model named by `model.name`, sized by the data config."""
     from unetlab.models import MODELS
 
-    size = config.input_size()
     try:
         with config_group("model"):
-            return MODELS[config.model.name]((size, size, config.data.channels), config.data.num_classes,
-                                             **arguments(config.model, "freeze_encoder_epochs"))
+            return MODELS[config.model.name](config.input_shape(), config.data.num_classes,
+                                             **arguments(config.model, "freeze_encoder_epochs", "dims"))
     except ConfigError:
         raise
     except ValueError as error:  # e.g. an unknown model.kernel_initializer, reported by Keras

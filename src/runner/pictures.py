@@ -7,7 +7,7 @@ from pathlib import Path
 
 def save_prediction_grid(model, batches, count: int, output_dir: Path) -> Path:
     """Write image | truth | prediction | overlay, with each row's Dice, for the first `count` pairs of
-    `batches` as predictions.png."""
+    `batches` as predictions.png; of volumes, their middle slices (and each slice's Dice)."""
     import numpy as np
 
     from unetlab.visualize import centre_crop, predicted_class_map, prediction_grid, save_png
@@ -20,6 +20,9 @@ def save_prediction_grid(model, batches, count: int, output_dir: Path) -> Path:
             break
     images, masks = np.concatenate(images)[:count], np.concatenate(masks)[:count]
     probabilities = model.predict(images, verbose=0)
+    if images.ndim == 5:  # volumes (N, D, H, W, C): the middle slice of each (valid padding: of the prediction's)
+        images, masks = (array[:, array.shape[1] // 2] for array in (images, masks))
+        probabilities = probabilities[:, probabilities.shape[1] // 2]
     size = probabilities.shape[1]  # valid-padding models predict the centre
     images, masks = [centre_crop(image, size) for image in images], [centre_crop(mask, size) for mask in masks]
     return save_png(prediction_grid(images, masks, predicted_class_map(probabilities), probabilities.shape[-1]),

@@ -40,8 +40,8 @@ def test_every_option_of_every_group_composes_and_builds(make_config, group, opt
     builders.augment_settings(config)  # the library accepts the augmentation settings
     model = builders.build_model(config)
     builders.compile_model(model, config, total_steps=10)
-    x = np.zeros((1, 32, 32, config.data.channels), np.float32)
-    y = np.zeros((1, 32, 32, 1), np.float32)
+    x = np.zeros((1, *config.input_shape()), np.float32)  # 32 x 32 images, or 32^3 volumes
+    y = np.zeros(x.shape[:-1] + (1,), np.float32)
     assert np.isfinite(model.evaluate(x, y, verbose=0, return_dict=True)["loss"])
 
 

@@ -99,13 +99,19 @@ class Config:
         return monitor_mode(self.trainer.monitor, self.trainer.monitor_mode)
 
     def input_size(self) -> int:
-        """The model's input height/width: the patch size when training on patches, else the image size."""
+        """The model's input size along each spatial axis: the patch size when training on patches, else the
+        image size."""
         return getattr(self.data, "patch_size", None) or self.data.image_size
 
+    def input_shape(self) -> tuple[int, ...]:
+        """The model's input shape: `input_size` along each of the data's spatial axes, then the channels."""
+        return (self.input_size(),) * self.data.spatial_dims() + (self.data.channels,)
+
     def _check_training(self) -> None:
+        self._check_dims()
         key = "data.patch_size" if getattr(self.data, "patch_size", None) else "data.image_size"
         try:
-            self.model.check_input_size(self.input_size())
+            self.model.check_input_size(self.input_size(), self.data.spatial_dims())
         except ConfigError as error:
             raise ConfigError(f"{key}={self.input_size()}: {error}") from None
         normalize = getattr(self.data, "normalize", Normalize.scale)
@@ -134,6 +140,16 @@ class Config:
                 f"expected one of {', '.join(allowed)}"
             )
         self._check_fine_tuning()
+
+    def _check_dims(self) -> None:
+        """model.dims, where set, is the data's; a 3D network only from a family that builds one."""
+        dims, kind = self.data.spatial_dims(), "volumes" if self.data.spatial_dims() == 3 else "images"
+        if self.model.dims is not None and self.model.dims != dims:
+            raise ConfigError(f"model.dims={self.model.dims}, but data={self.data.name} gives {dims}D {kind}: "
+                              f"leave model.dims=null (the data's) or choose {self.model.dims}D data")
+        if dims == 3 and not self.model.VOLUMES:
+            raise ConfigError(f"model={self.model.name} builds 2D networks only, and data={self.data.name} gives "
+                              f"volumes: use model=unet or model=nnunet")
 
     def _check_fine_tuning(self) -> None:
         """trainer.encoder_lr_scale and model.freeze_encoder_epochs need an encoder, and epochs after the freeze."""
@@ -181,7 +197,7 @@ LOSS_SCHEMAS = {"Crossentropy": LossConfig, "DiceLoss": DiceLossConfig, "Crossen
                 "WeightedCrossentropyDice": BorderWeightedDiceLossConfig}
 
 SCHEMAS = {
-    "data": {"synthetic": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig},
+    "data": {"synthetic": SyntheticDataConfig, "synthetic3d": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig},
     "loss": {name: LOSS_SCHEMAS[loss.cls] for name, loss in names.LOSS_NAMES.items()},
     "model": {"unet": UNetConfig, "unetpp": UNetPlusPlusConfig, "encoder_unet": EncoderUNetConfig,
               "nnunet": NNUNetConfig},

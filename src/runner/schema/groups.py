@@ -80,6 +80,10 @@ class DataConfig:
         require(self.channels >= 1, "data.channels", self.channels, ">= 1")
         require(self.num_classes >= 1, "data.num_classes", self.num_classes, ">= 1 (1 = binary, sigmoid)")
 
+    def spatial_dims(self) -> int:
+        """2 for images, 3 for volumes."""
+        return 2
+
 
 @dataclass
 class SyntheticDataConfig(DataConfig):
@@ -87,12 +91,17 @@ class SyntheticDataConfig(DataConfig):
     num_val: int = MISSING
     max_shapes: int = MISSING
     noise: float = MISSING
+    dims: int = MISSING
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require(self.dims in (2, 3), "data.dims", self.dims, "2 (images) or 3 (volumes)")
         require(self.num_train >= 1, "data.num_train", self.num_train, ">= 1")
         require(self.num_val >= 1, "data.num_val", self.num_val, ">= 1")
         require(self.max_shapes >= 1, "data.max_shapes", self.max_shapes, ">= 1")
+
+    def spatial_dims(self) -> int:
+        return self.dims
 
 
 @dataclass

@@ -63,6 +63,7 @@ KEY_HELP: Dict[str, str] = {
     "data.num_val": "synthetic: validation images",
     "data.max_shapes": "synthetic: shapes per image, at most",
     "data.noise": "synthetic: Gaussian noise std",
+    "data.dims": "synthetic: 2 = images, 3 = volumes of image_size^3 voxels (`data=synthetic3d`)",
     "data.images": "directory of images",
     "data.masks": "directory of masks, paired with the images by file stem",
     "data.val_images": "validation images; null = a seeded `val_fraction` split",
@@ -83,6 +84,7 @@ KEY_HELP: Dict[str, str] = {
     "data.root": "directory holding `image/` and `label/`",
     # ------------------------------------------------------------ model
     "model.name": "the network builder",
+    "model.dims": "2D or 3D network; null = the data's (3 for volumes; `model=unet` and `model=nnunet` build both)",
     "model.depth": "down-sampling levels",
     "model.filters": "filters of the first level, doubled per level",
     "model.batch_norm": "batch norm after each convolution",
@@ -194,6 +196,7 @@ KEY_HELP: Dict[str, str] = {
 
 OPTION_HELP: Dict[Tuple[str, str], str] = {
     ("data", "synthetic"): "textured shapes on a noisy background, rendered from `seed` (no files)",
+    ("data", "synthetic3d"): "the 3D twin of `synthetic`: textured solids in noisy volumes of `image_size`^3 voxels (no files)",
     ("data", "folder"): "image and mask folders, paired by file stem",
     ("data", "isbi2012"): "the ISBI 2012 EM membranes of the U-Net paper: `folder` under one `root`",
     ("model", "unet"): "the U-Net: the classic Keras one by default, the paper's with `padding=valid`",

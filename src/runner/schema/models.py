@@ -4,7 +4,7 @@ asks of its family (`check_input_size`, `run_name`); the other groups: `runner.s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any, List, Optional
 
 from omegaconf import MISSING
 
@@ -18,9 +18,11 @@ from .groups import Block, Padding, Pooling, Upsampling, require
 @dataclass
 class ModelConfig:  # every model option: its name, and what the config asks of a family (its subclass)
     name: str = MISSING
+    dims: Optional[int] = None  # 2 (images) or 3 (volumes); null: the data's
+    VOLUMES = False  # whether the family builds 3D networks
 
-    def check_input_size(self, size: int) -> None:
-        """A one-line ConfigError unless the network takes `size` x `size` inputs."""
+    def check_input_size(self, size: int, dims: int = 2) -> None:
+        """A one-line ConfigError unless the network takes inputs of `size` along each of `dims` axes."""
         raise NotImplementedError
 
     def run_name(self) -> str:
@@ -34,6 +36,7 @@ class ModelConfig:  # every model option: its name, and what the config asks of 
 
 @dataclass
 class UNetConfig(ModelConfig):  # model=unet (unetlab.models.unet), the base of model=unetpp
+    VOLUMES = True
     depth: int = MISSING
     filters: int = MISSING
     batch_norm: bool = MISSING
@@ -54,7 +57,7 @@ class UNetConfig(ModelConfig):  # model=unet (unetlab.models.unet), the base of 
                 self.deep_supervision, "false with model.padding=valid (a cropped decoder level is no whole "
                 "fraction of the labels)")
 
-    def check_input_size(self, size: int) -> None:
+    def check_input_size(self, size: int, dims: int = 2) -> None:
         try:
             unet_output_size(size, self.depth, self.padding.value)
         except ConfigError as error:
@@ -66,6 +69,7 @@ class UNetConfig(ModelConfig):  # model=unet (unetlab.models.unet), the base of 
 
 @dataclass
 class UNetPlusPlusConfig(UNetConfig):  # model=unetpp: the U-Net's keys; same padding, no attention gates
+    VOLUMES = False
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.padding is Padding.same, "model.padding", self.padding.value, "same for model=unetpp")
@@ -87,7 +91,7 @@ class EncoderUNetConfig(ModelConfig):  # model=encoder_unet (unetlab.models.enco
         require(len(self.decoder_filters) == stages and min(self.decoder_filters) >= 1, "model.decoder_filters",
                 list(self.decoder_filters), f"{stages} channel counts >= 1, one per decoder stage")
 
-    def check_input_size(self, size: int) -> None:
+    def check_input_size(self, size: int, dims: int = 2) -> None:
         check_encoder_input_size(size)
 
     def run_name(self) -> str:
@@ -99,6 +103,7 @@ class EncoderUNetConfig(ModelConfig):  # model=encoder_unet (unetlab.models.enco
 
 @dataclass
 class NNUNetConfig(ModelConfig):  # model=nnunet (unetlab.models.nnunet): nnU-Net v2's PlainConvUNet
+    VOLUMES = True
     strides: List[Any] = MISSING  # per stage: an int or a [height, width] pair
     kernel_sizes: List[Any] = MISSING
     filters: int = MISSING
@@ -107,22 +112,32 @@ class NNUNetConfig(ModelConfig):  # model=nnunet (unetlab.models.nnunet): nnU-Ne
     deep_supervision: bool = MISSING
 
     def __post_init__(self) -> None:
-        for key, stages in (("strides", None), ("kernel_sizes", len(self.strides))):
-            try:
-                stage_pairs(key, getattr(self, key), stages)
-            except ConfigError as error:
-                raise ConfigError(f"model.{error}") from None
+        self._check_stages(self.dims or _listed_dims(self.strides, self.kernel_sizes))
         require(len(self.strides) >= 2, "model.strides", list(self.strides), "2 stages or more")
         require(self.filters >= 1, "model.filters", self.filters, ">= 1")
         require(self.max_filters >= self.filters, "model.max_filters", self.max_filters, ">= model.filters")
         require(self.convolutions_per_stage >= 1, "model.convolutions_per_stage", self.convolutions_per_stage, ">= 1")
 
-    def check_input_size(self, size: int) -> None:
-        for axis in (0, 1):
+    def _check_stages(self, dims: int) -> None:
+        for key, stages in (("strides", None), ("kernel_sizes", len(self.strides))):
             try:
-                check_strided_input_size(size, self.strides, axis)
+                stage_pairs(key, getattr(self, key), stages, dims)
+            except ConfigError as error:
+                raise ConfigError(f"model.{error}") from None
+
+    def check_input_size(self, size: int, dims: int = 2) -> None:
+        self._check_stages(dims)
+        for axis in range(dims):
+            try:
+                check_strided_input_size(size, self.strides, axis, dims)
             except ConfigError as error:
                 raise ConfigError(f"{error} (model.strides)") from None
 
     def run_name(self) -> str:
         return f"{self.name}-s{len(self.strides)}-f{self.filters}"
+
+
+def _listed_dims(*stage_lists) -> int:
+    """The rank that per-axis stage entries spell out (a [depth, height, width] triple: 3), else 2."""
+    lengths = {len(entry) for values in stage_lists for entry in values if not isinstance(entry, int)}
+    return 3 if lengths == {3} else 2

@@ -67,16 +67,17 @@ class Splits:
 
 
 def make_synthetic_splits(*, image_size: int, channels: int, num_classes: int, seed: int, num_train: int,
-                          num_val: int, max_shapes: int = 4, noise: float = 0.15) -> Splits:
-    """Synthetic shapes; validation images never appear in training."""
+                          num_val: int, max_shapes: int = 4, noise: float = 0.15, dims: int = 2) -> Splits:
+    """Synthetic shapes (volumes with dims=3); validation images never appear in training."""
     common = dict(image_size=image_size, channels=channels, num_classes=num_classes, seed=seed,
-                  max_shapes=max_shapes, noise=noise)
+                  max_shapes=max_shapes, noise=noise, dims=dims)
+    size = "x".join([str(image_size)] * dims)
     return Splits(
         train=make_synthetic_dataset(num_train, **common),
         val=make_synthetic_dataset(num_val, first_index=VAL_OFFSET, **common),
         num_train=num_train,
         num_val=num_val,
-        description=f"synthetic shapes {image_size}x{image_size}x{channels}, {num_classes} class(es)",
+        description=f"synthetic {'shapes' if dims == 2 else 'volumes'} {size}x{channels}, {num_classes} class(es)",
         preprocessing=Preprocessing(channels=channels, num_classes=num_classes, tile_size=image_size),
     )
 

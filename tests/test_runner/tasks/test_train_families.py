@@ -21,10 +21,13 @@ pytestmark = pytest.mark.slow
      "U-Net mobilenetv2 encoder (random weights)"),
     (("model.deep_supervision=true", "model.depth=3", "loss=dice"), "U-Net depth=3 filters=4"),
     (("model=nnunet", "model.filters=4", "model.max_filters=8", "model.strides=[1,2,2,[2,1]]",
-      "model.kernel_sizes=[3,3,[3,1],3]"), "nnU-Net PlainConvUNet 4 stages, 4-8 filters")])
+      "model.kernel_sizes=[3,3,[3,1],3]"), "nnU-Net PlainConvUNet 4 stages, 4-8 filters"),
+    (("data=synthetic3d", "model.deep_supervision=true", "model.depth=3", "loss=dice"), "3D U-Net depth=3 filters=4"),
+    (("data=synthetic3d", "model=nnunet", "model.filters=4", "model.max_filters=8", "model.strides=[1,2,[1,2,2],2]",
+      "model.kernel_sizes=[3,[1,3,3],3,3]"), "3D nnU-Net PlainConvUNet 4 stages, 4-8 filters")])
 def test_each_family_trains_logs_what_it_built_and_reloads_in_safe_mode(make_config, tmp_path, monkeypatch, caplog,
                                                                        family, title):
-    """A U-Net family on the embedded data: Dice rises over its epochs, the log names the family and its
+    """A U-Net family on the embedded data (images, and volumes for the 3D networks): Dice rises over its epochs, the log names the family and its
     size, the count is the run's `params`, and the best checkpoint loads in Keras safe mode; with deep
     supervision (nnU-Net's by default) the checkpoint is the network without its auxiliary heads, whose
     training count is `params_training`."""
@@ -43,7 +46,8 @@ def test_each_family_trains_logs_what_it_built_and_reloads_in_safe_mode(make_con
                                     safe_mode=True)
     assert f"{title}: {built.count_params() / 1e6:.1f}M params ({built.count_params():,})" in caplog.text
     assert run.data.metrics["params"] == built.count_params()
-    assert len(built.outputs) == 1 and built.output_shape == (None, 32, 32, 1)
+    dims = 3 if "data=synthetic3d" in family else 2
+    assert len(built.outputs) == 1 and built.output_shape == (None, *[32] * dims, 1)
     supervised = "deep_supervision" in " ".join(family) or "model=nnunet" in family
     assert ("deep supervision: 1 auxiliary head" in caplog.text) == supervised
     assert (run.data.metrics.get("params_training", 0) > built.count_params()) == supervised
