@@ -246,3 +246,31 @@ def register_model(root: Path, model, name: str):
     finally:
         mlflow.set_tracking_uri(previous)
     return uri, client, run
+
+
+def write_nnunet_dataset(root: Path, cases: int = 6, shape: tuple[int, int, int] = (12, 32, 32),
+                         spacing: tuple[float, float, float] = (3.0, 0.8, 0.8), seed: int = 0) -> Path:
+    """A CT-like nnU-Net v2 raw dataset of `cases` NIfTI volumes (z, y, x) = `shape` at `spacing`: bright
+    ellipsoids (label 1) in noisy soft tissue, channel "CT", as `root`/Dataset001_Organ."""
+    import json
+
+    import nibabel as nib
+
+    dataset = root / "Dataset001_Organ"
+    (dataset / "imagesTr").mkdir(parents=True)
+    (dataset / "labelsTr").mkdir()
+    rng = np.random.default_rng(seed)
+    grid = np.meshgrid(*[np.arange(size) for size in shape], indexing="ij")
+    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    for index in range(cases):
+        centre = rng.uniform(0.3, 0.7, 3) * shape
+        radius = rng.uniform(0.15, 0.3, 3) * shape
+        label = (sum(((axis - c) / r) ** 2 for axis, c, r in zip(grid, centre, radius)) <= 1).astype(np.uint8)
+        image = (-100.0 + 150.0 * label + rng.normal(0, 30, shape)).astype(np.float32)
+        name = f"organ_{index:03d}"
+        nib.save(nib.Nifti1Image(image.transpose(2, 1, 0), affine), dataset / "imagesTr" / f"{name}_0000.nii.gz")
+        nib.save(nib.Nifti1Image(label.transpose(2, 1, 0), affine), dataset / "labelsTr" / f"{name}.nii.gz")
+    (dataset / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1}, "numTraining": cases,
+        "file_ending": ".nii.gz"}))
+    return dataset

@@ -14,7 +14,7 @@ import numpy as np
 
 from unetlab.errors import ConfigError
 
-from .schema import BorderWeightedLossConfig, Config, FolderDataConfig
+from .schema import BorderWeightedLossConfig, Config, FolderDataConfig, NNUNetDataConfig
 from .settings import config_group, plain
 
 
@@ -73,7 +73,22 @@ def make_splits(config: Config):
     from unetlab.data import SOURCES
 
     with config_group("data"):
+        if isinstance(config.data, NNUNetDataConfig):  # the dataset's own channels and classes; a planned patch
+            return SOURCES["nnunet"](seed=config.seed, multiple=config.model.size_multiple(config.data.spatial_dims()),
+                                     cache_dir=volume_cache_dir(), **arguments(config.data, "cache", "objects",
+                                                                               "channels", "num_classes"))
         return SOURCES[config.data.name](seed=config.seed, **arguments(config.data, "cache", "root", "objects"))
+
+
+def volume_cache_dir() -> Path:
+    """Where preprocessed volumes go: `volumes/` beside the data checks' cache (`$UNETLAB_CACHE_DIR`, ...), else
+    a folder in the system's temporary directory."""
+    import tempfile
+
+    from unetlab.data.check_cache import default_cache_dir
+
+    checks = default_cache_dir()
+    return (checks.parent if checks else Path(tempfile.gettempdir()) / "unetlab") / "volumes"
 
 
 def augment_settings(config: Config):
@@ -93,6 +108,8 @@ def make_training_batches(config: Config, splits, batch_size: int, *, label_size
     from unetlab.data.augment import make_augmenter
 
     data = config.data
+    if splits.train_batches is not None:  # a planned patch stream (data=nnunet): batch `step` from first_epoch's
+        return splits.train_batches(batch_size, first_epoch * steps_per_epoch(config, splits, batch_size))
     patches = dict(patch_size=data.patch_size,
                    foreground_oversample=data.foreground_oversample) if isinstance(data, FolderDataConfig) else {}
     repeat = config.trainer.steps_per_epoch is not None or full_batches
@@ -146,13 +163,13 @@ def is_augmented(config: Config) -> bool:
 
 
 # ---------------------------------------------------------------- model and training
-def build_model(config: Config):
-    """The model named by `model.name`, sized by the data config."""
+def build_model(config: Config, input_shape: tuple[int, ...] | None = None):
+    """The model named by `model.name`, for `input_shape` (a source's planned one), else the data config's."""
     from unetlab.models import MODELS
 
     try:
         with config_group("model"):
-            return MODELS[config.model.name](config.input_shape(), config.data.num_classes,
+            return MODELS[config.model.name](input_shape or config.input_shape(), config.data.num_classes,
                                              **arguments(config.model, "freeze_encoder_epochs", "dims"))
     except ConfigError:
         raise
@@ -179,7 +196,7 @@ def label_size(model, config: Config) -> int | None:
     from unetlab.models import inference_model
 
     output = inference_model(model).output_shape[1]
-    return output if output != config.input_size() else None
+    return output if output != model.input_shape[1] else None
 
 
 def compile_model(model, config: Config, total_steps: int) -> None:

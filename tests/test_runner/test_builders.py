@@ -10,7 +10,7 @@ import pytest
 from runner import builders
 from unetlab.errors import ConfigError
 
-from helpers import TINY, group_options
+from helpers import TINY, group_options, write_nnunet_dataset
 
 # Keys each option needs beside its own defaults to form a valid config.
 NEEDS = {
@@ -22,20 +22,23 @@ NEEDS = {
 
 
 SMALL = {  # each model family at its smallest (the encoder U-Net and nnU-Net's network have no depth)
-    "encoder_unet": ["model.encoder=mobilenetv2", "model.decoder_filters=[4,4,4,4,4]"],
-    "nnunet": ["model.filters=2", "model.max_filters=4"],
+    ("model", "encoder_unet"): ["model.encoder=mobilenetv2", "model.decoder_filters=[4,4,4,4,4]"],
+    ("model", "nnunet"): ["model.filters=2", "model.max_filters=4"],
 }
 
 
 @pytest.mark.parametrize("group, option", group_options())
 def test_every_option_of_every_group_composes_and_builds(make_config, group, option, tmp_path):
-    small = SMALL.get(option, ["model.depth=2", "model.filters=2"])
+    small = SMALL.get((group, option), ["model.depth=2", "model.filters=2"])
     overrides = [f"{group}={option}", "data.image_size=32", *small, f"output_dir={tmp_path}",
                  *NEEDS.get((group, option), [])]
     if (group, option) == ("data", "folder"):
         overrides += [f"data.images={tmp_path}", f"data.masks={tmp_path}"]
     if (group, option) == ("data", "isbi2012"):
         overrides += [f"data.root={tmp_path}"]
+    if (group, option) == ("data", "nnunet"):  # 3D volumes, on patches of a given size
+        overrides = [o for o in overrides if o != "data.image_size=32"] + [
+            f"data.root={write_nnunet_dataset(tmp_path, cases=2, shape=(4, 8, 8))}", "data.patch_size=[8,32,32]"]
     config = make_config(overrides)
     builders.augment_settings(config)  # the library accepts the augmentation settings
     model = builders.build_model(config)

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from helpers import TINY, run_runner, shapes_dataset, write_pairs, write_png
+from helpers import TINY, run_runner, shapes_dataset, write_nnunet_dataset, write_pairs, write_png
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +44,21 @@ def pairs(change: Callable[[Path], None] = lambda user: None) -> Callable[[Path]
         write_pairs(user)
         change(user)
     return setup
+
+
+def nnunet_dataset(change: Callable[[Path], None] = lambda dataset: None) -> Callable[[Path], None]:
+    """Three small CT volumes as user/Dataset001_Organ (`helpers.write_nnunet_dataset`), then `change(dataset)`."""
+    def setup(user: Path) -> None:
+        change(write_nnunet_dataset(user, cases=3, shape=(4, 16, 16)))
+    return setup
+
+
+def replace_label(dataset: Path, array: np.ndarray) -> None:
+    """organ_001's label volume replaced by `array` (z, y, x), in the other labels' geometry."""
+    import nibabel as nib
+
+    path = dataset / "labelsTr" / "organ_001.nii.gz"
+    nib.save(nib.Nifti1Image(array.transpose(2, 1, 0).astype(np.uint8), nib.load(path).affine), path)
 
 
 def empty_folders(user: Path) -> None:
@@ -100,6 +115,7 @@ def shapes(user: Path) -> None:
 
 
 PREDICT = ["task=predict", "predict.input={user}/in"]
+TINY_3D = ["model.depth=2", "model.filters=2", "trainer.epochs=1"]
 # (overrides, setup of the user's files under tmp_path/user, substrings of the error line).
 # {user} is that folder; {run} a finished run (launched where its store is); {deleted} the same run deleted.
 CASES = [
@@ -128,6 +144,18 @@ CASES = [
                  id="2d-model-on-volumes"),
     pytest.param(["data=synthetic3d", "model.dims=2"], None,
                  ["model.dims=2, but data=synthetic gives 3D volumes", "leave model.dims=null"], id="dims-mismatch"),
+    pytest.param(["data=nnunet", "data.root={user}/nope"], None, ["data.root=", "/user/nope is not a directory"],
+                 id="nnunet-root-missing"),
+    pytest.param(["data=nnunet", "data.root={user}/Dataset001_Organ", "data.channels=2"], nnunet_dataset(),
+                 ["data.channels=2, but", "Dataset001_Organ/dataset.json gives 1"], id="nnunet-channels"),
+    pytest.param(["data=nnunet", "data.root={user}/Dataset001_Organ", *TINY_3D], nnunet_dataset(
+        lambda dataset: replace_label(dataset, np.zeros((4, 16, 12)))),
+        ["case organ_001: imagesTr/organ_001_0000.nii.gz is 4x16x16 but labelsTr/organ_001.nii.gz is 4x16x12"],
+        id="nnunet-label-shape"),
+    pytest.param(["data=nnunet", "data.root={user}/Dataset001_Organ", *TINY_3D], nnunet_dataset(
+        lambda dataset: replace_label(dataset, np.full((4, 16, 16), 3))),
+        ["case organ_001", "labelsTr/organ_001.nii.gz has values [3] not in dataset.json labels [0, 1]"],
+        id="nnunet-label-value"),
     pytest.param(["model.filters=["], None, ["model.filters=[", "no viable alternative"], id="override-syntax"),
     pytest.param(["hparams_search=optuna"], None, ["hparams_search=optuna", "add -m"], id="search-without-m"),
     pytest.param(["data=folder", "data.images={user}/nope", "data.masks={user}/nope"], None,

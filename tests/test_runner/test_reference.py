@@ -50,8 +50,8 @@ def test_committed_page_is_the_rendered_page(page):
 
 
 def test_page_lists_per_option_defaults_where_options_differ(page):
-    assert "| `data.image_size` | int | `256` (folder, isbi2012); `64` (synthetic); `32` (synthetic3d) |" in page
-    assert "| `data.root` | str | *required* (isbi2012) |" in page
+    assert "| `data.image_size` | int | `256` (folder, isbi2012); `128` (nnunet); `64` (synthetic); `32` (synthetic3d) |" in page
+    assert "| `data.root` | str | *required* (isbi2012, nnunet) |" in page
     assert "| `loss.name` | str | the option's name |" in page
 
 

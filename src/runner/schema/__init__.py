@@ -19,7 +19,7 @@ from unetlab.errors import ConfigError
 
 from .groups import (AdamConfig, AugmentSettings, BorderWeightedDiceLossConfig, BorderWeightedLossConfig,
                      DataConfig, DiceLossConfig, FocalLossConfig, FolderDataConfig, LossConfig, MonitorMode,
-                     NamedFolderDataConfig, Normalize, OptimizerConfig, SearchConfig, SGDConfig, SyntheticDataConfig, Task,
+                     NamedFolderDataConfig, NNUNetDataConfig, Normalize, OptimizerConfig, SearchConfig, SGDConfig, SyntheticDataConfig, Task,
                      TrackingConfig, TrainerConfig, TverskyLossConfig)
 from .models import EncoderUNetConfig, ModelConfig, NNUNetConfig, UNetConfig, UNetPlusPlusConfig
 from .inference import EvaluateConfig, ExportConfig, ExportFormat, PredictConfig
@@ -104,14 +104,19 @@ class Config:
         return getattr(self.data, "patch_size", None) or self.data.image_size
 
     def input_shape(self) -> tuple[int, ...]:
-        """The model's input shape: `input_size` along each of the data's spatial axes, then the channels."""
-        return (self.input_size(),) * self.data.spatial_dims() + (self.data.channels,)
+        """The model's input shape: `input_size` along each of the data's spatial axes (or the patch size per
+        axis, `data=nnunet`), then the channels."""
+        size = self.input_size()
+        spatial = tuple(size) if isinstance(size, (list, tuple)) else (size,) * self.data.spatial_dims()
+        return spatial + (self.data.channels,)
 
     def _check_training(self) -> None:
         self._check_dims()
+        planned = isinstance(self.data, NNUNetDataConfig) and self.data.patch_size is None  # a multiple of the net's
         key = "data.patch_size" if getattr(self.data, "patch_size", None) else "data.image_size"
         try:
-            self.model.check_input_size(self.input_size(), self.data.spatial_dims())
+            if not planned:
+                self.model.check_input_size(self.input_shape()[:-1])
         except ConfigError as error:
             raise ConfigError(f"{key}={self.input_size()}: {error}") from None
         normalize = getattr(self.data, "normalize", Normalize.scale)
@@ -197,7 +202,8 @@ LOSS_SCHEMAS = {"Crossentropy": LossConfig, "DiceLoss": DiceLossConfig, "Crossen
                 "WeightedCrossentropyDice": BorderWeightedDiceLossConfig}
 
 SCHEMAS = {
-    "data": {"synthetic": SyntheticDataConfig, "synthetic3d": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig},
+    "data": {"synthetic": SyntheticDataConfig, "synthetic3d": SyntheticDataConfig, "folder": FolderDataConfig, "isbi2012": NamedFolderDataConfig,
+             "nnunet": NNUNetDataConfig},
     "loss": {name: LOSS_SCHEMAS[loss.cls] for name, loss in names.LOSS_NAMES.items()},
     "model": {"unet": UNetConfig, "unetpp": UNetPlusPlusConfig, "encoder_unet": EncoderUNetConfig,
               "nnunet": NNUNetConfig},

@@ -133,6 +133,47 @@ class FolderDataConfig(DataConfig):
 
 
 @dataclass
+class NNUNetDataConfig(DataConfig):
+    """data=nnunet: an nnU-Net v2 raw dataset (`unetlab.data.nnunet_source`); channels, classes and 2D/3D
+    come from its dataset.json (`channels` and `num_classes` 0: as it says), the patch and spacing from its plan
+    unless set."""
+
+    root: str = MISSING
+    val_fraction: float = MISSING
+    folds: Optional[int] = None
+    fold: int = MISSING
+    patch_size: Optional[List[int]] = None
+    target_spacing: Optional[List[float]] = None
+    max_patch_voxels: int = MISSING
+    foreground_oversample: float = MISSING
+    patches_per_epoch: int = MISSING
+
+    def __post_init__(self) -> None:
+        from unetlab.data.nnunet_raw import read_raw_dataset
+        from unetlab.data.nnunet_source import head_classes
+
+        dataset = read_raw_dataset(self.root)
+        for key, found in (("channels", len(dataset.channel_names)), ("num_classes", head_classes(dataset))):
+            given = getattr(self, key)
+            if given and given != found:
+                raise ConfigError(f"data.{key}={given}, but {self.root}/dataset.json gives {found}: leave "
+                                  f"data.{key}=0 (the dataset's)")
+            setattr(self, key, found)
+        self._dims = dataset.dims
+        super().__post_init__()
+        if self.folds is not None:
+            require(self.folds >= 2, "data.folds", self.folds, ">= 2 (or null)")
+            require(0 <= self.fold < self.folds, "data.fold", self.fold, f"in 0..{self.folds - 1} (data.folds={self.folds})")
+        require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "between 0 and 1")
+        require(self.max_patch_voxels >= 8**self._dims, "data.max_patch_voxels", self.max_patch_voxels,
+                f">= {8**self._dims}")
+        require(self.patches_per_epoch >= 1, "data.patches_per_epoch", self.patches_per_epoch, ">= 1")
+
+    def spatial_dims(self) -> int:
+        return self._dims
+
+
+@dataclass
 class NamedFolderDataConfig(FolderDataConfig):
     """A named dataset in image/mask folders under one `root` (e.g. data=isbi2012)."""
 

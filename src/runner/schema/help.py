@@ -53,7 +53,7 @@ KEY_HELP: Dict[str, str] = {
     "export.output": "format=saved_model: the SavedModel directory",
     # ------------------------------------------------------------ data
     "data.name": "the kind of source, set by the option (`isbi2012` is a `folder` source)",
-    "data.image_size": "square size the model sees; divisible by 2^depth (`model.padding=same`)",
+    "data.image_size": "square size the model sees; divisible by 2^depth (`model.padding=same`); nnunet: the longest patch edge",
     "data.channels": "image channels (folder: must match the files)",
     "data.num_classes": "1 = binary (sigmoid head); K > 1 = softmax over K classes",
     "data.cache": "cache decoded data in memory",
@@ -78,10 +78,15 @@ KEY_HELP: Dict[str, str] = {
     "data.mean": "normalize=dataset: per-channel mean; null = computed from the training images",
     "data.std": "normalize=dataset: per-channel std; null = computed from the training images",
     "data.patch_size": "train on random patches of this size at full resolution (validate on a fixed tiling); "
-                       "null = whole resized images",
+                       "null = whole resized images (nnunet: one size per axis; null = planned)",
+    "data.target_spacing": "nnunet: resample every case to this spacing, one per axis (z, y, x); null = the "
+                           "median (the 10th percentile on an axis over 3x coarser than the finest)",
+    "data.max_patch_voxels": "nnunet: a planned patch holds at most this many voxels",
+    "data.patches_per_epoch": "nnunet: training patches per epoch, streamed from the preprocessed cases",
     "data.foreground_oversample": "with `patch_size`: share of patches centred on foreground (nnU-Net: 0.33)",
     "data.invert_masks": "binary masks: 0 is the positive class (ISBI 2012 labels membranes 0)",
-    "data.root": "directory holding `image/` and `label/`",
+    "data.root": "directory holding `image/` and `label/` (nnunet: the dataset folder with dataset.json, imagesTr/, "
+                 "labelsTr/)",
     # ------------------------------------------------------------ model
     "model.name": "the network builder",
     "model.dims": "2D or 3D network; null = the data's (3 for volumes; `model=unet` and `model=nnunet` build both)",
@@ -198,6 +203,8 @@ OPTION_HELP: Dict[Tuple[str, str], str] = {
     ("data", "synthetic"): "textured shapes on a noisy background, rendered from `seed` (no files)",
     ("data", "synthetic3d"): "the 3D twin of `synthetic`: textured solids in noisy volumes of `image_size`^3 voxels (no files)",
     ("data", "folder"): "image and mask folders, paired by file stem",
+    ("data", "nnunet"): "an nnU-Net v2 raw dataset (dataset.json, imagesTr/, labelsTr/), 2D or 3D: checked, planned, "
+                        "preprocessed once, trained on patches",
     ("data", "isbi2012"): "the ISBI 2012 EM membranes of the U-Net paper: `folder` under one `root`",
     ("model", "unet"): "the U-Net: the classic Keras one by default, the paper's with `padding=valid`",
     ("model", "unetpp"): "UNet++ (Zhou et al. 2018): the U-Net's encoder with nested, densely connected skips (same padding)",

@@ -3,6 +3,7 @@ asks of its family (`check_input_size`, `run_name`); the other groups: `runner.s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
@@ -21,8 +22,12 @@ class ModelConfig:  # every model option: its name, and what the config asks of 
     dims: Optional[int] = None  # 2 (images) or 3 (volumes); null: the data's
     VOLUMES = False  # whether the family builds 3D networks
 
-    def check_input_size(self, size: int, dims: int = 2) -> None:
-        """A one-line ConfigError unless the network takes inputs of `size` along each of `dims` axes."""
+    def check_input_size(self, shape: tuple[int, ...]) -> None:
+        """A one-line ConfigError unless the network takes inputs of the spatial `shape` (one size per axis)."""
+        raise NotImplementedError
+
+    def size_multiple(self, dims: int) -> tuple[int, ...]:
+        """Per spatial axis, the step between the input sizes the network takes (a planned patch's multiple)."""
         raise NotImplementedError
 
     def run_name(self) -> str:
@@ -57,11 +62,15 @@ class UNetConfig(ModelConfig):  # model=unet (unetlab.models.unet), the base of 
                 self.deep_supervision, "false with model.padding=valid (a cropped decoder level is no whole "
                 "fraction of the labels)")
 
-    def check_input_size(self, size: int, dims: int = 2) -> None:
-        try:
-            unet_output_size(size, self.depth, self.padding.value)
-        except ConfigError as error:
-            raise ConfigError(f"{error} (model.depth={self.depth}, model.padding={self.padding.value})") from None
+    def check_input_size(self, shape: tuple[int, ...]) -> None:
+        for size in dict.fromkeys(shape):
+            try:
+                unet_output_size(size, self.depth, self.padding.value)
+            except ConfigError as error:
+                raise ConfigError(f"{error} (model.depth={self.depth}, model.padding={self.padding.value})") from None
+
+    def size_multiple(self, dims: int) -> tuple[int, ...]:
+        return (2**self.depth,) * dims
 
     def run_name(self) -> str:
         return f"{self.name}-d{self.depth}-f{self.filters}"
@@ -91,8 +100,12 @@ class EncoderUNetConfig(ModelConfig):  # model=encoder_unet (unetlab.models.enco
         require(len(self.decoder_filters) == stages and min(self.decoder_filters) >= 1, "model.decoder_filters",
                 list(self.decoder_filters), f"{stages} channel counts >= 1, one per decoder stage")
 
-    def check_input_size(self, size: int, dims: int = 2) -> None:
-        check_encoder_input_size(size)
+    def check_input_size(self, shape: tuple[int, ...]) -> None:
+        for size in dict.fromkeys(shape):
+            check_encoder_input_size(size)
+
+    def size_multiple(self, dims: int) -> tuple[int, ...]:
+        return (ENCODER_STRIDES[-1],) * dims
 
     def run_name(self) -> str:
         return f"{self.name}-{self.encoder}"
@@ -125,13 +138,17 @@ class NNUNetConfig(ModelConfig):  # model=nnunet (unetlab.models.nnunet): nnU-Ne
             except ConfigError as error:
                 raise ConfigError(f"model.{error}") from None
 
-    def check_input_size(self, size: int, dims: int = 2) -> None:
-        self._check_stages(dims)
-        for axis in range(dims):
+    def check_input_size(self, shape: tuple[int, ...]) -> None:
+        self._check_stages(len(shape))
+        for axis, size in enumerate(shape):
             try:
-                check_strided_input_size(size, self.strides, axis, dims)
+                check_strided_input_size(size, self.strides, axis, len(shape))
             except ConfigError as error:
                 raise ConfigError(f"{error} (model.strides)") from None
+
+    def size_multiple(self, dims: int) -> tuple[int, ...]:
+        stages = stage_pairs("strides", self.strides, dims=dims)
+        return tuple(math.prod(stage[axis] for stage in stages) for axis in range(dims))
 
     def run_name(self) -> str:
         return f"{self.name}-s{len(self.strides)}-f{self.filters}"

@@ -78,7 +78,7 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
                               every=trainer.checkpoint_every)
     frozen_epochs = config.model.frozen_encoder_epochs()
     with replication.scope():
-        model = builders.build_model(config)
+        model = builders.build_model(config, splits.input_shape)
         log.info("%s", builders.describe_model(model, config))
         state = fetch_training_state(config.resume, checkpoints.directory) if config.resume else None
         checkpoints.schedule_steps = schedule_steps(state, trainer.epochs * steps_per_epoch)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import tensorflow as tf
 
@@ -64,6 +64,10 @@ class Splits:
     train_files: list[str] = field(default_factory=list)
     val_files: list[str] = field(default_factory=list)
     val_pairs: list[tuple[str, str]] = field(default_factory=list)
+    # Sources that plan their patch (data=nnunet): the model's input shape (spatial..., channels), and
+    # train_batches(batch_size, first_step), the batched patch stream that replaces `train` + `make_batches`.
+    input_shape: tuple[int, ...] | None = None
+    train_batches: Callable | None = None
 
 
 def make_synthetic_splits(*, image_size: int, channels: int, num_classes: int, seed: int, num_train: int,
@@ -158,7 +162,57 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
     )
 
 
-SOURCES = {"synthetic": make_synthetic_splits, "folder": make_folder_splits}
+def make_nnunet_splits(*, root: str, seed: int, multiple: Sequence[int], cache_dir: str | Path,
+                       val_fraction: float = 0.2, folds: int | None = None, fold: int = 0,
+                       patch_size: Sequence[int] | None = None, target_spacing: Sequence[float] | None = None,
+                       image_size: int = 128, max_patch_voxels: int = 64**3, foreground_oversample: float = 0.33,
+                       patches_per_epoch: int = 64) -> Splits:
+    """An nnU-Net v2 raw dataset at `root` (`unetlab.data.nnunet_source`): checked, split like folder data,
+    planned on its training cases (patches of at most `image_size` per axis and `max_patch_voxels`, each axis
+    a multiple of `multiple`, the network's size step), preprocessed once into `cache_dir`; an epoch is
+    `patches_per_epoch` patches streamed from the memory-mapped cases, validation every validation case tiled."""
+    from . import nnunet_source as source
+    from .nnunet_raw import read_raw_dataset
+    from .volume_cache import make_patch_stream, make_tile_stream
+
+    dataset = read_raw_dataset(root)
+    fingerprint = source.dataset_fingerprint(dataset)
+    source.check_dataset(dataset, fingerprint, cache_dir)
+    source.require_cases(dataset.cases, dataset)
+    if folds is not None:
+        train, val = split_folds(dataset.cases, folds, fold, seed)
+        how = f"fold {fold} of {folds}"
+    else:
+        train, val = split_pairs(dataset.cases, val_fraction, seed)
+        how = f"val_fraction={val_fraction}"
+    plan = source.make_plan(dataset, train, multiple=multiple, target_spacing=target_spacing, patch_size=patch_size,
+                            max_patch_size=image_size, max_patch_voxels=max_patch_voxels)
+    folder = source.preprocessed_cases(dataset, dataset.cases, plan, Path(cache_dir), fingerprint)
+    train_names, val_names = [case.name for case in train], [case.name for case in val]
+    channels = len(dataset.channel_names)
+
+    def train_batches(batch_size: int, first_step: int = 0):
+        return make_patch_stream(folder, train_names, plan.patch_size, batch_size, seed, foreground_oversample,
+                                 first_step)
+
+    return Splits(
+        train=make_tile_stream(folder, train_names, plan.patch_size),  # every voxel, for a look at the data
+        val=make_tile_stream(folder, val_names, plan.patch_size),
+        num_train=patches_per_epoch,
+        num_val=len(val),
+        description=f"nnU-Net dataset {dataset.root.name} ({len(train)} train / {len(val)} val cases, {how}; "
+                    f"{dataset.dims}D, {channels} channel(s), {dataset.num_classes} classes; "
+                    f"{source.describe_plan(plan)}; cache {folder})",
+        preprocessing=Preprocessing(channels=channels, num_classes=source.head_classes(dataset), normalize="zscore",
+                                    tile_size=max(plan.patch_size)),
+        train_files=train_names,
+        val_files=val_names,
+        input_shape=(*plan.patch_size, channels),
+        train_batches=train_batches,
+    )
+
+
+SOURCES = {"synthetic": make_synthetic_splits, "folder": make_folder_splits, "nnunet": make_nnunet_splits}
 
 __all__ = ["SOURCES", "SUPPORTED_SUFFIXES", "AugmentConfig", "DataReport", "Splits", "check_folders",
            "dataset_statistics", "decode_image", "decode_mask", "find_pairs", "fingerprint", "make_augmenter",

@@ -97,3 +97,30 @@ def test_a_run_stopped_while_its_encoder_is_frozen_resumes_to_the_state_of_an_un
     losses = [[m.value for m in c.get_metric_history(r.info.run_id, "val_loss")]
               for c, r in ((client, run), (reference_client, reference))]
     assert losses[0] == losses[1] and len(losses[0]) == 3
+
+
+def test_an_nnunet_dataset_trains_a_3d_unet_on_its_planned_patches(make_config, tmp_path, monkeypatch, caplog):
+    """data=nnunet: dataset.json gives the channels and classes, the plan the patch (the median shape, a
+    multiple of 2**depth), the cases are preprocessed once into the cache, and a 3D U-Net trains on them."""
+    import keras
+
+    from helpers import write_nnunet_dataset
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UNETLAB_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_nnunet_dataset(tmp_path, cases=4, shape=(8, 24, 24))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    overrides = [o for o in TINY if not o.startswith("data.")] + [
+        "data=nnunet", f"data.root={root}", "data.patches_per_epoch=8", "data.val_fraction=0.25",
+        f"tracking.uri={uri}", f"output_dir={tmp_path}/out"]
+    with caplog.at_level("INFO", logger="runner.tasks.train"):
+        train(make_config(overrides))
+    assert "nnU-Net dataset Dataset001_Organ (3 train / 1 val cases, val_fraction=0.25; 3D, 1 channel(s), 2 classes; " \
+           "spacing 3.00x0.80x0.80, patch 8x24x24 (median shape 8x24x24), normalisation ct" in caplog.text
+    assert "3D U-Net depth=2 filters=4" in caplog.text
+    client, run = only_run(uri)
+    assert run.info.status == "FINISHED" and len(client.get_metric_history(run.info.run_id, "val_dice")) == 2
+    built = keras.saving.load_model(client.download_artifacts(run.info.run_id, "checkpoints/best.keras", str(tmp_path)),
+                                    safe_mode=True)
+    assert built.input_shape == (None, 8, 24, 24, 1) and built.output_shape == (None, 8, 24, 24, 1)
+    assert len(list((tmp_path / "cache" / "volumes").glob("preprocessed-*/*.npy"))) == 8  # 4 images, 4 labels

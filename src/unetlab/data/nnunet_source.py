@@ -1,0 +1,173 @@
+"""`data=nnunet`: an nnU-Net v2 raw dataset as training and validation data, 2D or 3D.
+
+The dataset is checked (`nnunet_raw.verify_raw_dataset`), its cases are split (seeded, or a fold),
+and a plan is made from the training cases' properties, as nnU-Net v2's planner does where no memory
+model enters:
+
+- target spacing: the median spacing per axis; where the coarsest axis is more than 3 times the
+  finest, that axis takes the 10th percentile of its spacings instead (`plan_target_spacing`);
+- normalisation per channel: "ct" (clip to the foreground 0.5/99.5 percentiles, then the foreground
+  mean/std of the training cases) for channels named CT in dataset.json, else a per-image z-score;
+- patch size: the median shape at the target spacing, each axis at most `max_patch_size`, shrunk
+  along its largest axis until it holds at most `max_patch_voxels`, then cut to a multiple of what
+  the network divides by (`plan_patch_size`).
+
+The cases are then preprocessed once into the volume cache (`volume_cache.build_cache`, keyed by the
+dataset's content fingerprint and the plan), training streams patches from the memory-mapped cases
+(a third of each batch on foreground) and validation is the fixed tiling of every validation case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .fingerprint import combine_digests, file_digest
+from .nnunet_raw import RawDataset, read_case, verify_raw_dataset
+from .resample import ANISOTROPY_THRESHOLD, target_shape
+from .volume_cache import build_cache, cache_folder, foreground_statistics, is_complete
+
+CT_NAMES = ("ct",)  # dataset.json channel names that get CT normalisation (nnU-Net: "CT", any case)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the cases are preprocessed and trained with; logged as the split's description."""
+
+    target_spacing: tuple[float, ...]
+    normalization: tuple[str, ...]
+    ct_statistics: tuple | None
+    patch_size: tuple[int, ...]
+    median_shape: tuple[int, ...]  # at the target spacing
+
+    def settings(self) -> dict:
+        """The preprocessing settings that key the cache (the patch size does not change the cached cases)."""
+        return {"target_spacing": list(self.target_spacing), "normalization": list(self.normalization),
+                "ct_statistics": self.ct_statistics}
+
+
+def dataset_fingerprint(dataset: RawDataset) -> str:
+    """16 hex digits of dataset.json and every case's files (names, sizes, bytes): `fingerprint`'s digests."""
+    files = [("dataset.json", dataset.root / "dataset.json")]
+    for case in dataset.cases:
+        files += [("image", path) for path in case.images] + [("label", case.label)]
+    return combine_digests([file_digest(role, path) for role, path in files])
+
+
+def head_classes(dataset: RawDataset) -> int:
+    """The model's `num_classes`: 1 (a sigmoid head) for background + one label, else one per label."""
+    return 1 if dataset.num_classes == 2 else dataset.num_classes
+
+
+def channel_normalization(dataset: RawDataset) -> tuple[str, ...]:
+    """'ct' for a channel dataset.json names CT, 'zscore' for every other."""
+    return tuple("ct" if name.strip().lower() in CT_NAMES else "zscore" for name in dataset.channel_names.values())
+
+
+def plan_target_spacing(spacings: np.ndarray) -> tuple[float, ...]:
+    """The median spacing per axis; a coarse axis (over ANISOTROPY_THRESHOLD times the finest) takes the
+    10th percentile of its spacings, so thin-slice cases are not resampled to the thick ones' spacing."""
+    target = np.median(spacings, axis=0)
+    coarse = int(np.argmax(target))
+    if target[coarse] > ANISOTROPY_THRESHOLD * np.min(target):
+        target[coarse] = np.percentile(spacings[:, coarse], 10)
+    return tuple(float(value) for value in target)
+
+
+def plan_patch_size(median_shape: Sequence[int], multiple: Sequence[int], max_patch_size: int,
+                    max_patch_voxels: int) -> tuple[int, ...]:
+    """The median shape, each axis at most `max_patch_size`, the largest axis halved-by-steps until the
+    patch holds at most `max_patch_voxels`, each axis cut down to a multiple of `multiple` (at least one)."""
+    patch = [min(int(size), max_patch_size) for size in median_shape]
+    while math.prod(patch) > max_patch_voxels and max(patch) > 1:
+        largest = int(np.argmax(patch))
+        patch[largest] = max(1, patch[largest] - max(multiple[largest], patch[largest] // 8))
+    return tuple(max(step, size // step * step) for size, step in zip(patch, multiple))
+
+
+def make_plan(dataset: RawDataset, cases: Sequence, *, multiple: Sequence[int], target_spacing=None,
+              patch_size=None, max_patch_size: int = 128, max_patch_voxels: int = 64**3) -> Plan:
+    """The plan of `cases` (the training cases): one pass reading each (module docstring)."""
+    spacings, shapes, foreground = [], [], []
+    normalization = channel_normalization(dataset)
+    for case in cases:
+        image, label, spacing, _ = read_case(case, dataset)
+        spacings.append(spacing)
+        shapes.append(image.shape[:-1])
+        if "ct" in normalization and np.any(label > 0):
+            foreground.append(foreground_statistics([(image, label)], seed=len(foreground)))
+    spacings, dims = np.asarray(spacings, np.float64), dataset.dims
+    target = tuple(float(v) for v in target_spacing) if target_spacing else plan_target_spacing(spacings)
+    if len(target) != dims:
+        raise ConfigError(f"data.target_spacing must give one spacing per axis ({dims}). Received: {list(target)}")
+    resampled = [target_shape(shape, spacing, target) for shape, spacing in zip(shapes, spacings)]
+    median_shape = tuple(int(v) for v in np.median(np.asarray(resampled), axis=0))
+    if patch_size:
+        patch = tuple(int(v) for v in patch_size)
+        if len(patch) != dims:
+            raise ConfigError(f"data.patch_size must give one size per axis ({dims}). Received: {list(patch)}")
+    else:
+        patch = plan_patch_size(median_shape, multiple, max_patch_size, max_patch_voxels)
+    if "ct" in normalization and not foreground:
+        raise DataError(f"data.root={str(dataset.root)!r}: a CT channel is normalised with the foreground's "
+                        f"intensities, and no training case has foreground")
+    ct = None
+    if foreground:  # per channel, the mean over cases of each statistic (weights: equal samples per case)
+        ct = tuple(tuple(float(np.mean([case[c][key] for case in foreground])) for key in ("mean", "std", "p005", "p995"))
+                   for c in range(len(normalization)))
+    return Plan(target, normalization, ct, patch, median_shape)
+
+
+def preprocessed_cases(dataset: RawDataset, cases: Sequence, plan: Plan, cache_root: Path, fingerprint: str) -> Path:
+    """The cache folder holding every case of `cases` preprocessed by `plan` (built where missing)."""
+    folder = cache_folder(cache_root, fingerprint, plan.settings())
+
+    def loader(case):
+        def load():
+            image, label, spacing, _ = read_case(case, dataset)
+            return image, label, spacing
+        return load
+
+    if not is_complete(folder):
+        build_cache(folder, [(case.name, loader(case)) for case in cases], settings=plan.settings(),
+                    target_spacing=plan.target_spacing, normalization=list(plan.normalization),
+                    ct_statistics=plan.ct_statistics, ignore_index=dataset.ignore_label)
+    return folder
+
+
+def describe_plan(plan: Plan) -> str:
+    """'spacing 3.00x0.80x0.80, patch 32x96x96 (median shape 40x120x118), normalisation ct'."""
+    x = lambda values, fmt="{}": "x".join(fmt.format(v) for v in values)  # noqa: E731
+    return (f"spacing {x(plan.target_spacing, '{:.2f}')}, patch {x(plan.patch_size)} (median shape "
+            f"{x(plan.median_shape)}), normalisation {', '.join(plan.normalization)}")
+
+
+def plan_file_text(plan: Plan) -> str:
+    """The plan as JSON, for the run's artifacts."""
+    return json.dumps({"target_spacing": plan.target_spacing, "normalization": plan.normalization,
+                       "ct_statistics": plan.ct_statistics, "patch_size": plan.patch_size,
+                       "median_shape": plan.median_shape}, indent=2)
+
+
+def check_dataset(dataset: RawDataset, fingerprint: str, cache_root: Path | None) -> None:
+    """`verify_raw_dataset`, once per dataset content: a passed check is remembered in `cache_root`."""
+    marker = None if cache_root is None else Path(cache_root) / f"checked-{fingerprint}"
+    if marker is not None and marker.is_file():
+        return
+    verify_raw_dataset(dataset)
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(hashlib.sha256(fingerprint.encode()).hexdigest())
+
+
+def require_cases(cases: Sequence, dataset: RawDataset) -> None:
+    if len(cases) < 2:
+        raise DataError(f"data.root={str(dataset.root)!r} has {len(cases)} training case(s); training needs "
+                        f"at least 2 (one to validate on)")

@@ -1,0 +1,60 @@
+"""data=nnunet as a source: the plan (spacing, normalisation, patch) and the splits it streams."""
+
+import numpy as np
+import pytest
+
+from helpers import write_nnunet_dataset
+from unetlab.data import make_nnunet_splits
+from unetlab.data.nnunet_raw import read_raw_dataset
+from unetlab.data.nnunet_source import channel_normalization, head_classes, make_plan, plan_patch_size, plan_target_spacing
+from unetlab.errors import DataError
+
+
+def test_the_target_spacing_is_the_median_but_on_a_coarse_axis_its_tenth_percentile():
+    isotropic = np.array([[1.0, 1.0, 1.0], [1.2, 1.0, 1.0], [0.8, 1.0, 1.0]])
+    assert plan_target_spacing(isotropic) == (1.0, 1.0, 1.0)
+    thick = np.array([[5.0, 0.7, 0.7]] * 5 + [[1.0, 0.7, 0.7]] * 2 + [[2.0, 0.7, 0.7]] * 3)
+    target = plan_target_spacing(thick)  # the median 5.0 is over 3x 0.7: the 10th percentile instead
+    assert target[1:] == (0.7, 0.7) and target[0] == pytest.approx(np.percentile(thick[:, 0], 10)) and target[0] < 5.0
+
+
+def test_a_planned_patch_fits_the_voxel_budget_and_the_networks_multiple():
+    assert plan_patch_size((40, 120, 118), (16, 16, 16), 128, 10**9) == (32, 112, 112)
+    patch = plan_patch_size((40, 200, 200), (4, 16, 16), 128, 64**3)
+    assert all(size % step == 0 for size, step in zip(patch, (4, 16, 16))) and np.prod(patch) <= 64**3 * 1.2
+    assert patch[1] <= 128 and patch[0] == 40  # the short axis is kept while the long ones shrink
+    assert plan_patch_size((5, 7), (16, 16), 128, 10**6) == (16, 16)  # at least one step per axis
+
+
+def test_a_ct_dataset_is_planned_on_its_training_cases(tmp_path):
+    dataset = read_raw_dataset(write_nnunet_dataset(tmp_path, cases=4, shape=(8, 24, 24), spacing=(3.0, 0.8, 0.8)))
+    assert channel_normalization(dataset) == ("ct",) and head_classes(dataset) == 1
+    plan = make_plan(dataset, dataset.cases, multiple=(4, 8, 8))
+    assert plan.target_spacing == pytest.approx((3.0, 0.8, 0.8)) and plan.median_shape == (8, 24, 24)
+    assert plan.patch_size == (8, 24, 24)
+    mean, std, low, high = plan.ct_statistics[0]
+    assert 0 < mean < 100 and 10 < std < 60 and low < mean < high  # the organ's intensities (50 +- 30)
+
+
+def test_nnunet_splits_stream_planned_patches_with_foreground_and_tile_the_validation_cases(tmp_path):
+    root = write_nnunet_dataset(tmp_path, cases=5, shape=(8, 24, 24))
+    splits = make_nnunet_splits(root=str(root), seed=0, multiple=(4, 8, 8), cache_dir=tmp_path / "cache",
+                                patches_per_epoch=6, val_fraction=0.4)
+    assert splits.input_shape == (8, 24, 24, 1) and splits.num_train == 6 and len(splits.val_files) == 2
+    images, labels = next(iter(splits.train_batches(4, 0)))
+    assert images.shape == (4, 8, 24, 24, 1) and labels.shape == (4, 8, 24, 24, 1)
+    assert labels[-1].numpy().max() == 1  # the last patch of a batch is centred on foreground
+    again = next(iter(splits.train_batches(4, 3)))[0]
+    assert not np.array_equal(again.numpy(), images.numpy())  # batch 3 is another draw than batch 0
+    tiles = list(splits.val.as_numpy_iterator())
+    assert len(tiles) == 2 and tiles[0][0].shape == (8, 24, 24, 1)
+    image, label = np.concatenate([t[0] for t in tiles]), np.concatenate([t[1] for t in tiles])
+    organ, rest = image[label > 0], image[label == 0]  # CT: the organ at mean 0, std 1; the rest clipped below it
+    assert abs(organ.mean()) < 0.3 and 0.7 < organ.std() < 1.3 and rest.min() > -3.5 and np.median(rest) < -2
+
+
+def test_a_dataset_with_one_case_is_refused_before_anything_is_preprocessed(tmp_path):
+    root = write_nnunet_dataset(tmp_path, cases=1, shape=(4, 16, 16))
+    with pytest.raises(DataError, match="1 training case"):
+        make_nnunet_splits(root=str(root), seed=0, multiple=(1, 8, 8), cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("preprocessed-*"))
