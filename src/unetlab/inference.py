@@ -62,8 +62,8 @@ def predict_tiled(model, image: np.ndarray, *, tile_size: int, overlap: float = 
                     mode="reflect")  # numpy reflects repeatedly when the pad exceeds the image
 
     stride = max(1, int(out * (1.0 - overlap)))
-    starts = [(row, col) for row in _window_starts(canvas[0], out, stride)
-              for col in _window_starts(canvas[1], out, stride)]
+    starts = [(row, col) for row in window_starts(canvas[0], out, stride)
+              for col in window_starts(canvas[1], out, stride)]
     weights = gaussian_weights(out)[..., None]
     total = np.zeros((*canvas, num_classes), np.float32)
     weight_sum = np.zeros((*canvas, 1), np.float32)
@@ -157,7 +157,7 @@ def _predict_with_tta(model, tiles: np.ndarray, transforms) -> np.ndarray:
 
 # --- geometry and checks -----------------------------------------------------------------------
 
-def _window_starts(length: int, window: int, stride: int) -> list[int]:
+def window_starts(length: int, window: int, stride: int) -> list[int]:
     """Evenly spaced starts with gaps <= stride, first 0, last `length - window`, mirror-symmetric."""
     last = length - window
     if last <= 0:

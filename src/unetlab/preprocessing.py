@@ -40,6 +40,18 @@ class Preprocessing:
     # The postprocessing chosen on the validation images at the end of training (`predict.postprocess=auto`,
     # `unetlab.postprocess.Choice.as_dict`: {"method": "watershed", threshold, h, sigma} or "none"); None: none chosen.
     postprocess: dict | None = None
+    # A model trained on planned patches of preprocessed cases (data=nnunet; `unetlab.volume_inference`):
+    # the patch (one size per spatial axis), the spacing cases were resampled to, and each channel's
+    # normalisation ("zscore" or "ct", with the CT statistics). None: a 2D model of images.
+    patch_size: list[int] | None = None
+    target_spacing: list[float] | None = None
+    normalization: list[str] | None = None
+    ct_statistics: list[list[float]] | None = None
+
+    @property
+    def planned(self) -> bool:
+        """Whether the model predicts planned cases (`unetlab.volume_inference`), not images."""
+        return self.patch_size is not None
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """A decoded image (H, W[, C]) of any dtype -> float32 (H, W, C) as the model saw it in training."""

@@ -35,6 +35,8 @@ def predict(config: Config) -> dict:
     check_output(output, settings.input)
     members = load_model_sources(config)
     output.mkdir(parents=True, exist_ok=True)
+    if members[0].preprocessing.planned:
+        return predict_cases(config, members, files, output)
     scale = ", ".join(sorted({f"resized to {member.preprocessing.resize}, tiles of "
                               f"{settings.tile_size or member.preprocessing.resize}" if member.preprocessing.resize
                               else f"tiles of {settings.tile_size or member.preprocessing.tile_size}"
@@ -93,15 +95,94 @@ def mask_png(classes: np.ndarray, num_classes: int) -> np.ndarray:
     return classes.astype(np.uint8 if num_classes <= 256 else np.uint16)[..., None]
 
 
+def predict_cases(config: Config, members, files: list[Path], output: Path) -> dict:
+    """Models trained on planned patches (data=nnunet): every case of the input files (channel files
+    CASE_0000, CASE_0001, ... as in nnU-Net's imagesTs, or one file per case for one channel) predicted
+    with the sliding window at the training spacing, and its mask written in the input's format and
+    geometry: NIfTI with the input's affine and header, a TIFF stack, or a PNG."""
+    from unetlab.volume_inference import class_map, predict_case
+
+    settings, preprocessing = config.predict, members[0].preprocessing
+    cases = group_cases(files, preprocessing.channels)
+    mirror = settings.tta.value != "none"
+    log.info("predicting %d case(s) with %s (patch %s at spacing %s, overlap %.2f, mirroring %s) -> %s", len(cases),
+             describe(members), "x".join(map(str, preprocessing.patch_size)),
+             "x".join(f"{value:.2f}" for value in preprocessing.target_spacing), settings.overlap,
+             "on" if mirror else "off", output)
+    progress = keras.utils.Progbar(len(cases), unit_name="case")
+    for done, (name, paths) in enumerate(cases.items(), start=1):
+        image, spacing, like, ending = read_case_files(paths, len(preprocessing.patch_size))
+        probabilities = sum(predict_case(member.model, image, spacing, member.preprocessing, overlap=settings.overlap,
+                                         batch_size=settings.batch_size, mirror=mirror) for member in members)
+        probabilities /= len(members)
+        classes = class_map(probabilities)
+        write_case_mask(output / f"{name}{ending}", classes, like, preprocessing.num_classes)
+        if settings.save_probabilities:
+            np.save(output / f"{name}.npy", probabilities.astype(np.float32))
+        progress.update(done)
+    log.info("wrote %d mask(s) to %s", len(cases), output)
+    return {"images": len(cases), "output": str(output)}
+
+
+def group_cases(files: list[Path], channels: int) -> dict[str, list[Path]]:
+    """{case: its channel files in order}: CASE_0000, CASE_0001, ... (nnU-Net's naming); with one channel,
+    a file without the suffix is a case of its own. A case missing a channel is a one-line error."""
+    import re
+
+    from unetlab.data.volume_files import volume_stem
+
+    cases: dict[str, dict[int, Path]] = {}
+    for path in files:
+        match = re.fullmatch(r"(.+)_(\d{4})", volume_stem(path))
+        name, channel = (match.group(1), int(match.group(2))) if match else (volume_stem(path), 0)
+        cases.setdefault(name, {})[channel] = path
+    for name, found in cases.items():
+        if sorted(found) != list(range(channels)):
+            missing = sorted(set(range(channels)) - set(found)) or sorted(set(found) - set(range(channels)))
+            raise DataError(f"predict.input: case {name} has channel files {sorted(found)}, the model takes "
+                            f"{channels} (channel {missing[0]:04d} {'missing' if missing[0] < channels else 'extra'})")
+    return {name: [found[c] for c in range(channels)] for name, found in sorted(cases.items())}
+
+
+def read_case_files(paths: list[Path], dims: int):
+    """(image (spatial..., C) float32, spacing, the first channel's Volume or None, the output file ending)."""
+    from unetlab.data.volume_files import NIFTI_SUFFIXES, read_volume
+
+    if dims == 3:
+        volumes = [read_volume(path) for path in paths]
+        shapes = {volume.array.shape for volume in volumes}
+        if len(shapes) > 1:
+            raise DataError(f"predict.input: the channel files of {paths[0].name} differ in shape: {sorted(shapes)}")
+        ending = ".nii.gz" if paths[0].name.lower().endswith(NIFTI_SUFFIXES) else ".tif"
+        return (np.stack([v.array for v in volumes], axis=-1).astype(np.float32), volumes[0].spacing, volumes[0],
+                ending)
+    arrays = [read_array(path) for path in paths]
+    image = np.concatenate([a if a.ndim == 3 else a[..., None] for a in arrays], axis=-1).astype(np.float32)
+    return image, (1.0, 1.0), None, ".png"
+
+
+def write_case_mask(path: Path, classes: np.ndarray, like, num_classes: int) -> None:
+    """A case's class ids as a NIfTI/TIFF volume in `like`'s geometry, or a PNG mask (0/255 when binary)."""
+    from unetlab.data.volume_files import write_volume
+
+    if like is not None:
+        write_volume(path, classes, like=like)
+    else:
+        save_png(mask_png(classes, num_classes), path)
+
+
 def list_inputs(location: str) -> list[Path]:
-    """The image files at `predict.input`: one file, or a directory's images (one per stem, as each
-    gives its mask's name; names must be UTF-8)."""
+    """The image files at `predict.input`: one file, or a directory's NIfTI volumes, else its images (one
+    per stem, as each gives its mask's name; names must be UTF-8)."""
+    from unetlab.data.volume_files import NIFTI_SUFFIXES
+
     path = Path(location)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise DataError(f"predict.input={location!r} is neither an image file nor a directory")
-    return sorted(list_images(path, "predict.input").values())
+    volumes = sorted(file for file in path.iterdir() if file.name.lower().endswith(NIFTI_SUFFIXES))
+    return volumes or sorted(list_images(path, "predict.input").values())
 
 
 def check_output(output: Path, location: str) -> None:

@@ -204,7 +204,10 @@ def make_nnunet_splits(*, root: str, seed: int, multiple: Sequence[int], cache_d
                     f"{dataset.dims}D, {channels} channel(s), {dataset.num_classes} classes; "
                     f"{source.describe_plan(plan)}; cache {folder})",
         preprocessing=Preprocessing(channels=channels, num_classes=source.head_classes(dataset), normalize="zscore",
-                                    tile_size=max(plan.patch_size)),
+                                    tile_size=max(plan.patch_size), patch_size=list(plan.patch_size),
+                                    target_spacing=list(plan.target_spacing), normalization=list(plan.normalization),
+                                    ct_statistics=None if plan.ct_statistics is None else
+                                    [list(values) for values in plan.ct_statistics]),
         train_files=train_names,
         val_files=val_names,
         input_shape=(*plan.patch_size, channels),

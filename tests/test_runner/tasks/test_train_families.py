@@ -99,10 +99,15 @@ def test_a_run_stopped_while_its_encoder_is_frozen_resumes_to_the_state_of_an_un
     assert losses[0] == losses[1] and len(losses[0]) == 3
 
 
-def test_an_nnunet_dataset_trains_a_3d_unet_on_its_planned_patches(make_config, tmp_path, monkeypatch, caplog):
+def test_an_nnunet_dataset_trains_a_3d_unet_that_predicts_nifti_in_the_inputs_geometry(make_config, tmp_path,
+                                                                                      monkeypatch, caplog):
     """data=nnunet: dataset.json gives the channels and classes, the plan the patch (the median shape, a
-    multiple of 2**depth), the cases are preprocessed once into the cache, and a 3D U-Net trains on them."""
+    multiple of 2**depth), the cases are preprocessed once into the cache, and a 3D U-Net trains on them;
+    task=predict segments NIfTI cases of another size and spacing and writes each in its input's geometry."""
     import keras
+    import nibabel as nib
+
+    from runner.tasks.predict import predict
 
     from helpers import write_nnunet_dataset
 
@@ -124,3 +129,13 @@ def test_an_nnunet_dataset_trains_a_3d_unet_on_its_planned_patches(make_config, 
                                     safe_mode=True)
     assert built.input_shape == (None, 8, 24, 24, 1) and built.output_shape == (None, 8, 24, 24, 1)
     assert len(list((tmp_path / "cache" / "volumes").glob("preprocessed-*/*.npy"))) == 8  # 4 images, 4 labels
+
+    other = write_nnunet_dataset(tmp_path / "other", cases=2, shape=(6, 30, 20), spacing=(2.0, 0.7, 0.9), seed=1)
+    predict(make_config(["task=predict", f"run_id={run.info.run_id}", f"predict.input={other}/imagesTr",
+                         f"predict.output={tmp_path}/masks", "predict.tta=flips", "predict.save_probabilities=true",
+                         f"tracking.uri={uri}", f"output_dir={tmp_path}/out"]))
+    for name in ("organ_000", "organ_001"):
+        image, mask = nib.load(other / "imagesTr" / f"{name}_0000.nii.gz"), nib.load(tmp_path / "masks" / f"{name}.nii.gz")
+        assert mask.shape == image.shape == (20, 30, 6) and np.array_equal(mask.affine, image.affine)
+        assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+        assert np.load(tmp_path / "masks" / f"{name}.npy").shape == (6, 30, 20, 1)  # (z, y, x, K)
