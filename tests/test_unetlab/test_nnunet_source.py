@@ -19,11 +19,13 @@ def test_the_target_spacing_is_the_median_but_on_a_coarse_axis_its_tenth_percent
 
 
 def test_a_planned_patch_fits_the_voxel_budget_and_the_networks_multiple():
-    assert plan_patch_size((40, 120, 118), (16, 16, 16), 128, 10**9) == (32, 112, 112)
+    assert plan_patch_size((40, 120, 118), (16, 16, 16), 128, 10**9) == (32, 128, 112)  # nearest multiples
+    assert plan_patch_size((45, 111, 108), (16, 16, 16), 128, 64**3 // 2) == (32, 64, 64)
     patch = plan_patch_size((40, 200, 200), (4, 16, 16), 128, 64**3)
-    assert all(size % step == 0 for size, step in zip(patch, (4, 16, 16))) and np.prod(patch) <= 64**3 * 1.2
-    assert patch[1] <= 128 and patch[0] == 40  # the short axis is kept while the long ones shrink
+    assert all(size % step == 0 for size, step in zip(patch, (4, 16, 16))) and np.prod(patch) <= 64**3
+    assert patch[1] == patch[2] <= 128  # the axes shrink by their patch-to-median ratio: the aspect is kept
     assert plan_patch_size((5, 7), (16, 16), 128, 10**6) == (16, 16)  # at least one step per axis
+    assert plan_patch_size((64, 64), (16, 16), 128, 10) == (16, 16)  # the smallest patch the network takes
 
 
 def test_a_ct_dataset_is_planned_on_its_training_cases(tmp_path):

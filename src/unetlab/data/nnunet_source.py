@@ -83,13 +83,18 @@ def plan_target_spacing(spacings: np.ndarray) -> tuple[float, ...]:
 
 def plan_patch_size(median_shape: Sequence[int], multiple: Sequence[int], max_patch_size: int,
                     max_patch_voxels: int) -> tuple[int, ...]:
-    """The median shape, each axis at most `max_patch_size`, the largest axis halved-by-steps until the
-    patch holds at most `max_patch_voxels`, each axis cut down to a multiple of `multiple` (at least one)."""
-    patch = [min(int(size), max_patch_size) for size in median_shape]
-    while math.prod(patch) > max_patch_voxels and max(patch) > 1:
-        largest = int(np.argmax(patch))
-        patch[largest] = max(1, patch[largest] - max(multiple[largest], patch[largest] // 8))
-    return tuple(max(step, size // step * step) for size, step in zip(patch, multiple))
+    """The median shape, each axis at most `max_patch_size` and rounded to a multiple of `multiple` (at
+    least one), then, while the patch holds more than `max_patch_voxels`, its axis with the largest
+    patch-to-median ratio one multiple shorter (nnU-Net's rule), so the patch keeps the cases' aspect."""
+    patch = [max(step, min(round(size / step) * step, max_patch_size // step * step or step))
+             for size, step in zip(median_shape, multiple)]
+    while math.prod(patch) > max_patch_voxels:
+        ratios = [size / max(median, 1) if size > step else 0 for size, median, step in zip(patch, median_shape, multiple)]
+        if max(ratios) == 0:
+            break  # every axis at one multiple: the smallest patch the network takes
+        axis = int(np.argmax(ratios))
+        patch[axis] -= multiple[axis]
+    return tuple(patch)
 
 
 def make_plan(dataset: RawDataset, cases: Sequence, *, multiple: Sequence[int], target_spacing=None,
