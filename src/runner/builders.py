@@ -109,7 +109,8 @@ def make_training_batches(config: Config, splits, batch_size: int, *, label_size
 
     data = config.data
     if splits.train_batches is not None:  # a planned patch stream (data=nnunet): batch `step` from first_epoch's
-        return splits.train_batches(batch_size, first_epoch * steps_per_epoch(config, splits, batch_size))
+        first_step = first_epoch * steps_per_epoch(config, splits, batch_size)
+        return augmented_stream(splits.train_batches(batch_size, first_step), batch_size, first_step, config)
     patches = dict(patch_size=data.patch_size,
                    foreground_oversample=data.foreground_oversample) if isinstance(data, FolderDataConfig) else {}
     repeat = config.trainer.steps_per_epoch is not None or full_batches
@@ -118,6 +119,22 @@ def make_training_batches(config: Config, splits, batch_size: int, *, label_size
                         label_size=label_size, repeat=repeat, skip=first_epoch * pairs_per_epoch,
                         augment=make_augmenter(augment_settings(config), config.seed, keyed=True),
                         ignore_index=getattr(data, "ignore_index", None), weights=weight_maps(config), **patches)
+
+
+def augmented_stream(batches, batch_size: int, first_step: int, config: Config):
+    """A stream of batches with each pair augmented as `augment` says, keyed by its place in the stream (step
+    x batch_size + position), so a resumed run augments as an uninterrupted one; unchanged without augment."""
+    import tensorflow as tf
+
+    from unetlab.data.augment import AugmentConfig, make_augmenter
+
+    settings = augment_settings(config)
+    if settings == AugmentConfig():
+        return batches
+    augment = make_augmenter(settings, config.seed, keyed=True)
+    keys = tf.data.Dataset.range(first_step * batch_size, sys.maxsize)
+    pairs = tf.data.Dataset.zip((keys, batches.unbatch())).apply(augment)
+    return pairs.map(lambda key, pair: pair).batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def make_validation_batches(config: Config, splits, batch_size: int, *, label_size: int | None = None,

@@ -36,6 +36,8 @@ def save_augmentation_grid(pairs, count: int, output_dir: Path) -> Path:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     images, masks = zip(*[(pair[0].numpy(), pair[1].numpy()) for pair in pairs.take(count)])
+    if images[0].ndim == 4:  # volumes: their middle slices
+        images, masks = [image[len(image) // 2] for image in images], [mask[len(mask) // 2] for mask in masks]
     return save_png(pair_grid(images, masks), output_dir / "augmentations.png")
 
 

@@ -161,3 +161,22 @@ def test_training_checks_folder_data_once_per_content_and_check_data_always(make
     monkeypatch.setattr(checks, "_check_pair", lambda *args: decoded.append(args) or original(*args))
     assert builders.checked_data(config) == first and not decoded
     assert builders.folder_reports(config)[0].ok and len(decoded) == 3
+
+
+def test_an_augmented_patch_stream_resumed_at_a_step_augments_as_the_uninterrupted_one(make_config, tmp_path):
+    """data=nnunet's patch stream gets `augment` per pair, keyed by its place in the stream: batches from step 2
+    of a resumed run equal batches 2, 3 of the uninterrupted one, and differ from the unaugmented stream."""
+    import tensorflow as tf
+
+    config = make_config([*TINY, "data=synthetic3d", "augment=basic", f"output_dir={tmp_path}"])
+    volumes = tf.reshape(tf.range(6 * 4 * 8 * 8, dtype=tf.float32), (6, 4, 8, 8, 1))
+
+    def stream(first_step):  # batches of 2 volumes: step s holds volumes 2s % 6 and 2s % 6 + 1
+        steps = tf.data.Dataset.range(first_step, 10)
+        return steps.map(lambda step: (volumes[2 * step % 6:2 * step % 6 + 2], volumes[2 * step % 6:2 * step % 6 + 2]))
+
+    whole = [batch[0].numpy() for batch in builders.augmented_stream(stream(0), 2, 0, config).take(4)]
+    resumed = [batch[0].numpy() for batch in builders.augmented_stream(stream(2), 2, 2, config).take(2)]
+    np.testing.assert_array_equal(np.stack(resumed), np.stack(whole[2:]))
+    plain = [batch[0].numpy() for batch in stream(0).take(4)]
+    assert any(not np.array_equal(a, b) for a, b in zip(whole, plain))

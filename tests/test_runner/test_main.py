@@ -142,6 +142,8 @@ CASES = [
     pytest.param(["data=synthetic3d", "model=unetpp"], None,
                  ["model=unetpp builds 2D networks only", "data=synthetic gives volumes", "model=unet or model=nnunet"],
                  id="2d-model-on-volumes"),
+    pytest.param(["data=synthetic3d", "augment=paper"], None,
+                 ["augment.rotation works on 2D images; volumes take augment.flip"], id="2d-warp-on-volumes"),
     pytest.param(["data=synthetic3d", "model.dims=2"], None,
                  ["model.dims=2, but data=synthetic gives 3D volumes", "leave model.dims=null"], id="dims-mismatch"),
     pytest.param(["data=nnunet", "data.root={user}/nope"], None, ["data.root=", "/user/nope is not a directory"],

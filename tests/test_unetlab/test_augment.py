@@ -140,3 +140,27 @@ def test_defaults_switch_everything_off_and_lists_become_tuples():
                                                       "gamma", "noise", "blur"))
     assert AugmentConfig(scale=[0.9, 1.1]).scale == (0.9, 1.1)
     assert hash(AugmentConfig(scale=[0.9, 1.1])) == hash(AugmentConfig(scale=(0.9, 1.1)))
+
+
+def test_volumes_are_flipped_along_every_axis_and_turned_in_their_planes_exactly():
+    """A volume (D, H, W, C) takes flips and quarter turns as exact voxel permutations, its mask moving with it;
+    over seeds every one of the three axes gets flipped."""
+    volume = tf.reshape(tf.range(4 * 6 * 6, dtype=tf.float32), (4, 6, 6, 1))
+    mask = tf.cast(volume > 70, tf.float32)
+    config = AugmentConfig(flip=True, rotate90=True)
+    seen_depth_flip = False
+    for seed in range(12):
+        image, moved = augment_pair(volume, mask, tf.constant([seed, 1], tf.int64), config)
+        assert image.shape == (4, 6, 6, 1)
+        np.testing.assert_array_equal(np.sort(image.numpy().ravel()), np.sort(volume.numpy().ravel()))
+        np.testing.assert_array_equal(moved.numpy(), (image.numpy() > 70).astype(np.float32))
+        seen_depth_flip |= image.numpy()[0, :, :, 0].min() >= 3 * 36  # slice 0 now holds the last slice's values
+    assert seen_depth_flip
+
+
+def test_volumes_refuse_the_2d_warps_and_blur():
+    volume = tf.zeros((4, 8, 8, 1))
+    for config in (AugmentConfig(rotation=10.0), AugmentConfig(elastic_grid=3, elastic_sigma=2.0),
+                   AugmentConfig(blur=1.0)):
+        with pytest.raises(ConfigError, match="volumes take augment.flip"):
+            augment_pair(volume, volume, tf.constant([0, 1], tf.int64), config)

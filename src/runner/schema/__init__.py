@@ -119,14 +119,21 @@ class Config:
                 self.model.check_input_size(self.input_shape()[:-1])
         except ConfigError as error:
             raise ConfigError(f"{key}={self.input_size()}: {error}") from None
-        normalize = getattr(self.data, "normalize", Normalize.scale)
+        normalize = Normalize.zscore if isinstance(self.data, NNUNetDataConfig) else getattr(self.data, "normalize",
+                                                                                              Normalize.scale)
         intensity = [k for k in ("brightness", "contrast", "gamma", "noise", "blur") if getattr(self.augment, k)]
         if normalize in (Normalize.zscore, Normalize.dataset) and intensity:
+            nnunet = isinstance(self.data, NNUNetDataConfig)
+            given = "data=nnunet (z-score or CT normalisation)" if nnunet else f"data.normalize={normalize.value}"
             raise ConfigError(
-                f"augment.{intensity[0]} works on images in [0, 1], but data.normalize={normalize.value} "
-                "does not give that range: use data.normalize=scale or minmax, or set "
-                + ", ".join(f"augment.{k}=0" for k in intensity)
+                f"augment.{intensity[0]} works on images in [0, 1], but {given} does not give that range: "
+                + ("" if nnunet else "use data.normalize=scale or minmax, or ")
+                + "set " + ", ".join(f"augment.{k}=0" for k in intensity)
             )
+        warps = [k for k in ("rotation", "shift", "elastic_grid", "blur") if getattr(self.augment, k)]
+        if self.data.spatial_dims() == 3 and (warps or tuple(self.augment.scale) != (1.0, 1.0)):
+            raise ConfigError(f"augment.{(warps or ['scale'])[0]} works on 2D images; volumes take augment.flip, "
+                              "augment.rotate90, augment.brightness, augment.contrast, augment.gamma and augment.noise")
         binary = self.data.num_classes == 1
         if binary and self.loss.name in SOFTMAX_LOSSES:
             raise ConfigError(

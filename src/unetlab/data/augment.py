@@ -26,6 +26,7 @@ from .patches import keyed_map
 # Each transform draws from its own key, folded in from the pair's key, so
 # switching one transform on or off never changes what the others draw.
 _FLIP, _ROT90, _ROTATION, _SCALE, _SHIFT, _ELASTIC, _BLUR, _BRIGHTNESS, _CONTRAST, _GAMMA, _NOISE = range(11)
+VOLUME_KEYS = ("flip", "rotate90", "brightness", "contrast", "gamma", "noise")  # what volumes take
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,16 @@ def _check(config, name, ok, expected):
 
 
 def augment_pair(image, mask, seed, config: AugmentConfig):
-    """Augment one image (H, W, C) float32 in [0, 1] and its mask (H, W, 1) of class ids.
+    """Augment one image (H, W, C) float32 in [0, 1] and its mask (H, W, 1) of class ids; or a volume
+    (D, H, W, C) and its mask: flips along each axis, quarter turns in the (H, W) planes, brightness,
+    contrast, gamma and noise (`VOLUME_KEYS`).
 
     `seed` is a shape-[2] integer tensor; the same seed gives the same result.
     """
     seed = tf.convert_to_tensor(seed)
+    if len(image.shape) == 4 and (_has_warp(config) or config.blur > 0):
+        raise ConfigError(f"volumes take augment.{', augment.'.join(VOLUME_KEYS)}; rotation, scale, shift, elastic "
+                          "deformation and blur work on 2D images")
     if _has_warp(config):
         image, mask = _warp(image, mask, seed, config)
     elif config.flip or config.rotate90:
@@ -132,25 +138,25 @@ def make_augmenter(config: AugmentConfig, seed: int, keyed: bool = False):
 # --- geometry ---------------------------------------------------------------------------------
 
 def _flip_and_rotate90(image, mask, seed, config):
-    """Flips and quarter turns alone: exact permutations, no resampling."""
-    flip_y, flip_x, quarter_turns = _discrete_draws(image, seed, config)
+    """Flips (along every axis) and quarter turns (of the (H, W) planes) alone: exact permutations, no
+    resampling."""
+    flips, quarter_turns = _discrete_draws(image, seed, config)
     pair = tf.concat([image, tf.cast(mask, image.dtype)], axis=-1)
-    pair = tf.where(flip_y, tf.reverse(pair, [0]), pair)
-    pair = tf.where(flip_x, tf.reverse(pair, [1]), pair)
-    pair = tf.image.rot90(pair, quarter_turns)
+    for axis in range(len(image.shape) - 1):
+        pair = tf.where(flips[axis], tf.reverse(pair, [axis]), pair)
+    pair = tf.image.rot90(pair, quarter_turns)  # a volume's depth is rot90's batch axis: its (H, W) planes turn
     pair.set_shape(image.shape[:-1].concatenate(pair.shape[-1:]))
     channels = image.shape[-1]
     return pair[..., :channels], tf.cast(pair[..., channels:], mask.dtype)
 
 
 def _discrete_draws(image, seed, config):
-    flips = tf.random.stateless_uniform([2], _key(seed, _FLIP)) < 0.5
-    flip_y, flip_x = flips[0] & config.flip, flips[1] & config.flip
+    flips = (tf.random.stateless_uniform([len(image.shape) - 1], _key(seed, _FLIP)) < 0.5) & config.flip
     quarter_turns = tf.random.stateless_uniform([], _key(seed, _ROT90), 0, 4, dtype=tf.int32)
     shape = tf.shape(image)
-    square = tf.equal(shape[0], shape[1])
+    square = tf.equal(shape[-3], shape[-2])
     quarter_turns = tf.where(square, quarter_turns, 2 * (quarter_turns // 2))
-    return flip_y, flip_x, quarter_turns * int(config.rotate90)
+    return flips, quarter_turns * int(config.rotate90)
 
 
 def _warp(image, mask, seed, config):
@@ -177,8 +183,8 @@ def _warp(image, mask, seed, config):
 
 def _affine_matrix(image, seed, config):
     """2x2 map from output to source offsets: flips, quarter turns, rotation, 1/scale."""
-    flip_y, flip_x, quarter_turns = _discrete_draws(image, seed, config)
-    matrix = tf.linalg.diag(tf.stack([tf.where(flip_y, -1.0, 1.0), tf.where(flip_x, -1.0, 1.0)]))
+    flips, quarter_turns = _discrete_draws(image, seed, config)
+    matrix = tf.linalg.diag(tf.where(flips, -1.0, 1.0))
     # Exact values (unlike cos(k * pi / 2)), turning the same way as tf.image.rot90.
     cos_k = tf.gather([1.0, 0.0, -1.0, 0.0], quarter_turns)
     sin_k = tf.gather([0.0, -1.0, 0.0, 1.0], quarter_turns)
@@ -239,7 +245,7 @@ def _intensity(image, seed, config):
         image += tf.random.stateless_uniform([], _key(seed, _BRIGHTNESS), -config.brightness, config.brightness)
     if config.contrast > 0:
         factor = tf.random.stateless_uniform([], _key(seed, _CONTRAST), 1 - config.contrast, 1 + config.contrast)
-        mean = tf.reduce_mean(image, axis=[0, 1], keepdims=True)
+        mean = tf.reduce_mean(image, axis=list(range(len(image.shape) - 1)), keepdims=True)
         image = mean + factor * (image - mean)
     if config.gamma > 0:
         log_gamma = tf.random.stateless_uniform([], _key(seed, _GAMMA), -config.gamma, config.gamma)
