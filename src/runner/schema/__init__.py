@@ -59,8 +59,9 @@ class Config:
         if self.task in (Task.train, Task.preview):
             self._check_training()
         elif self.task is Task.check_data:
-            if self.data.name != "folder":
-                raise ConfigError("task=check_data needs data=folder data.images=DIR data.masks=DIR")
+            if self.data.name not in ("folder", "nnunet"):
+                raise ConfigError("task=check_data needs data=folder data.images=DIR data.masks=DIR, or data=nnunet "
+                                  "data.root=DIR")
         else:
             self._check_inference()
 

@@ -42,3 +42,23 @@ def test_isbi2012_config_checks_clean_on_the_shared_slices(tmp_path):
                         timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pairs:             24" in result.stdout and "no problems found" in result.stdout
+
+
+def test_check_data_reads_an_nnunet_dataset_and_lists_each_broken_case(tmp_path):
+    """data=nnunet: every case read once; the summary, then one line per problem naming the case and file."""
+    import nibabel as nib
+
+    from helpers import write_nnunet_dataset
+
+    root = write_nnunet_dataset(tmp_path, cases=3, shape=(4, 12, 12))
+    result = run_runner("task=check_data", "data=nnunet", f"data.root={root}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Dataset001_Organ: 3 training and 0 test case(s), 3D, channels CT, labels background=0, organ=1: " \
+           "0 problem(s)" in result.stdout
+    label = root / "labelsTr" / "organ_002.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((12, 12, 4), 4, np.uint8), nib.load(label).affine), label)
+    (root / "imagesTr" / "organ_000_0000.nii.gz").write_bytes(b"not a nifti")
+    result = run_runner("task=check_data", "data=nnunet", f"data.root={root}", cwd=tmp_path)
+    assert result.returncode == 1 and "2 problem(s)" in result.stdout
+    assert "case organ_000: imagesTr/organ_000_0000.nii.gz" in result.stdout
+    assert "case organ_002: labelsTr/organ_002.nii.gz has values [4] not in dataset.json labels [0, 1]" in result.stdout
