@@ -60,3 +60,29 @@ def test_a_dataset_with_one_case_is_refused_before_anything_is_preprocessed(tmp_
     with pytest.raises(DataError, match="1 training case"):
         make_nnunet_splits(root=str(root), seed=0, multiple=(1, 8, 8), cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("preprocessed-*"))
+
+
+def test_a_2d_rgb_dataset_with_several_labels_streams_2d_patches(tmp_path):
+    """nnU-Net's natural-image layout: one RGB PNG per case, labels 0..2: 2D patches of 3 channels, 3 classes."""
+    import json
+
+    from PIL import Image
+
+    root = tmp_path / "Dataset002_RGB"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        label = np.zeros((40, 50), np.uint8)
+        label[5:15, 5:20], label[25:35, 30:45] = 1, 2
+        image = (rng.normal(100, 10, (40, 50, 3)) + 60 * label[..., None]).clip(0, 255).astype(np.uint8)
+        Image.fromarray(image).save(root / "imagesTr" / f"img_{index:03d}_0000.png")
+        Image.fromarray(label).save(root / "labelsTr" / f"img_{index:03d}.png")
+    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "R", "1": "G", "2": "B"},
+                                                  "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 4,
+                                                  "file_ending": ".png"}))
+    splits = make_nnunet_splits(root=str(root), seed=0, multiple=(8, 8), cache_dir=tmp_path / "cache",
+                                val_fraction=0.25)
+    assert splits.input_shape == (40, 48, 3) and splits.preprocessing.num_classes == 3
+    images, labels = next(iter(splits.train_batches(2, 0)))
+    assert images.shape == (2, 40, 48, 3) and set(np.unique(labels.numpy())) <= {0, 1, 2}
