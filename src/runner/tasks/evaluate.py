@@ -50,6 +50,10 @@ def evaluate(config: Config) -> dict:
     of the whole stack, and challenge_curves.csv/.png (each score against the threshold)."""
     members = load_model_sources(config)  # several run ids: an ensemble, its mean probabilities decide
     loaded, ensemble = members[0], [(member.model, member.preprocessing) for member in members]
+    if loaded.preprocessing.planned:
+        raise ConfigError(f"task=evaluate scores image folders; {describe(members)} was trained on planned patches "
+                          "(data=nnunet): segment the cases with task=predict and score the masks with "
+                          "experiments/volumes/score.py")
     log.info("evaluating %s", describe(members))
     pairs, image_digests = checked_pairs(config, loaded.preprocessing)
     num_classes = loaded.preprocessing.num_classes

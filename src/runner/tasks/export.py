@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 
 from unetlab.checkpoints import Checkpoints
+from unetlab.errors import ConfigError
 from unetlab.models import with_input_size
 from unetlab.preprocessing import Preprocessing
 
@@ -24,6 +25,10 @@ def export(config: Config) -> dict:
     """`export.format=mlflow`: a pyfunc model (preprocessing + tiled prediction) registered as
     `export.name`; `export.format=saved_model`: a SavedModel with a `serve` signature in `export.output`."""
     loaded = load_model_source(config)
+    if loaded.preprocessing.planned and config.export.format is ExportFormat.mlflow:
+        raise ConfigError(f"export.format=mlflow packs image prediction; {loaded.description} was trained on planned "
+                          "patches (data=nnunet), which task=predict segments: use export.format=saved_model for "
+                          "the network")
     if config.export.format is ExportFormat.saved_model:
         output = Path(config.export.output)
         model, size = saved_model_input(loaded)

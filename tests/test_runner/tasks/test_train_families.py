@@ -139,3 +139,13 @@ def test_an_nnunet_dataset_trains_a_3d_unet_that_predicts_nifti_in_the_inputs_ge
         assert mask.shape == image.shape == (20, 30, 6) and np.array_equal(mask.affine, image.affine)
         assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
         assert np.load(tmp_path / "masks" / f"{name}.npy").shape == (6, 30, 20, 1)  # (z, y, x, K)
+    from runner.tasks.evaluate import evaluate
+    from runner.tasks.export import export
+    from unetlab.errors import ConfigError
+
+    common = [f"run_id={run.info.run_id}", f"tracking.uri={uri}", f"output_dir={tmp_path}/out"]
+    with pytest.raises(ConfigError, match="task=evaluate scores image folders; .* trained on planned patches"):
+        evaluate(make_config(["task=evaluate", "data=folder", f"data.images={tmp_path}", f"data.masks={tmp_path}",
+                              *common]))
+    with pytest.raises(ConfigError, match="export.format=mlflow packs image prediction"):
+        export(make_config(["task=export", "export.format=mlflow", "export.name=organ", *common]))
