@@ -128,7 +128,7 @@ CASES = [
     pytest.param(["task=trian"], None, ["task", "'trian'", "expected one of [train, evaluate"], id="unknown-task"),
     pytest.param(["loss=weighted_bc"], None, ["Could not find 'loss/weighted_bc'", "did you mean loss=weighted_bce?"],
                  id="mistyped-group-option"),
-    pytest.param(["data=zzz"], None, ["Could not find 'data/zzz'", "(options: folder, isbi2012, synthetic, synthetic3d)"],
+    pytest.param(["data=zzz"], None, ["Could not find 'data/zzz'", "(options: folder, isbi2012, nnunet, synthetic, synthetic3d)"],
                  id="unknown-group-option"),
     pytest.param(["data.image_size=30", "model.depth=4"], None,
                  ["data.image_size=30", "not divisible by 2**depth=16", "use 16 or 32"], id="size-for-depth"),

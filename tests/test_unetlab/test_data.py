@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from helpers import SHARED_DATA
-from unetlab.data import SOURCES, make_batches, make_folder_splits, make_synthetic_splits
+from unetlab.data import SOURCES, make_batches, make_folder_splits, make_nnunet_splits, make_synthetic_splits
 from unetlab.data.folder import find_pairs, split_folds
 from unetlab.errors import ConfigError
 from unetlab.preprocessing import Preprocessing
@@ -157,4 +157,4 @@ def test_synthetic_splits_predict_whole_images_unnormalised(tmp_path):
 
 
 def test_sources_are_selected_by_name():
-    assert SOURCES == {"synthetic": make_synthetic_splits, "folder": make_folder_splits}
+    assert SOURCES == {"synthetic": make_synthetic_splits, "folder": make_folder_splits, "nnunet": make_nnunet_splits}

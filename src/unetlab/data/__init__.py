@@ -219,6 +219,6 @@ SOURCES = {"synthetic": make_synthetic_splits, "folder": make_folder_splits, "nn
 
 __all__ = ["SOURCES", "SUPPORTED_SUFFIXES", "AugmentConfig", "DataReport", "Splits", "check_folders",
            "dataset_statistics", "decode_image", "decode_mask", "find_pairs", "fingerprint", "make_augmenter",
-           "make_batches", "make_folder_dataset", "make_folder_splits", "make_patch_sampler",
+           "make_batches", "make_folder_dataset", "make_folder_splits", "make_nnunet_splits", "make_patch_sampler",
            "make_synthetic_dataset", "make_synthetic_splits", "make_tiles", "normalize_image", "raise_if_broken",
            "read_array", "split_folds", "split_pairs"]
