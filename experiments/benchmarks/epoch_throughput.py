@@ -115,7 +115,7 @@ def run_in_memory(args: argparse.Namespace) -> dict:
     splits = builders.make_splits(config)
     model = builders.build_model(config)
     builders.compile_model(model, config, total_steps=args.epochs * builders.steps_per_epoch(config, splits))
-    label_size = builders.label_size(model, config)
+    label_size = builders.label_size(model)
 
     def arrays(dataset):
         images, masks = (np.stack(a) for a in zip(*((i.numpy(), m.numpy()) for i, m in dataset)))

@@ -122,7 +122,7 @@ def main() -> None:
     for name in ("runner", "in-memory"):
         models[name] = builders.build_model(config)
         builders.compile_model(models[name], config, total_steps=warmup + args.repeats * args.steps)
-    label_size = builders.label_size(models["runner"], config)
+    label_size = builders.label_size(models["runner"])
     batches = builders.make_training_batches(config, splits, trainer.batch_size, label_size=label_size)
 
     # The same samples as arrays, repeated to cover the longest fit (arrays are not repeated by Keras).

@@ -208,7 +208,7 @@ def describe_model(model, config: Config) -> str:
     return describe(model, settings.depth, settings.filters, settings.block.value, settings.attention)
 
 
-def label_size(model, config: Config) -> int | None:
+def label_size(model) -> int | None:
     """The mask size the model predicts when it differs from its input (valid padding), else None."""
     from unetlab.models import inference_model
 

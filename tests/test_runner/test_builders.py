@@ -75,7 +75,7 @@ def test_paper_preset_builds_the_paper_network(make_config, tmp_path):
     config = make_config(["+experiment=unet_paper", f"output_dir={tmp_path}"])
     model = builders.build_model(config)
     assert model.input_shape == (None, 572, 572, 1) and model.output_shape == (None, 388, 388, 2)
-    assert builders.label_size(model, config) == 388
+    assert builders.label_size(model) == 388
 
 
 @pytest.mark.parametrize("overrides, build, message", [

@@ -101,7 +101,7 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
             log.info("resuming run %s at epoch %d of %d", config.resume, first_epoch + 1, trainer.epochs)
     # Beside the checkpoints from the start, so even an interrupted run's best.keras is usable.
     preprocessing_path = splits.preprocessing.save(checkpoints.directory / Preprocessing.FILENAME)
-    label_size = builders.label_size(model, config)
+    label_size = builders.label_size(model)
     train_batches = builders.make_training_batches(config, splits, batch_size, label_size=label_size,
                                                    first_epoch=first_epoch, full_batches=replication.replicas > 1)
     val_batches = builders.make_validation_batches(config, splits, batch_size, label_size=label_size,
