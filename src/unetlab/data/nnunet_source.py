@@ -99,15 +99,29 @@ def plan_patch_size(median_shape: Sequence[int], multiple: Sequence[int], max_pa
 
 def make_plan(dataset: RawDataset, cases: Sequence, *, multiple: Sequence[int], target_spacing=None,
               patch_size=None, max_patch_size: int = 128, max_patch_voxels: int = 64**3) -> Plan:
-    """The plan of `cases` (the training cases): one pass reading each (module docstring)."""
-    spacings, shapes, foreground = [], [], []
+    """The plan of `cases` (the training cases): one pass reading each (module docstring). CT statistics
+    pool foreground voxels sampled from every case, as nnU-Net's fingerprint does."""
+    spacings, shapes = [], []
     normalization = channel_normalization(dataset)
-    for case in cases:
-        image, label, spacing, _ = read_case(case, dataset)
-        spacings.append(spacing)
-        shapes.append(image.shape[:-1])
-        if "ct" in normalization and np.any(label > 0):
-            foreground.append(foreground_statistics([(image, label)], seed=len(foreground)))
+
+    def read_all():  # one case in memory at a time; its spacing and shape noted on the way
+        for case in cases:
+            image, label, spacing, _ = read_case(case, dataset)
+            spacings.append(spacing)
+            shapes.append(image.shape[:-1])
+            yield image, label
+
+    if "ct" in normalization:
+        try:
+            statistics = foreground_statistics(read_all())
+        except DataError:
+            raise DataError(f"data.root={str(dataset.root)!r}: a CT channel is normalised with the foreground's "
+                            f"intensities, and no training case has foreground") from None
+        ct = tuple(tuple(channel[key] for key in ("mean", "std", "p005", "p995")) for channel in statistics)
+    else:
+        for _ in read_all():
+            pass
+        ct = None
     spacings, dims = np.asarray(spacings, np.float64), dataset.dims
     target = tuple(float(v) for v in target_spacing) if target_spacing else plan_target_spacing(spacings)
     if len(target) != dims:
@@ -120,13 +134,6 @@ def make_plan(dataset: RawDataset, cases: Sequence, *, multiple: Sequence[int], 
             raise ConfigError(f"data.patch_size must give one size per axis ({dims}). Received: {list(patch)}")
     else:
         patch = plan_patch_size(median_shape, multiple, max_patch_size, max_patch_voxels)
-    if "ct" in normalization and not foreground:
-        raise DataError(f"data.root={str(dataset.root)!r}: a CT channel is normalised with the foreground's "
-                        f"intensities, and no training case has foreground")
-    ct = None
-    if foreground:  # per channel, the mean over cases of each statistic (weights: equal samples per case)
-        ct = tuple(tuple(float(np.mean([case[c][key] for case in foreground])) for key in ("mean", "std", "p005", "p995"))
-                   for c in range(len(normalization)))
     return Plan(target, normalization, ct, patch, median_shape)
 
 
