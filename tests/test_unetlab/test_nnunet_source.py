@@ -86,3 +86,18 @@ def test_a_2d_rgb_dataset_with_several_labels_streams_2d_patches(tmp_path):
     assert splits.input_shape == (40, 48, 3) and splits.preprocessing.num_classes == 3
     images, labels = next(iter(splits.train_batches(2, 0)))
     assert images.shape == (2, 40, 48, 3) and set(np.unique(labels.numpy())) <= {0, 1, 2}
+
+
+def test_a_second_run_reads_its_plan_instead_of_every_case(tmp_path, monkeypatch):
+    """The plan is remembered per dataset, split and settings: the same splits again read no case, and give
+    the same plan and patches."""
+    import unetlab.data.nnunet_source as source
+
+    root = write_nnunet_dataset(tmp_path, cases=4, shape=(8, 24, 24))
+    arguments = dict(root=str(root), seed=0, multiple=(4, 8, 8), cache_dir=tmp_path / "cache", val_fraction=0.25)
+    first = make_nnunet_splits(**arguments)
+    reads = []
+    monkeypatch.setattr(source, "read_case", lambda *args: reads.append(args) or pytest.fail("a case was read"))
+    again = make_nnunet_splits(**arguments)
+    assert not reads and again.preprocessing == first.preprocessing and again.input_shape == first.input_shape
+    np.testing.assert_array_equal(next(iter(again.train_batches(2, 1)))[0], next(iter(first.train_batches(2, 1)))[0])

@@ -185,8 +185,10 @@ def make_nnunet_splits(*, root: str, seed: int, multiple: Sequence[int], cache_d
     else:
         train, val = split_pairs(dataset.cases, val_fraction, seed)
         how = f"val_fraction={val_fraction}"
-    plan = source.make_plan(dataset, train, multiple=multiple, target_spacing=target_spacing, patch_size=patch_size,
-                            max_patch_size=image_size, max_patch_voxels=max_patch_voxels)
+    plan = source.planned(dataset, train, Path(cache_dir), fingerprint, multiple=tuple(multiple),
+                          target_spacing=target_spacing and tuple(target_spacing),
+                          patch_size=patch_size and tuple(patch_size), max_patch_size=image_size,
+                          max_patch_voxels=max_patch_voxels)
     folder = source.preprocessed_cases(dataset, dataset.cases, plan, Path(cache_dir), fingerprint)
     train_names, val_names = [case.name for case in train], [case.name for case in val]
     channels = len(dataset.channel_names)

@@ -8,9 +8,12 @@ model enters:
   finest, that axis takes the 10th percentile of its spacings instead (`plan_target_spacing`);
 - normalisation per channel: "ct" (clip to the foreground 0.5/99.5 percentiles, then the foreground
   mean/std of the training cases) for channels named CT in dataset.json, else a per-image z-score;
-- patch size: the median shape at the target spacing, each axis at most `max_patch_size`, shrunk
-  along its largest axis until it holds at most `max_patch_voxels`, then cut to a multiple of what
-  the network divides by (`plan_patch_size`).
+- patch size: the median shape at the target spacing rounded to a multiple of what the network divides
+  by, each axis at most `max_patch_size`, then shortened along the axis with the largest
+  patch-to-median ratio until it holds at most `max_patch_voxels` (`plan_patch_size`).
+
+The plan is remembered beside the cache (`planned`), keyed by the dataset's fingerprint, the training
+cases and the planning settings, so a later run reads no case to plan.
 
 The cases are then preprocessed once into the volume cache (`volume_cache.build_cache`, keyed by the
 dataset's content fingerprint and the plan), training streams patches from the memory-mapped cases
@@ -22,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -137,6 +140,27 @@ def make_plan(dataset: RawDataset, cases: Sequence, *, multiple: Sequence[int], 
     return Plan(target, normalization, ct, patch, median_shape)
 
 
+def planned(dataset: RawDataset, cases: Sequence, cache_root: Path, fingerprint: str, **settings) -> Plan:
+    """`make_plan(dataset, cases, **settings)`, read from `cache_root` where this dataset, split and settings
+    were planned before (a case is then read only to preprocess it, once)."""
+    key = json.dumps([fingerprint, [case.name for case in cases], settings], sort_keys=True, default=list)
+    path = Path(cache_root) / f"plan-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        fields = json.loads(path.read_text())
+        return Plan(**{name: None if value is None else _tuples(value) for name, value in fields.items()})
+    plan = make_plan(dataset, cases, **settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(plan_file_text(plan))
+    temporary.replace(path)
+    return plan
+
+
+def _tuples(value):
+    """JSON lists back to the plan's tuples."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
 def preprocessed_cases(dataset: RawDataset, cases: Sequence, plan: Plan, cache_root: Path, fingerprint: str) -> Path:
     """The cache folder holding every case of `cases` preprocessed by `plan` (built where missing)."""
     folder = cache_folder(cache_root, fingerprint, plan.settings())
@@ -162,10 +186,8 @@ def describe_plan(plan: Plan) -> str:
 
 
 def plan_file_text(plan: Plan) -> str:
-    """The plan as JSON, for the run's artifacts."""
-    return json.dumps({"target_spacing": plan.target_spacing, "normalization": plan.normalization,
-                       "ct_statistics": plan.ct_statistics, "patch_size": plan.patch_size,
-                       "median_shape": plan.median_shape}, indent=2)
+    """The plan as JSON (what `planned` stores)."""
+    return json.dumps(asdict(plan), indent=2)
 
 
 def check_dataset(dataset: RawDataset, fingerprint: str, cache_root: Path | None) -> None:
@@ -176,7 +198,7 @@ def check_dataset(dataset: RawDataset, fingerprint: str, cache_root: Path | None
     verify_raw_dataset(dataset)
     if marker is not None:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(hashlib.sha256(fingerprint.encode()).hexdigest())
+        marker.touch()
 
 
 def require_cases(cases: Sequence, dataset: RawDataset) -> None:
