@@ -127,14 +127,12 @@ def predict_cases(config: Config, members, files: list[Path], output: Path) -> d
 def group_cases(files: list[Path], channels: int) -> dict[str, list[Path]]:
     """{case: its channel files in order}: CASE_0000, CASE_0001, ... (nnU-Net's naming); with one channel,
     a file without the suffix is a case of its own. A case missing a channel is a one-line error."""
-    import re
-
+    from unetlab.data.nnunet_raw import case_and_channel
     from unetlab.data.volume_files import volume_stem
 
     cases: dict[str, dict[int, Path]] = {}
     for path in files:
-        match = re.fullmatch(r"(.+)_(\d{4})", volume_stem(path))
-        name, channel = (match.group(1), int(match.group(2))) if match else (volume_stem(path), 0)
+        name, channel = case_and_channel(volume_stem(path)) or (volume_stem(path), 0)
         cases.setdefault(name, {})[channel] = path
     for name, found in cases.items():
         if sorted(found) != list(range(channels)):

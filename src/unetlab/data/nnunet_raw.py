@@ -209,15 +209,21 @@ def _names(root: Path, folder: str, ending: str, where: str) -> list[str]:
                   if path.name.endswith(ending) and not path.name.startswith(".") and path.is_file())
 
 
+def case_and_channel(stem: str) -> tuple[str, int] | None:
+    """('CASE', 1) for nnU-Net's channel file stem 'CASE_0001'; None for a stem not named that way."""
+    match = re.fullmatch(r"(.+)_(\d{4})", stem)
+    return None if match is None else (match[1], int(match[2]))
+
+
 def _list_folder(root: Path, folder: str, ending: str, where: str, problems: list[str]) -> dict[str, dict[int, Path]]:
     """{case: {channel: path}} of an images folder; badly named files become problems."""
     cases: dict[str, dict[int, Path]] = {}
     for name in _names(root, folder, ending, where):
-        match = re.fullmatch(r"(.+)_(\d{4})", name[: -len(ending)])
-        if match is None:
+        named = case_and_channel(name[: -len(ending)])
+        if named is None:
             problems.append(f"{folder}/{printable(name)} is not named CASE_XXXX{ending} (XXXX: the channel)")
         else:
-            cases.setdefault(match[1], {})[int(match[2])] = root / folder / name
+            cases.setdefault(named[0], {})[named[1]] = root / folder / name
     return cases
 
 
