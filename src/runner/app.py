@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unetlab.errors import ConfigError, UnetlabError
 
-from .schema import register_configs
+from .schema import Task, register_configs
 from .settings import to_config
 
 
@@ -39,8 +39,11 @@ def register() -> None:
 
     if not OmegaConf.has_resolver("unique_suffix"):
         OmegaConf.register_new_resolver("unique_suffix", unique_suffix, use_cache=True)
+    from .plan_file import register_plans
+
     register_configs()
     register_experiments()
+    register_plans()
     register_sweeper()
 
 
@@ -63,9 +66,27 @@ def run(cfg: DictConfig) -> Any:
         if config.hparams_search is not None and not multirun:
             raise ConfigError("hparams_search=optuna is a search over many runs: add -m "
                               "(python -m runner -m hparams_search=optuna)")
+        if config.task is Task.auto:
+            return plan_and_train(config)
         return task_function(config.task)(config)
     except UnetlabError as error:
         if multirun:
             raise
         print(f"error: {mask_secrets(str(error))}", file=sys.stderr)
         sys.exit(2)
+
+
+def plan_and_train(config) -> Any:
+    """`task=auto` (+experiment=auto): `task=plan`, then `task=train` on this command's overrides with the plan
+    file on top, as `+experiment=plans/NAME` composes it; the training run is tagged with the plan's run."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    from .settings import to_config
+    from .tasks import task_function
+
+    planned = task_function(Task.plan)(config)
+    given = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(("experiment=", "task="))]
+    cfg = compose("config", overrides=[f"+experiment={planned['experiment']}", *given, "task=train",
+                                       f"+tracking.tags.plan_run={planned['run_id']}"])
+    return task_function(Task.train)(to_config(cfg))

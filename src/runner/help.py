@@ -42,6 +42,8 @@ TASKS = {
     Task.export: "register a trained model in the MLflow Model Registry, or write a TF SavedModel",
     Task.check_data: "check image/mask folders (data=folder), as every training does first",
     Task.preview: "write a PNG grid of training pairs exactly as the model sees them",
+    Task.plan: "plan network, patch, batch and schedule for a dataset, measured on this device: plans/NAME.yaml",
+    Task.auto: "plan, then train the plan, in one command (+experiment=auto data=... plan.time_budget=15m)",
 }
 
 NOTES = {

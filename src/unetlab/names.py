@@ -15,7 +15,10 @@ UPSAMPLING = ("nearest", "transpose")  # build_unet(upsampling=)
 PADDING = ("same", "valid")  # build_unet(padding=)
 BLOCKS = ("plain", "residual")  # build_unet(block=): two 3x3 convolutions, or with a shortcut (ResUNet)
 NORMALIZE = ("scale", "minmax", "zscore", "dataset")  # unetlab.data.normalize_image(normalize=)
-SCHEDULES = ("constant", "cosine", "plateau")  # unetlab.optim.build_optimizer(schedule=)
+# Per-channel normalisation of planned cases (unetlab.data.volume_cache.normalize_channels): per-image z-score,
+# z-score inside the non-zero region, CT (clip to the foreground percentiles, foreground mean/std)
+VOLUME_NORMALIZATION = ("zscore", "zscore_nonzero", "ct")
+SCHEDULES = ("constant", "cosine", "poly", "plateau")  # unetlab.optim.build_optimizer(schedule=)
 TTA = ("none", "flips", "d4")  # unetlab.inference.predict_image(tta=)
 # A binary cell/membrane map: as predicted, unetlab.postprocess.Watershed, or (auto) the watershed or none that
 # training chose on its validation images (unetlab.postprocess.choose)

@@ -6,16 +6,8 @@ import pytest
 from helpers import write_nnunet_dataset
 from unetlab.data import make_nnunet_splits
 from unetlab.data.nnunet_raw import read_raw_dataset
-from unetlab.data.nnunet_source import channel_normalization, head_classes, make_plan, plan_patch_size, plan_target_spacing
+from unetlab.data.nnunet_source import channel_normalization, head_classes, make_plan, plan_patch_size
 from unetlab.errors import DataError
-
-
-def test_the_target_spacing_is_the_median_but_on_a_coarse_axis_its_tenth_percentile():
-    isotropic = np.array([[1.0, 1.0, 1.0], [1.2, 1.0, 1.0], [0.8, 1.0, 1.0]])
-    assert plan_target_spacing(isotropic) == (1.0, 1.0, 1.0)
-    thick = np.array([[5.0, 0.7, 0.7]] * 5 + [[1.0, 0.7, 0.7]] * 2 + [[2.0, 0.7, 0.7]] * 3)
-    target = plan_target_spacing(thick)  # the median 5.0 is over 3x 0.7: the 10th percentile instead
-    assert target[1:] == (0.7, 0.7) and target[0] == pytest.approx(np.percentile(thick[:, 0], 10)) and target[0] < 5.0
 
 
 def test_a_planned_patch_fits_the_voxel_budget_and_the_networks_multiple():

@@ -23,6 +23,7 @@ from .groups import (AdamConfig, AugmentSettings, BorderWeightedDiceLossConfig, 
                      TrackingConfig, TrainerConfig, TverskyLossConfig)
 from .models import EncoderUNetConfig, ModelConfig, NNUNetConfig, UNetConfig, UNetPlusPlusConfig
 from .inference import EvaluateConfig, ExportConfig, ExportFormat, PredictConfig
+from .planning import PlanConfig
 
 # The layout of a logged config.yaml: raised when a release renames or removes a key (with its entry
 # in runner.logged_run.MIGRATIONS); an added key needs no new version. A config without one is version 1.
@@ -41,6 +42,7 @@ class Config:
     predict: PredictConfig = MISSING
     evaluate: EvaluateConfig = MISSING
     export: ExportConfig = MISSING
+    plan: PlanConfig = MISSING
     task: Task = MISSING
     seed: int = MISSING
     output_dir: str = MISSING
@@ -58,6 +60,10 @@ class Config:
         self.run_id = checked_run_id(self.run_id)
         if self.task in (Task.train, Task.preview):
             self._check_training()
+        elif self.task in (Task.plan, Task.auto):
+            if self.data.name not in ("folder", "nnunet"):
+                raise ConfigError(f"task={self.task.value} plans from a dataset: data=nnunet data.root=DIR, or "
+                                  "data=folder data.images=DIR data.masks=DIR")
         elif self.task is Task.check_data:
             if self.data.name not in ("folder", "nnunet"):
                 raise ConfigError("task=check_data needs data=folder data.images=DIR data.masks=DIR, or data=nnunet "

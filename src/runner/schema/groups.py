@@ -25,6 +25,8 @@ class Task(Enum):
     export = "export"
     check_data = "check_data"
     preview = "preview"
+    plan = "plan"
+    auto = "auto"  # plan, then train the plan (+experiment=auto)
 
 
 def choice_enum(name: str, choices: tuple[str, ...]) -> type[Enum]:
@@ -144,6 +146,7 @@ class NNUNetDataConfig(DataConfig):
     fold: int = MISSING
     patch_size: Optional[List[int]] = None
     target_spacing: Optional[List[float]] = None
+    normalization: Optional[List[str]] = None
     max_patch_voxels: int = MISSING
     foreground_oversample: float = MISSING
     patches_per_epoch: int = MISSING
@@ -168,6 +171,10 @@ class NNUNetDataConfig(DataConfig):
         require(self.max_patch_voxels >= 8**self._dims, "data.max_patch_voxels", self.max_patch_voxels,
                 f">= {8**self._dims}")
         require(self.patches_per_epoch >= 1, "data.patches_per_epoch", self.patches_per_epoch, ">= 1")
+        if self.normalization is not None:
+            require(len(self.normalization) == self.channels and set(self.normalization) <= set(
+                names.VOLUME_NORMALIZATION), "data.normalization", list(self.normalization),
+                f"one of {', '.join(names.VOLUME_NORMALIZATION)} per channel ({self.channels}), or null")
 
     def spatial_dims(self) -> int:
         return self._dims

@@ -165,6 +165,7 @@ def make_folder_splits(*, images: str, masks: str, image_size: int, channels: in
 def make_nnunet_splits(*, root: str, seed: int, multiple: Sequence[int], cache_dir: str | Path,
                        val_fraction: float = 0.2, folds: int | None = None, fold: int = 0,
                        patch_size: Sequence[int] | None = None, target_spacing: Sequence[float] | None = None,
+                       normalization: Sequence[str] | None = None,
                        image_size: int = 128, max_patch_voxels: int = 64**3, foreground_oversample: float = 0.33,
                        patches_per_epoch: int = 64) -> Splits:
     """An nnU-Net v2 raw dataset at `root` (`unetlab.data.nnunet_source`): checked, split like folder data,
@@ -187,7 +188,8 @@ def make_nnunet_splits(*, root: str, seed: int, multiple: Sequence[int], cache_d
         how = f"val_fraction={val_fraction}"
     plan = source.planned(dataset, train, Path(cache_dir), fingerprint, multiple=tuple(multiple),
                           target_spacing=target_spacing and tuple(target_spacing),
-                          patch_size=patch_size and tuple(patch_size), max_patch_size=image_size,
+                          patch_size=patch_size and tuple(patch_size), normalization=normalization and tuple(normalization),
+                          max_patch_size=image_size,
                           max_patch_voxels=max_patch_voxels)
     folder = source.preprocessed_cases(dataset, dataset.cases, plan, Path(cache_dir), fingerprint)
     train_names, val_names = [case.name for case in train], [case.name for case in val]

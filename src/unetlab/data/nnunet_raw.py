@@ -100,6 +100,12 @@ def read_raw_dataset(root: str | Path, key: str = "data.root") -> RawDataset:
                       num_training=num_training, dims=dims, cases=cases, test_cases=test_cases)
 
 
+def modality(channel_name: str) -> str:
+    """A dataset.json channel name as a modality: 'ct' for CT (any case, as nnU-Net reads it), else the name in
+    lower case."""
+    return channel_name.strip().lower()
+
+
 def read_case(case: Case, dataset: RawDataset) -> tuple[np.ndarray, np.ndarray | None, tuple[float, ...],
                                                          Volume | None]:
     """(image, label, spacing, geometry) of one case.

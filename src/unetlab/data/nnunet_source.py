@@ -5,9 +5,11 @@ and a plan is made from the training cases' properties, as nnU-Net v2's planner 
 model enters:
 
 - target spacing: the median spacing per axis; where the coarsest axis is more than 3 times the
-  finest, that axis takes the 10th percentile of its spacings instead (`plan_target_spacing`);
-- normalisation per channel: "ct" (clip to the foreground 0.5/99.5 percentiles, then the foreground
-  mean/std of the training cases) for channels named CT in dataset.json, else a per-image z-score;
+  finest and holds under a third of the voxels, that axis takes the 10th percentile of its spacings
+  instead (`unetlab.planning.planner.target_spacing`);
+- normalisation per channel (unless given, as `task=plan` gives it): "ct" (clip to the foreground 0.5/99.5
+  percentiles, then the foreground mean/std of the training cases) for channels named CT in dataset.json,
+  else a per-image z-score;
 - patch size: the median shape at the target spacing rounded to a multiple of what the network divides
   by, each axis at most `max_patch_size`, then shortened along the axis with the largest
   patch-to-median ratio until it holds at most `max_patch_voxels` (`plan_patch_size`).
@@ -33,12 +35,10 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .fingerprint import combine_digests, file_digest
-from .nnunet_raw import RawDataset, read_case, verify_raw_dataset
-from .resample import ANISOTROPY_THRESHOLD, target_shape
+from .nnunet_raw import RawDataset, modality, read_case, verify_raw_dataset
+from ..planning.planner import target_spacing as planned_spacing
+from .resample import target_shape
 from .volume_cache import build_cache, cache_folder, foreground_statistics, is_complete
-
-CT_NAMES = ("ct",)  # dataset.json channel names that get CT normalisation (nnU-Net: "CT", any case)
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -71,17 +71,7 @@ def head_classes(dataset: RawDataset) -> int:
 
 def channel_normalization(dataset: RawDataset) -> tuple[str, ...]:
     """'ct' for a channel dataset.json names CT, 'zscore' for every other."""
-    return tuple("ct" if name.strip().lower() in CT_NAMES else "zscore" for name in dataset.channel_names.values())
-
-
-def plan_target_spacing(spacings: np.ndarray) -> tuple[float, ...]:
-    """The median spacing per axis; a coarse axis (over ANISOTROPY_THRESHOLD times the finest) takes the
-    10th percentile of its spacings, so thin-slice cases are not resampled to the thick ones' spacing."""
-    target = np.median(spacings, axis=0)
-    coarse = int(np.argmax(target))
-    if target[coarse] > ANISOTROPY_THRESHOLD * np.min(target):
-        target[coarse] = np.percentile(spacings[:, coarse], 10)
-    return tuple(float(value) for value in target)
+    return tuple("ct" if modality(name) == "ct" else "zscore" for name in dataset.channel_names.values())
 
 
 def plan_patch_size(median_shape: Sequence[int], multiple: Sequence[int], max_patch_size: int,
@@ -101,11 +91,14 @@ def plan_patch_size(median_shape: Sequence[int], multiple: Sequence[int], max_pa
 
 
 def make_plan(dataset: RawDataset, cases: Sequence, *, multiple: Sequence[int], target_spacing=None,
-              patch_size=None, max_patch_size: int = 128, max_patch_voxels: int = 64**3) -> Plan:
+              patch_size=None, normalization=None, max_patch_size: int = 128, max_patch_voxels: int = 64**3) -> Plan:
     """The plan of `cases` (the training cases): one pass reading each (module docstring). CT statistics
     pool foreground voxels sampled from every case, as nnU-Net's fingerprint does."""
     spacings, shapes = [], []
-    normalization = channel_normalization(dataset)
+    normalization = tuple(normalization) if normalization else channel_normalization(dataset)
+    if len(normalization) != len(dataset.channel_names):
+        raise ConfigError(f"data.normalization must name one scheme per channel ({len(dataset.channel_names)}). "
+                          f"Received: {list(normalization)}")
 
     def read_all():  # one case in memory at a time; its spacing and shape noted on the way
         for case in cases:
@@ -126,7 +119,7 @@ def make_plan(dataset: RawDataset, cases: Sequence, *, multiple: Sequence[int], 
             pass
         ct = None
     spacings, dims = np.asarray(spacings, np.float64), dataset.dims
-    target = tuple(float(v) for v in target_spacing) if target_spacing else plan_target_spacing(spacings)
+    target = tuple(float(v) for v in target_spacing) if target_spacing else planned_spacing(spacings, shapes)[0]
     if len(target) != dims:
         raise ConfigError(f"data.target_spacing must give one spacing per axis ({dims}). Received: {list(target)}")
     resampled = [target_shape(shape, spacing, target) for shape, spacing in zip(shapes, spacings)]

@@ -34,12 +34,12 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ConfigError, DataError
+from ..names import VOLUME_NORMALIZATION
 from .patches import check_foreground_oversample, tile_starts
 from .resample import resample_image, resample_labels
 
 CACHE_VERSION = "unetlab-volume-cache-v1"  # raise when what a cached case holds changes
 COMPLETE = ".complete"
-NORMALIZATION = ("zscore", "ct")
 LOCATIONS_PER_CLASS = 10_000  # nnU-Net v2's num_samples
 _CT_KEYS = ("mean", "std", "p005", "p995")
 _EPSILON = 1e-8
@@ -49,23 +49,32 @@ def normalize_channels(image: np.ndarray, normalization: Sequence[str],
                        ct_statistics: Sequence | None = None) -> np.ndarray:
     """`image` (spatial..., C) normalised channel by channel as `normalization[c]` says, float32.
 
-    "zscore": (x - mean) / std over the image. "ct": clipped to [p005, p995], then (x - mean) / std, with
-    `ct_statistics[c]` = (mean, std, p005, p995) (or a mapping with those keys) of the dataset's foreground.
+    "zscore": (x - mean) / std over the image. "zscore_nonzero": the same over the voxels where any channel is
+    non-zero, and 0 elsewhere (nnU-Net's z-score with `use_mask_for_norm`, for cases in an empty background).
+    "ct": clipped to [p005, p995], then (x - mean) / std, with `ct_statistics[c]` = (mean, std, p005, p995) (or a
+    mapping with those keys) of the dataset's foreground.
     """
     if len(normalization) != image.shape[-1]:
         raise ConfigError(f"normalization must name one scheme per channel ({image.shape[-1]}). "
                           f"Received: normalization={list(normalization)!r}")
     result = np.empty(image.shape, np.float32)
+    nonzero = np.any(image != 0, axis=-1) if "zscore_nonzero" in normalization else None
     for channel, scheme in enumerate(normalization):
         values = image[..., channel].astype(np.float64)
+        inside = None
         if scheme == "ct":
             mean, std, low, high = _ct_values(ct_statistics, channel)
             values = np.clip(values, low, high)
-        elif scheme == "zscore":
+        elif scheme == "zscore" or (scheme == "zscore_nonzero" and not nonzero.any()):
             mean, std = values.mean(), values.std()
+        elif scheme == "zscore_nonzero":
+            inside = values[nonzero]
+            mean, std = inside.mean(), inside.std()
         else:
-            raise ConfigError(f"normalization[{channel}] must be one of {NORMALIZATION}. Received: {scheme!r}")
+            raise ConfigError(f"normalization[{channel}] must be one of {VOLUME_NORMALIZATION}. Received: {scheme!r}")
         result[..., channel] = (values - mean) / max(std, _EPSILON)
+        if inside is not None:
+            result[..., channel][~nonzero] = 0.0
     return result
 
 

@@ -1,0 +1,153 @@
+"""`task=plan`: plan a network and its training for the configured dataset on this device (`unetlab.planning`),
+and write it as an ordinary experiment, `plans/NAME.yaml` (`+experiment=plans/NAME` trains it).
+
+The steps: the dataset's properties (read once per dataset content, cached); the planner's decisions; the
+probes, which build each candidate exactly as `task=train` will (the plan file composed on top of this
+command's overrides) and time real training steps on the real data stream, shrinking the candidate until its
+measured peak memory fits `plan.memory_budget`; epochs x steps from `plan.time_budget`. The properties, the
+plan and the probes are logged to an MLflow run of its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+
+from unetlab.planning import budget, probe
+from unetlab.planning.cases import folder_cases, nnunet_cases
+from unetlab.planning.planner import Device, Plan, make_plan
+from unetlab.planning.properties import cached_properties, dataset_properties
+
+from .. import builders, tracking
+from ..plan_file import GROUP, plan_file, plan_name, store_plan
+from ..schema import Config, NNUNetDataConfig
+from ..settings import to_config
+
+log = logging.getLogger(__name__)
+PROBE = "_probe"  # the candidate's experiment name while it is measured
+END_SECONDS = 20.0  # kept at the end of a time budget: the final model logged, the run closed
+
+
+def plan(config: Config) -> dict:
+    """Plan, probe and write the plan file; returns {"plan_file", "experiment", "run_id", ...}."""
+    started = time.monotonic() - probe.process_seconds()
+    cases = nnunet_cases(config.data.root) if isinstance(config.data, NNUNetDataConfig) else folder_cases(
+        config.data.images, config.data.masks, channels=config.data.channels, num_classes=config.data.num_classes,
+        ignore_index=config.data.ignore_index, palette=config.data.palette, invert_masks=config.data.invert_masks)
+    tags = {"task": "plan", "dataset_fingerprint": cases.fingerprint}
+    with tracking.tracked_run(config.tracking, tags, what=f"plan {plan_name(config)}") as run:
+        tracking.log_config(config)
+        timer = time.monotonic()
+        properties = cached_properties(builders.volume_cache_dir(), cases.fingerprint,
+                                       lambda: dataset_properties(cases))
+        properties_seconds = time.monotonic() - timer
+        mlflow.log_text(json.dumps(properties, indent=1), "dataset_properties.json")
+        kind, memory, device_name = probe.device_memory()
+        memory_budget = (budget.parse_size(config.plan.memory_budget) if config.plan.memory_budget
+                         else probe.default_memory_budget(kind, memory))
+        time_budget = budget.parse_duration(config.plan.time_budget) if config.plan.time_budget else None
+        initial = make_plan(properties, Device(kind, memory, device_name))
+        log.info("planned %s: patch %s, batch %d; probing on %s", plan_name(config),
+                 "x".join(map(str, initial.patch_size)), initial.batch_size, device_name)
+        timer = time.monotonic()
+        fitted = budget.fit_to_budgets(initial, lambda candidate: measure(candidate, config, properties),
+                                       memory_bytes=memory_budget, time_seconds=time_budget,
+                                       min_steps=config.plan.min_steps if time_budget else 0)
+        probe_seconds = time.monotonic() - timer
+        schedule = None
+        if time_budget:
+            schedule = budget.schedule(
+                fitted.measurement, time_seconds=time_budget,
+                spent_seconds=time.monotonic() - started if config.task.value == "auto" else 0.0,
+                validation_batches=validation_batches(fitted.plan, config, properties),
+                end_seconds=END_SECONDS + 2 * fitted.measurement.seconds_per_save)
+        document = plan_file(fitted.plan, config, schedule=schedule, fitted=fitted, memory_budget=memory_budget,
+                             time_budget=time_budget, properties=properties, fingerprint=cases.fingerprint,
+                             device=device_name)
+        path = write_plan(Path(config.plan.output), plan_name(config), document.text())
+        store_plan(path.stem, document.text())
+        figures = {"properties_seconds": properties_seconds, "probe_seconds": probe_seconds,
+                   "probes": len(fitted.trials), "peak_memory_mb": fitted.measurement.peak_bytes / 2**20,
+                   "memory_budget_mb": memory_budget / 2**20, "seconds_per_step": fitted.measurement.seconds_per_step}
+        mlflow.log_metrics(figures)
+        mlflow.log_params({"plan.patch_size": "x".join(map(str, fitted.plan.patch_size)),
+                           "plan.batch_size": fitted.plan.batch_size, "plan.stages": len(fitted.plan.topology.strides),
+                           "plan.normalization": ",".join(fitted.plan.normalization)})
+        mlflow.log_text(document.text(), f"{GROUP}/{path.name}")
+        mlflow.log_text(json.dumps([trial.as_dict() for trial in fitted.trials], indent=1), "probes.json")
+        print(f"plan written to {path} (+experiment={GROUP}/{path.stem}): patch "
+              f"{'x'.join(map(str, fitted.plan.patch_size))}, batch {fitted.plan.batch_size}, "
+              f"{len(fitted.plan.topology.strides)} stages, measured peak {budget.megabytes(figures['peak_memory_mb'] * 2**20)}"
+              + (f", {schedule.epochs} epochs x {schedule.steps_per_epoch} steps" if schedule else ""))
+        return {"plan_file": str(path), "experiment": f"{GROUP}/{path.stem}", "run_id": run.info.run_id, **figures}
+
+
+def measure(candidate: Plan, config: Config, properties: dict) -> probe.Measurement:
+    """`candidate` built and trained as `task=train` will (its plan file on this command's overrides), measured."""
+    import keras
+
+    document = plan_file(candidate, config, memory_budget=0, time_budget=None, properties=properties,
+                         fingerprint="", device="")
+    trial = candidate_config(document.text())
+    splits = builders.make_splits(trial)
+    model = builders.build_model(trial, splits.input_shape)
+    builders.compile_model(model, trial, total_steps=1000)
+    batch_size = trial.trainer.batch_size
+    batches = iter(builders.make_training_batches(trial, splits, batch_size, label_size=builders.label_size(model)))
+    first = next(batches)
+
+    def train_steps(count: int) -> None:
+        for _ in range(count):
+            model.train_on_batch(*next(batches))
+
+    def infer() -> None:
+        model.predict_on_batch(first[0])
+
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            result = probe.measure(train_steps, infer, steps=config.plan.probe_steps,
+                                   save=lambda: model.save(Path(folder) / "probe.keras"))
+    finally:
+        del model, batches, first
+        keras.backend.clear_session()
+        gc.collect()
+    log.info("probe: patch %s batch %d: peak %s, %.2f s/step", "x".join(map(str, candidate.patch_size)), batch_size,
+             budget.megabytes(result.peak_bytes), result.seconds_per_step)
+    return result
+
+
+def candidate_config(text: str) -> Config:
+    """This command's config with the plan file `text` on top, as `+experiment=plans/NAME` composes it."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    store_plan(PROBE, text)
+    given = [o for o in HydraConfig.get().overrides.task
+             if not o.lstrip("+~").startswith(("experiment=", "task=", "plan."))]
+    return to_config(compose("config", overrides=[*given, f"+experiment={GROUP}/{PROBE}", "task=train"]))
+
+
+def validation_batches(plan: Plan, config: Config, properties: dict) -> int:
+    """About how many batches a validation pass takes: the validation cases' tiles of the patch."""
+    data = config.data
+    cases = properties["num_cases"]
+    val_cases = math.ceil(cases / data.folds) if data.folds else max(1, round(cases * data.val_fraction))
+    tiles = math.prod(math.ceil(size / patch) for size, patch in zip(plan.median_shape, plan.patch_size))
+    return math.ceil(val_cases * tiles / plan.batch_size)
+
+
+def write_plan(folder: Path, name: str, text: str) -> Path:
+    """`folder/NAME.yaml`, written atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+    return path

@@ -1,0 +1,150 @@
+"""Fit a plan to a memory budget and a time budget, from measurements (`unetlab.planning.probe`).
+
+`fit_to_budgets` measures the plan, and while its peak memory exceeds `HEADROOM` of the budget (or, with a
+time budget, fewer than `min_steps` training steps would fit in it) takes the planner's next smaller plan
+(`planner.shrink`: the patch first, then the batch) and measures again. `schedule` then turns the seconds
+per step into epochs x steps that fill the time budget, validation and checkpoints included.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import ConfigError
+from .planner import Plan, shrink
+from .probe import Measurement
+
+HEADROOM = 0.85  # a probe may peak at 85% of the budget: validation and the pipeline's buffers come on top
+MAX_STEPS_PER_EPOCH = 250  # nnU-Net's iterations per epoch
+MIN_STEPS_PER_EPOCH = 20
+VALIDATION_SHARE = 0.1  # steps per epoch are raised until validation takes at most 10% of an epoch
+NNUNET_EPOCHS = 1000  # nnU-Net's default training: 1000 epochs of 250 steps
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One probe of the fitting: the plan's patch and batch, and what it measured."""
+
+    patch_size: tuple[int, ...]
+    batch_size: int
+    measurement: Measurement
+
+    def as_dict(self) -> dict:
+        m = self.measurement
+        return {"patch_size": list(self.patch_size), "batch_size": self.batch_size,
+                "peak_mb": round(m.peak_bytes / 2**20, 1), "seconds_per_step": round(m.seconds_per_step, 4)}
+
+
+@dataclass(frozen=True)
+class Fitted:
+    plan: Plan
+    measurement: Measurement
+    trials: list[Trial] = field(default_factory=list)
+
+
+def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory_bytes: int,
+                   time_seconds: float | None = None, min_steps: int = 0) -> Fitted:
+    """The first plan of `plan`, `shrink(plan)`, ... whose measurement fits (module docstring). A one-line
+    ConfigError when even the smallest exceeds the memory budget (both figures named)."""
+    trials = []
+    while True:
+        measurement = measure(plan)
+        trials.append(Trial(plan.patch_size, plan.batch_size, measurement))
+        fits_memory = measurement.peak_bytes <= HEADROOM * memory_bytes
+        steps = math.inf if not time_seconds else time_seconds / measurement.seconds_per_step
+        smaller = None if fits_memory and steps >= min_steps else shrink(plan)
+        if smaller is None:
+            break
+        plan = smaller
+    if not fits_memory:
+        raise ConfigError(
+            f"plan.memory_budget={megabytes(memory_bytes)} is below what the smallest network needs: "
+            f"{megabytes(measurement.peak_bytes / HEADROOM)} (a {'x'.join(map(str, plan.patch_size))} patch, batch "
+            f"{plan.batch_size}, peaked at {megabytes(measurement.peak_bytes)}, {HEADROOM:.0%} of that)")
+    peak = megabytes(measurement.peak_bytes)
+    plan = plan.with_reason("memory", f"measured peak {peak} for a {'x'.join(map(str, plan.patch_size))} patch, "
+                                      f"batch {plan.batch_size}: within {HEADROOM:.0%} of the budget "
+                                      f"{megabytes(memory_bytes)} ({len(trials)} probe(s))")
+    return Fitted(plan, measurement, trials)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epochs: int
+    steps_per_epoch: int
+    epoch_seconds: float
+    time_limit_minutes: float  # trainer.time_limit: the fit's share of the budget (a slower machine stops in time)
+    nnunet_default_hours: float  # what nnU-Net's 1000 x 250 steps would take here
+    reason: str
+
+
+def schedule(measurement: Measurement, *, time_seconds: float, spent_seconds: float, validation_batches: int,
+             end_seconds: float = 0.0) -> Schedule:
+    """Epochs x steps filling `time_seconds`, of which `spent_seconds` are gone (planning) and `end_seconds` are
+    kept for what runs around the fit (building the model, logging it at the end). The fit pays the first step's
+    tracing once, then per epoch its steps, a validation pass of `validation_batches` batches and a checkpoint. A
+    one-line ConfigError when not even one epoch fits (saying how long one takes)."""
+    m = measurement
+    step, validation = m.seconds_per_step, validation_batches * m.seconds_per_inference
+    steps = max(MIN_STEPS_PER_EPOCH, math.ceil((1 - VALIDATION_SHARE) / VALIDATION_SHARE * validation / step))
+    steps = min(steps, MAX_STEPS_PER_EPOCH)
+    fit = time_seconds - spent_seconds - end_seconds
+    fixed = validation + m.seconds_per_save
+    available = fit - m.seconds_first_step - fixed
+    steps = min(steps, int(available // step)) if available > 0 else 0
+    nnunet_hours = NNUNET_EPOCHS * (MAX_STEPS_PER_EPOCH * step + fixed) / 3600
+    if steps < 1:
+        one = m.seconds_first_step + MIN_STEPS_PER_EPOCH * step + fixed
+        raise ConfigError(
+            f"plan.time_budget={seconds_text(time_seconds)} is too short for one epoch: one takes {one:.0f} s here "
+            f"({MIN_STEPS_PER_EPOCH} steps of {step:.2f} s after {m.seconds_first_step:.0f} s of tracing, validation "
+            f"{validation:.0f} s, checkpoint {m.seconds_per_save:.0f} s), with {spent_seconds + end_seconds:.0f} s "
+            f"of planning, start and end")
+    epoch_seconds = steps * step + fixed
+    epochs = max(1, int((fit - m.seconds_first_step) // epoch_seconds))
+    reason = (f"{epochs} epochs x {steps} steps of {step:.2f} s (+ validation {validation:.1f} s, checkpoint "
+              f"{m.seconds_per_save:.1f} s per epoch) fill {seconds_text(fit)} of the {seconds_text(time_seconds)} "
+              f"budget; nnU-Net's {NNUNET_EPOCHS} x {MAX_STEPS_PER_EPOCH} would take {nnunet_hours:.1f} h here")
+    return Schedule(epochs, steps, epoch_seconds, fit / 60, nnunet_hours, reason)
+
+
+def parse_duration(text: str | float | int, key: str = "plan.time_budget") -> float:
+    """Seconds of '15m', '90s', '1.5h' or a number of minutes; a one-line ConfigError naming `key` otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text) * 60
+    else:
+        value = str(text).strip().lower()
+        units = {"s": 1, "m": 60, "min": 60, "h": 3600}
+        unit = next((u for u in sorted(units, key=len, reverse=True) if value.endswith(u)), None)
+        try:
+            seconds = float(value[: -len(unit)] if unit else value) * (units[unit] if unit else 60)
+        except ValueError:
+            seconds = -1.0
+    if not seconds > 0 or math.isinf(seconds):
+        raise ConfigError(f"{key} must be a duration such as 15m, 90s or 1.5h (a bare number: minutes). "
+                          f"Received: {key.rsplit('.', 1)[-1]}={text!r}")
+    return seconds
+
+
+def parse_size(text: str | int, key: str = "plan.memory_budget") -> int:
+    """Bytes of '4GB', '512MB', '1.5GiB' or a number of bytes; a one-line ConfigError naming `key` otherwise."""
+    value = str(text).strip().upper().replace("IB", "B")
+    units = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40, "B": 1}
+    unit = next((u for u in units if value.endswith(u)), "")
+    try:
+        size = float(value[: -len(unit)] if unit else value) * units.get(unit, 1)
+    except ValueError:
+        size = -1.0
+    if not size > 0 or math.isinf(size):
+        raise ConfigError(f"{key} must be a size such as 4GB or 512MB. Received: {key.rsplit('.', 1)[-1]}={text!r}")
+    return int(size)
+
+
+def megabytes(size: float) -> str:
+    return f"{size / 2**30:.2f}GB" if size >= 2**30 else f"{size / 2**20:.0f}MB"
+
+
+def seconds_text(seconds: float) -> str:
+    return f"{seconds / 60:.1f}m" if seconds >= 60 else f"{seconds:.0f}s"
