@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from unetlab.errors import ConfigError
 
 from .schema import Config, NNUNetDataConfig
+from .settings import plain
 
 GROUP = "plans"  # +experiment=plans/NAME
 FOLDER_DATA_KEYS = ("images", "masks", "val_images", "val_masks", "root", "channels", "num_classes", "ignore_index",
@@ -69,8 +70,9 @@ def plan_file(plan, config: Config, *, schedule=None, fitted=None, memory_budget
         f"{seconds_text(time_budget) if time_budget else 'none (nnU-Net schedule)'}.",
         f"Train it: python -m runner +experiment={GROUP}/{plan_name(config)}   (an ordinary experiment: edit any value)",
     ]
+    data = plain(config.data)
     for key in source_keys(config):
-        document.set("data", key, getattr(config.data, key), "")
+        document.set("data", key, data[key], "")
     reasons = plan.reasons
     if nnunet:
         document.set("data", "patch_size", list(plan.patch_size), reasons["patch_size"])

@@ -32,7 +32,7 @@ from ..settings import to_config
 
 log = logging.getLogger(__name__)
 PROBE = "_probe"  # the candidate's experiment name while it is measured
-END_SECONDS = 20.0  # kept at the end of a time budget: the final model logged, the run closed
+END_SECONDS = 5.0  # kept at the end of a time budget, with 3 checkpoint writes: the final model logged, the run closed
 
 
 def plan(config: Config) -> dict:
@@ -67,7 +67,7 @@ def plan(config: Config) -> dict:
                 fitted.measurement, time_seconds=time_budget,
                 spent_seconds=time.monotonic() - started if config.task.value == "auto" else 0.0,
                 validation_batches=validation_batches(fitted.plan, config, properties),
-                end_seconds=END_SECONDS + 2 * fitted.measurement.seconds_per_save)
+                end_seconds=END_SECONDS + 3 * fitted.measurement.seconds_per_save)
         document = plan_file(fitted.plan, config, schedule=schedule, fitted=fitted, memory_budget=memory_budget,
                              time_budget=time_budget, properties=properties, fingerprint=cases.fingerprint,
                              device=device_name)

@@ -1,8 +1,8 @@
 """Fit a plan to a memory budget and a time budget, from measurements (`unetlab.planning.probe`).
 
-`fit_to_budgets` measures the plan, and while its peak memory exceeds `HEADROOM` of the budget (or, with a
-time budget, fewer than `min_steps` training steps would fit in it) takes the planner's next smaller plan
-(`planner.shrink`: the patch first, then the batch) and measures again. `schedule` then turns the seconds
+`fit_to_budgets` measures the plan; where its peak memory exceeds `HEADROOM` of the budget (or, with a time
+budget, fewer than `min_steps` training steps would fit in it), it searches the planner's chain of smaller
+plans (`planner.shrink`: the patch first, then the batch) for the largest that fits. `schedule` then turns the seconds
 per step into epochs x steps that fill the time budget, validation and checkpoints included.
 """
 
@@ -46,27 +46,48 @@ class Fitted:
 
 def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory_bytes: int,
                    time_seconds: float | None = None, min_steps: int = 0) -> Fitted:
-    """The first plan of `plan`, `shrink(plan)`, ... whose measurement fits (module docstring). A one-line
-    ConfigError when even the smallest exceeds the memory budget (both figures named)."""
+    """The largest of `plan`, `shrink(plan)`, ... whose measurement fits (module docstring): `plan` itself if
+    it fits, else a binary search between it and the smallest (measured next), as memory and time fall along
+    the chain. A one-line ConfigError when even the smallest exceeds the memory budget (both figures named)."""
+    chain = [plan]
+    while (smaller := shrink(chain[-1])) is not None:
+        chain.append(smaller)
+    measured: dict[int, Measurement] = {}
     trials = []
-    while True:
-        measurement = measure(plan)
-        trials.append(Trial(plan.patch_size, plan.batch_size, measurement))
-        fits_memory = measurement.peak_bytes <= HEADROOM * memory_bytes
-        steps = math.inf if not time_seconds else time_seconds / measurement.seconds_per_step
-        smaller = None if fits_memory and steps >= min_steps else shrink(plan)
-        if smaller is None:
-            break
-        plan = smaller
-    if not fits_memory:
-        raise ConfigError(
-            f"plan.memory_budget={megabytes(memory_bytes)} is below what the smallest network needs: "
-            f"{megabytes(measurement.peak_bytes / HEADROOM)} (a {'x'.join(map(str, plan.patch_size))} patch, batch "
-            f"{plan.batch_size}, peaked at {megabytes(measurement.peak_bytes)}, {HEADROOM:.0%} of that)")
-    peak = megabytes(measurement.peak_bytes)
-    plan = plan.with_reason("memory", f"measured peak {peak} for a {'x'.join(map(str, plan.patch_size))} patch, "
-                                      f"batch {plan.batch_size}: within {HEADROOM:.0%} of the budget "
-                                      f"{megabytes(memory_bytes)} ({len(trials)} probe(s))")
+
+    def result(index: int) -> Measurement:
+        if index not in measured:
+            measured[index] = measure(chain[index])
+            trials.append(Trial(chain[index].patch_size, chain[index].batch_size, measured[index]))
+        return measured[index]
+
+    def fits_memory(index: int) -> bool:
+        return result(index).peak_bytes <= HEADROOM * memory_bytes
+
+    def fits(index: int) -> bool:
+        steps = math.inf if not time_seconds else time_seconds / result(index).seconds_per_step
+        return fits_memory(index) and steps >= min_steps
+
+    last = len(chain) - 1
+    if fits(0):
+        chosen = 0
+    elif not fits(last):
+        if not fits_memory(last):
+            smallest, peak = chain[last], result(last).peak_bytes
+            raise ConfigError(
+                f"plan.memory_budget={megabytes(memory_bytes)} is below what the smallest network needs: "
+                f"{megabytes(peak / HEADROOM)} (a {'x'.join(map(str, smallest.patch_size))} patch, batch "
+                f"{smallest.batch_size}, peaked at {megabytes(peak)}, {HEADROOM:.0%} of that)")
+        chosen = last  # within memory, but even the smallest is slower than the time budget wants
+    else:
+        low, chosen = 0, last  # low fails, chosen fits
+        while chosen - low > 1:
+            middle = (low + chosen) // 2
+            low, chosen = (low, middle) if fits(middle) else (middle, chosen)
+    plan, measurement = chain[chosen], result(chosen)
+    plan = plan.with_reason("memory", f"measured peak {megabytes(measurement.peak_bytes)} for a "
+                                      f"{'x'.join(map(str, plan.patch_size))} patch, batch {plan.batch_size}: within "
+                                      f"{HEADROOM:.0%} of the budget {megabytes(memory_bytes)} ({len(trials)} probe(s))")
     return Fitted(plan, measurement, trials)
 
 

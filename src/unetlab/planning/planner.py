@@ -19,8 +19,8 @@ It follows nnU-Net v2's published method (Isensee et al. 2021, Nature Methods 18
 - loss Dice + cross-entropy with deep supervision; SGD (Nesterov, momentum 0.99, lr 0.01) with poly decay.
 
 `shrink` is the step the memory and time probes repeat: the patch loses one pooling multiple on its axis
-with the largest patch-to-median ratio, and the topology is planned again for it; at the smallest patch,
-the batch halves down to 2.
+with the largest patch-to-median ratio (no axis below `MIN_PATCH_EDGE`), and the topology is planned again
+for it; at the smallest patch, the batch halves down to 2.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ from ..errors import ConfigError
 
 ANISOTROPY = 3.0  # a coarse axis over 3x the finest spacing (and under 1/3 of the voxels) is anisotropic
 MIN_EDGE = 4  # nnU-Net's UNet_featuremap_min_edge_length
+MIN_PATCH_EDGE = 2 * MIN_EDGE  # shrinking stops there: an axis shorter than this cannot pool once
 MAX_FILTERS = {2: 512, 3: 320}
 BASE_FILTERS = 32
 MIN_BATCH = 2
 MAX_DATASET_SHARE = 0.05  # a batch holds at most 5% of the dataset's voxels
 CROP_SHRINK = 0.75  # cropping to the non-zero region below this median relative size: normalise inside it only
 REFERENCE_VOXELS = {"gpu": {2: 2048**2, 3: 256**3}, "cpu": {2: 512**2, 3: 96**3}}
-MAX_STAGES = {2: 7, 3: 6}  # nnU-Net caps the stages (its 2D plans reach 7-8, 3D 5-6)
 
 
 @dataclass(frozen=True)
@@ -136,13 +136,12 @@ def initial_patch(spacing: Sequence[float], median_shape: Sequence[int], referen
     return tuple(int(min(round(p), m)) for p, m in zip(patch, median_shape))
 
 
-def plan_topology(spacing: Sequence[float], patch_size: Sequence[int], *, max_stages: int | None = None) -> Topology:
+def plan_topology(spacing: Sequence[float], patch_size: Sequence[int]) -> Topology:
     """Strides and kernels for `patch_size` at `spacing` (module docstring), the patch rounded up to a multiple."""
     dims = len(spacing)
     spacing, size = list(map(float, spacing)), list(map(int, patch_size))
-    max_stages = max_stages or MAX_STAGES[dims]
     strides, kernels, kernel = [(1,) * dims], [], [1] * dims
-    while len(strides) < max_stages:
+    while True:
         axes = [axis for axis in range(dims) if size[axis] >= 2 * MIN_EDGE]
         if not axes:
             break
@@ -165,10 +164,10 @@ def plan_topology(spacing: Sequence[float], patch_size: Sequence[int], *, max_st
 def shrink(plan: Plan, spacing: Sequence[float] | None = None) -> Plan | None:
     """The next smaller plan (module docstring), or None at a 2-patch batch of the smallest patch."""
     topology, median = plan.topology, plan.median_shape
-    ratios = [size / max(m, 1) if size > step else 0.0
+    ratios = [size / max(m, 1) if size - step >= MIN_PATCH_EDGE else 0.0
               for size, m, step in zip(topology.patch_size, median, topology.multiple)]
     if max(ratios) > 0:
-        axis = int(np.argmax(ratios))
+        axis = len(ratios) - 1 - int(np.argmax(ratios[::-1]))  # the last of equal ratios, as nnU-Net's argsort
         patch = list(topology.patch_size)
         patch[axis] -= topology.multiple[axis]
         smaller = plan_topology(spacing or plan.target_spacing, patch)

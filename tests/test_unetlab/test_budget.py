@@ -1,0 +1,81 @@
+"""Fitting a plan to the memory and time budgets from measurements, and the budgets' notation."""
+
+import math
+
+import pytest
+
+from test_planner import CPU, properties
+from unetlab.errors import ConfigError
+from unetlab.planning.budget import HEADROOM, fit_to_budgets, parse_duration, parse_size, schedule
+from unetlab.planning.planner import make_plan
+from unetlab.planning.probe import Measurement
+
+MB = 2**20
+
+
+def voxel_cost(plan):
+    """A measurement that grows with the batch's voxels (1 KB each on 200 MB), as real steps do."""
+    voxels = math.prod(plan.patch_size) * plan.batch_size
+    return Measurement(peak_bytes=200 * MB + voxels * 1024, seconds_per_step=voxels * 1e-6, seconds_per_inference=0.1)
+
+
+def test_the_plan_shrinks_until_its_measured_peak_fits_the_budget():
+    plan = make_plan(properties([(256, 256)] * 20, [(1.0, 1.0)] * 20, voxels=10**9), CPU)
+    budget = 300 * MB
+    fitted = fit_to_budgets(plan, voxel_cost, memory_bytes=budget)
+    assert fitted.measurement.peak_bytes <= HEADROOM * budget < voxel_cost(plan).peak_bytes
+    assert len(fitted.trials) > 1 and fitted.trials[0].patch_size == plan.patch_size
+    chosen = math.prod(fitted.plan.patch_size) * fitted.plan.batch_size  # the largest that fits: larger ones did not
+    assert all(trial.measurement.peak_bytes > HEADROOM * budget for trial in fitted.trials
+               if math.prod(trial.patch_size) * trial.batch_size > chosen)
+    assert "measured peak" in fitted.plan.reasons["memory"]
+    roomy = fit_to_budgets(plan, voxel_cost, memory_bytes=8 * 2**30)
+    assert roomy.plan.patch_size == plan.patch_size and len(roomy.trials) == 1
+
+
+def test_a_time_budget_shrinks_the_patch_until_min_steps_fit():
+    plan = make_plan(properties([(256, 256)] * 20, [(1.0, 1.0)] * 20, voxels=10**9), CPU)
+    fitted = fit_to_budgets(plan, voxel_cost, memory_bytes=8 * 2**30, time_seconds=30, min_steps=250)
+    assert 30 / fitted.measurement.seconds_per_step >= 250 > 30 / voxel_cost(plan).seconds_per_step
+
+
+def test_a_memory_budget_below_the_smallest_network_names_both_figures():
+    plan = make_plan(properties([(64, 64)] * 4, [(1.0, 1.0)] * 4), CPU)
+    with pytest.raises(ConfigError, match=r"^plan.memory_budget=100MB is below what the smallest network needs: "
+                                          r"\d+MB \(a 8x8 patch, batch 2"):
+        fit_to_budgets(plan, voxel_cost, memory_bytes=100 * MB)
+
+
+def test_epochs_and_steps_fill_the_time_budget_and_nnunets_schedule_is_priced():
+    m = Measurement(peak_bytes=0, seconds_per_step=0.5, seconds_per_inference=0.2, seconds_first_step=10.0,
+                    seconds_per_save=1.0)
+    s = schedule(m, time_seconds=600, spent_seconds=60, validation_batches=50, end_seconds=20)
+    fit = 600 - 60 - 20
+    assert s.time_limit_minutes == pytest.approx(fit / 60)
+    assert 10 + s.epochs * s.epoch_seconds <= fit < 10 + (s.epochs + 1) * s.epoch_seconds
+    assert 50 * 0.2 <= 0.1 * s.epoch_seconds + 1e-9 or s.steps_per_epoch == 250  # validation at most a tenth
+    assert s.nnunet_default_hours == pytest.approx(1000 * (250 * 0.5 + 10 + 1) / 3600)
+
+
+def test_a_time_budget_too_short_for_one_epoch_says_how_long_one_takes():
+    m = Measurement(peak_bytes=0, seconds_per_step=2.0, seconds_per_inference=1.0, seconds_first_step=20.0)
+    with pytest.raises(ConfigError, match=r"^plan.time_budget=30s is too short for one epoch: one takes 70 s here"):
+        schedule(m, time_seconds=30, spent_seconds=10, validation_batches=10)
+
+
+@pytest.mark.parametrize("text, seconds", [("15m", 900), ("90s", 90), ("1.5h", 5400), (10, 600), ("2min", 120)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text, size", [("4GB", 4 * 2**30), ("512MB", 512 * MB), ("1.5GiB", int(1.5 * 2**30)),
+                                        (1000, 1000)])
+def test_sizes(text, size):
+    assert parse_size(text) == size
+
+
+def test_bad_budgets_name_their_key():
+    with pytest.raises(ConfigError, match=r"^plan.time_budget must be a duration such as 15m.*Received: time_budget='soon'"):
+        parse_duration("soon")
+    with pytest.raises(ConfigError, match=r"^plan.memory_budget must be a size such as 4GB.*Received: memory_budget='-1GB'"):
+        parse_size("-1GB")
