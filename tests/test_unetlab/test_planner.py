@@ -44,7 +44,7 @@ def test_the_initial_patch_is_isotropic_in_millimetres_and_clipped_to_the_median
     patch = initial_patch((3.0, 1.0, 1.0), (200, 400, 400), 96**3)
     assert patch[1] == patch[2] and patch[0] == pytest.approx(patch[1] / 3, abs=1)
     assert math.prod(patch) == pytest.approx(96**3, rel=0.05)
-    assert initial_patch((1.0, 1.0), (100, 700), 512**2) == (100, 512)  # clipped, not grown
+    assert initial_patch((1.0, 1.0), (100.5, 700), 512**2) == (100.5, 512)  # clipped to the median, not grown
 
 
 @pytest.mark.parametrize("spacing, patch, pooling, kernels0", [
@@ -67,9 +67,9 @@ def test_the_patch_is_rounded_up_to_what_the_pooling_divides_by():
 
 
 def test_batch_is_at_least_two_and_at_most_five_percent_of_the_dataset():
-    assert batch_size((64, 64), total_voxels=10**9, wanted=12)[0] == 12
-    assert batch_size((64, 64), total_voxels=64 * 64 * 100, wanted=12)[0] == 5  # 5% of 100 patches
-    assert batch_size((64, 64, 64), total_voxels=1000, wanted=2)[0] == 2
+    assert batch_size((64, 64), dataset_voxels=10**9, wanted=12)[0] == 12
+    assert batch_size((64, 64), dataset_voxels=64 * 64 * 100, wanted=12)[0] == 5  # 5% of 100 patches
+    assert batch_size((64, 64, 64), dataset_voxels=1000, wanted=2)[0] == 2
 
 
 def test_a_plan_states_a_reason_for_every_decision():
@@ -101,3 +101,17 @@ def test_shrink_takes_the_axis_with_the_largest_patch_to_median_ratio_then_the_b
 def test_planning_needs_two_cases():
     with pytest.raises(ConfigError, match="1 case"):
         make_plan(properties([(40, 40)], [(1.0, 1.0)]), CPU)
+
+
+def test_on_nnunets_8gb_gpu_reference_the_plan_is_nnunets():
+    """nnU-Net v2.8.1's own figures (experiments/planning/nnunet_reference.json): its activation estimate of the
+    8-stage 512x512 2D network, and its plan of a 2D RGB dataset whose median shape is 279 x 299.5."""
+    from unetlab.planning.planner import estimate
+
+    assert estimate(plan_topology((1.0, 1.0), (512, 512)), 2, 512) == 82_624_512
+    gpu = Device("gpu", 8 * 10**9)
+    rgb = make_plan(properties([(279, 299), (279, 300)], [(1.0, 1.0)] * 2, channels=("R", "G", "B"),
+                               classes=("background", "a", "b", "c")), gpu, memory_bytes=8 * 10**9)
+    assert rgb.patch_size == (320, 320) and len(rgb.topology.strides) == 7 and rgb.batch_size == 2
+    em = make_plan(properties([(512, 512)] * 20, [(1.0, 1.0)] * 20, channels=("EM",)), gpu, memory_bytes=8 * 10**9)
+    assert em.patch_size == (512, 512) and em.topology.pooling == (7, 7) and em.batch_size == 2

@@ -1,16 +1,18 @@
 """The planner: a pure function of a dataset's properties, the device and the budgets -> a `Plan`.
 
-It follows nnU-Net v2's published method (Isensee et al. 2021, Nature Methods 18:203, and its
-`ExperimentPlanner`) where no memory model enters, and states each decision with a one-line reason:
+It follows nnU-Net v2's published method (Isensee et al. 2021, Nature Methods 18:203, and its default
+`ExperimentPlanner`), and states each decision with a one-line reason:
 
-- target spacing: the median spacing per axis; where the coarsest axis is over 3x the finest *and* holds
-  under a third of the voxels of the others, it takes the 10th percentile of its spacings (at least the other
-  axes' largest spacing), so thin-slice cases are not resampled to the thick ones';
+- target spacing: the median spacing per axis; where the coarsest axis is over 3x the others *and* holds
+  under a third of their voxels, it takes the 10th percentile of its spacings (at least the other axes'
+  largest spacing), so thin-slice cases are not resampled to the thick ones';
 - normalisation per channel: "ct" for CT channels (clip to the foreground 0.5/99.5 percentiles, then the
   foreground mean/std); otherwise a per-image z-score, over the non-zero region only ("zscore_nonzero") when
   cropping to it shrinks the median case by at least a quarter;
-- patch: aspect from the spacing (isotropic in millimetres), `reference_voxels` of them (nnU-Net: 256^3 in
-  3D, 2048^2 in 2D; less on a CPU), clipped to the median shape;
+- patch: aspect from the spacing (isotropic in millimetres), clipped to the median shape. On a GPU it starts
+  at nnU-Net's 256^3 (3D) or 2048^2 (2D) voxels and shrinks until nnU-Net's activation `estimate` of a batch of
+  two fits its reference, scaled to the memory budget; on a CPU, where time binds first, it starts at
+  `CPU_REFERENCE_VOXELS`. The probes then measure (`unetlab.planning.budget`);
 - topology: pool an axis while its feature map stays at least `MIN_EDGE` (4) voxels and its spacing is under
   twice the finest pooled one; 3x3(x3) kernels on axes under twice the finest spacing, else 1 (until the
   spacing evens out); the patch rounded up to what the pooling divides by; 32 * 2^i filters per stage, capped
@@ -18,9 +20,11 @@ It follows nnU-Net v2's published method (Isensee et al. 2021, Nature Methods 18
 - batch: at least 2, at most 5% of the dataset's voxels per step;
 - loss Dice + cross-entropy with deep supervision; SGD (Nesterov, momentum 0.99, lr 0.01) with poly decay.
 
-`shrink` is the step the memory and time probes repeat: the patch loses one pooling multiple on its axis
-with the largest patch-to-median ratio (no axis below `MIN_PATCH_EDGE`), and the topology is planned again
-for it; at the smallest patch, the batch halves down to 2.
+`shrink` is the step the probes repeat: the patch loses one pooling multiple on its axis with the largest
+patch-to-median ratio (no axis below `MIN_PATCH_EDGE`), and the topology is planned again for it; at the
+smallest patch, the batch halves down to 2.
+
+Axes are in the data's order (z, y, x); nnU-Net moves the coarsest axis first, which for scans is z already.
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ BASE_FILTERS = 32
 MIN_BATCH = 2
 MAX_DATASET_SHARE = 0.05  # a batch holds at most 5% of the dataset's voxels
 CROP_SHRINK = 0.75  # cropping to the non-zero region below this median relative size: normalise inside it only
-REFERENCE_VOXELS = {"gpu": {2: 2048**2, 3: 256**3}, "cpu": {2: 512**2, 3: 96**3}}
+GPU_REFERENCE_VOXELS = {2: 2048**2, 3: 256**3}  # nnU-Net's initial patch sizes
+GPU_REFERENCE = {2: (85_000_000, 12), 3: (560_000_000, 2)}  # nnU-Net's estimate that fits 8 GB, with its batch
+GPU_REFERENCE_BYTES = 8 * 10**9  # nnU-Net's UNet_reference_val_corresp_GB
+CPU_REFERENCE_VOXELS = {2: 512**2, 3: 96**3}  # a CPU's initial patch: time, not memory, binds it
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ class Plan:
 
     dims: int
     target_spacing: tuple[float, ...]
-    median_shape: tuple[int, ...]  # at the target spacing
+    median_shape: tuple[float, ...]  # at the target spacing (a median: may end in .5)
     normalization: tuple[str, ...]
     topology: Topology
     filters: int
@@ -108,15 +115,15 @@ def target_spacing(spacings: np.ndarray, shapes: np.ndarray) -> tuple[tuple[floa
         coarse = int(np.argmax(target))
         others = [axis for axis in range(len(target)) if axis != coarse]
         median_shape = np.median(shapes, axis=0)
-        spaced = target[coarse] > ANISOTROPY * min(target[others])
+        spaced = target[coarse] > ANISOTROPY * max(target[others])
         thin = median_shape[coarse] * ANISOTROPY < min(median_shape[others])
         if spaced and thin:
             value = float(np.percentile(spacings[:, coarse], 10))
             if value < max(target[others]):
                 value = max(max(target[others]), value) + 1e-5
             target[coarse] = value
-            reason = (f"the median spacing per axis; axis {coarse} is anisotropic (over {ANISOTROPY:g}x the finest "
-                      f"spacing and under 1/{ANISOTROPY:g} of the voxels): its 10th percentile")
+            reason = (f"the median spacing per axis; axis {coarse} is anisotropic (over {ANISOTROPY:g}x the other "
+                      f"spacings and under 1/{ANISOTROPY:g} of their voxels): its 10th percentile")
     return tuple(float(v) for v in target), reason
 
 
@@ -129,17 +136,18 @@ def normalization_schemes(modalities: Sequence[str], median_relative_size: float
     return schemes, f"CT channels: foreground percentiles and statistics; others: per-image z-score; {crop}"
 
 
-def initial_patch(spacing: Sequence[float], median_shape: Sequence[int], reference_voxels: int) -> tuple[int, ...]:
-    """`reference_voxels` voxels in the aspect of an isotropic box in millimetres, clipped to the median shape."""
+def initial_patch(spacing: Sequence[float], median_shape: Sequence[float], reference_voxels: int) -> tuple[float, ...]:
+    """`reference_voxels` voxels in the aspect of an isotropic box in millimetres, clipped to the median shape
+    (which may be a half voxel: `plan_topology` rounds up)."""
     inverse = 1.0 / np.asarray(spacing, np.float64)
     patch = inverse * (reference_voxels / np.prod(inverse)) ** (1.0 / len(spacing))
-    return tuple(int(min(round(p), m)) for p, m in zip(patch, median_shape))
+    return tuple(float(min(round(p), m)) for p, m in zip(patch, median_shape))
 
 
-def plan_topology(spacing: Sequence[float], patch_size: Sequence[int]) -> Topology:
+def plan_topology(spacing: Sequence[float], patch_size: Sequence[float]) -> Topology:
     """Strides and kernels for `patch_size` at `spacing` (module docstring), the patch rounded up to a multiple."""
     dims = len(spacing)
-    spacing, size = list(map(float, spacing)), list(map(int, patch_size))
+    spacing, size = list(map(float, spacing)), list(map(float, patch_size))
     strides, kernels, kernel = [(1,) * dims], [], [1] * dims
     while True:
         axes = [axis for axis in range(dims) if size[axis] >= 2 * MIN_EDGE]
@@ -161,68 +169,133 @@ def plan_topology(spacing: Sequence[float], patch_size: Sequence[int]) -> Topolo
     return Topology(patch, tuple(strides), tuple(kernels))
 
 
-def shrink(plan: Plan, spacing: Sequence[float] | None = None) -> Plan | None:
-    """The next smaller plan (module docstring), or None at a 2-patch batch of the smallest patch."""
-    topology, median = plan.topology, plan.median_shape
+def estimate(topology: Topology, num_labels: int, max_filters: int) -> int:
+    """nnU-Net's memory proxy for a batch of one: the sum of every convolution's output (channels x voxels),
+    encoder and decoder (with the transposed convolutions), plus the head; no deep-supervision heads."""
+    voxels, stage_voxels = list(topology.patch_size), []
+    for stride in topology.strides:
+        voxels = [v // s for v, s in zip(voxels, stride)]
+        stage_voxels.append(math.prod(voxels))
+    filters = [min(BASE_FILTERS * 2**s, max_filters) for s in range(len(stage_voxels))]
+    encoder = sum(2 * f * v for f, v in zip(filters, stage_voxels))
+    decoder = sum(3 * f * v for f, v in zip(filters[:-1], stage_voxels[:-1]))
+    return encoder + decoder + num_labels * stage_voxels[0]
+
+
+def smaller_topology(topology: Topology, median_shape: Sequence[float], spacing: Sequence[float]) -> Topology | None:
+    """One step smaller, as nnU-Net shrinks: the axis with the largest patch-to-median ratio (the last of equals)
+    loses the multiple its tentatively shortened patch would need; None when no axis can (`MIN_PATCH_EDGE`)."""
+    patch, multiple = list(topology.patch_size), topology.multiple
     ratios = [size / max(m, 1) if size - step >= MIN_PATCH_EDGE else 0.0
-              for size, m, step in zip(topology.patch_size, median, topology.multiple)]
-    if max(ratios) > 0:
-        axis = len(ratios) - 1 - int(np.argmax(ratios[::-1]))  # the last of equal ratios, as nnU-Net's argsort
-        patch = list(topology.patch_size)
-        patch[axis] -= topology.multiple[axis]
-        smaller = plan_topology(spacing or plan.target_spacing, patch)
-        if math.prod(smaller.patch_size) < math.prod(topology.patch_size):
-            return replace(plan, topology=smaller)
+              for size, m, step in zip(patch, median_shape, multiple)]
+    if max(ratios) == 0:
+        return None
+    axis = len(ratios) - 1 - int(np.argmax(ratios[::-1]))
+    tentative = list(patch)
+    tentative[axis] -= multiple[axis]
+    patch[axis] -= plan_topology(spacing, tentative).multiple[axis]
+    smaller = plan_topology(spacing, patch)
+    return smaller if math.prod(smaller.patch_size) < math.prod(topology.patch_size) else None
+
+
+def shrink(plan: Plan) -> Plan | None:
+    """The next smaller plan (module docstring), or None at a 2-patch batch of the smallest patch."""
+    smaller = smaller_topology(plan.topology, plan.median_shape, plan.target_spacing)
+    if smaller is not None:
+        return replace(plan, topology=smaller)
     if plan.batch_size > MIN_BATCH:
         return replace(plan, batch_size=max(MIN_BATCH, plan.batch_size // 2))
     return None
 
 
-def batch_size(patch_size: Sequence[int], total_voxels: float, wanted: int) -> tuple[int, str]:
+def batch_size(patch_size: Sequence[int], dataset_voxels: float, wanted: int) -> tuple[int, str]:
     """`wanted`, at most 5% of the dataset's voxels per batch, at least 2; and why."""
-    share = max(1, round(total_voxels * MAX_DATASET_SHARE / math.prod(patch_size)))
+    share = max(1, round(dataset_voxels * MAX_DATASET_SHARE / math.prod(patch_size)))
     size = max(MIN_BATCH, min(wanted, share))
     reason = (f"{wanted} wanted; at most {share} ({MAX_DATASET_SHARE:.0%} of the dataset's voxels per step), "
               f"at least {MIN_BATCH}")
     return size, reason
 
 
-def make_plan(properties: dict, device: Device, *, reference_voxels: int | None = None, wanted_batch: int = 2) -> Plan:
+def fit_estimate(topology: Topology, median_shape, spacing, num_labels: int, max_filters: int,
+                 capacity: float) -> tuple[Topology, int]:
+    """nnU-Net's GPU rule: shrink while two patches' estimate exceeds `capacity` (its reference x reference batch,
+    scaled to the memory budget); the batch that fits the capacity (at least 2)."""
+    while 2 * estimate(topology, num_labels, max_filters) > capacity:
+        smaller = smaller_topology(topology, median_shape, spacing)
+        if smaller is None:
+            break
+        topology = smaller
+    return topology, max(MIN_BATCH, round(capacity / estimate(topology, num_labels, max_filters)))
+
+
+def configuration(properties: dict, device: Device, *, dims: int | None = None, memory_bytes: int | None = None,
+                  reference_voxels: int | None = None) -> dict:
+    """The spacing, median shape, topology and batch of one configuration: the dataset's own (`dims` None), or
+    the 2D one of a 3D dataset (`dims=2`: its in-plane axes, as nnU-Net plans "2d" beside "3d_fullres")."""
+    cases = list(properties["cases"].values())
+    spacings = np.array([case["spacing"] for case in cases], np.float64)
+    cropped = np.array([case["cropped_shape"] for case in cases], np.float64)
+    spacing, spacing_reason = target_spacing(spacings, cropped)
+    median_full = np.median(np.round(cropped * spacings / np.asarray(spacing)), axis=0)
+    native = properties["dims"]
+    dims = dims or native
+    spacing, median = tuple(spacing[native - dims:]), tuple(float(v) for v in median_full[native - dims:])
+    num_labels = len(properties["classes"])
+    max_filters = MAX_FILTERS[dims]
+    dataset_voxels = float(np.prod(median_full)) * len(cases)
+    if device.kind == "gpu":
+        reference, reference_batch = GPU_REFERENCE[dims]
+        capacity = reference * reference_batch * (memory_bytes or device.memory_bytes) / GPU_REFERENCE_BYTES
+        start = plan_topology(spacing, initial_patch(spacing, median, GPU_REFERENCE_VOXELS[dims]))
+        topology, wanted = fit_estimate(start, median, spacing, num_labels, max_filters, capacity)
+        sized = (f"{GPU_REFERENCE_VOXELS[dims]} voxels shaped by the spacing, clipped to the median shape, shrunk "
+                 f"(largest patch-to-median axis first) until nnU-Net's estimate of two fits the memory budget")
+    else:
+        reference = reference_voxels or CPU_REFERENCE_VOXELS[dims]
+        topology, wanted = plan_topology(spacing, initial_patch(spacing, median, reference)), MIN_BATCH
+        sized = f"{reference} voxels (a CPU's share) shaped by the spacing, clipped to the median shape"
+    batch, batch_reason = batch_size(topology.patch_size, dataset_voxels, wanted)
+    return {"dims": dims, "spacing": spacing, "spacing_reason": spacing_reason, "median_shape": median,
+            "topology": topology, "batch_size": batch, "batch_reason": batch_reason, "max_filters": max_filters,
+            "patch_reason": (f"{sized}, rounded up to a multiple of {list(topology.multiple)} (median shape "
+                             f"{'x'.join(f'{v:g}' for v in median)})"),
+            "estimate": estimate(topology, num_labels, max_filters)}
+
+
+def make_plan(properties: dict, device: Device, *, memory_bytes: int | None = None,
+              reference_voxels: int | None = None) -> Plan:
     """The plan for a dataset with `properties` (`unetlab.planning.properties`) on `device`: the decisions of
     the module docstring, each with its reason, before the probes measure memory and time."""
-    cases = list(properties["cases"].values())
-    if len(cases) < 2:
-        raise ConfigError(f"the dataset has {len(cases)} case(s); planning needs at least 2 (one to validate on)")
+    if properties["num_cases"] < 2:
+        raise ConfigError(f"the dataset has {properties['num_cases']} case(s); planning needs at least 2 (one to "
+                          f"validate on)")
     dims = properties["dims"]
-    spacings = np.array([case["spacing"] for case in cases])
-    cropped = np.array([case["cropped_shape"] for case in cases])
-    spacing, spacing_reason = target_spacing(spacings, cropped)
-    resampled = cropped * spacings / np.asarray(spacing)
-    median_shape = tuple(int(round(v)) for v in np.median(resampled, axis=0))
+    config = configuration(properties, device, memory_bytes=memory_bytes, reference_voxels=reference_voxels)
     modalities = [channel["modality"] for channel in properties["channels"]]
     schemes, norm_reason = normalization_schemes(modalities, properties["median_relative_size_after_cropping"])
-    reference = reference_voxels or REFERENCE_VOXELS[device.kind][dims]
-    topology = plan_topology(spacing, initial_patch(spacing, median_shape, reference))
-    batch, batch_reason = batch_size(topology.patch_size, properties["total_voxels"], wanted_batch)
+    topology = config["topology"]
     binary = sum(name != "background" for name in properties["classes"]) == 1
-    anisotropic = dims == 3 and max(spacing) > ANISOTROPY * min(spacing)
+    beside = "2D data: the 2D configuration only"
+    if dims == 3:
+        flat = configuration(properties, device, dims=2, memory_bytes=memory_bytes)
+        beside = (f"nnU-Net also plans a 2D configuration (patch {'x'.join(map(str, flat['topology'].patch_size))}, "
+                  f"{len(flat['topology'].strides)} stages, batch {flat['batch_size']}); unetlab trains the 3D one")
     reasons = {
-        "target_spacing": spacing_reason,
+        "target_spacing": config["spacing_reason"],
         "normalization": norm_reason,
-        "patch_size": (f"{reference} voxels ({device.kind} reference) shaped by the spacing, clipped to the "
-                       f"median shape {list(median_shape)}, rounded up to a multiple of {list(topology.multiple)}"),
+        "patch_size": config["patch_reason"],
         "topology": (f"pool an axis while its feature map keeps >= {MIN_EDGE} voxels and its spacing is under 2x "
                      f"the finest: {list(topology.pooling)} poolings per axis, {len(topology.strides)} stages"),
-        "filters": f"{BASE_FILTERS} * 2^stage, capped at {MAX_FILTERS[dims]} ({dims}D, as nnU-Net)",
-        "batch_size": batch_reason,
+        "filters": f"{BASE_FILTERS} * 2^stage, capped at {config['max_filters']} ({dims}D, as nnU-Net)",
+        "batch_size": config["batch_reason"],
+        "estimate": f"nnU-Net's activation estimate {config['estimate']:,} (a batch of one)",
         "loss": "Dice + cross-entropy on every deep-supervision output (nnU-Net's DC_and_CE)",
         "optimizer": "SGD, Nesterov momentum 0.99, lr 0.01, weight decay 3e-5, poly decay (exponent 0.9): nnU-Net's",
-        "plan_2d_beside_3d": ("3D data: nnU-Net also plans a 2D configuration; unetlab trains the 3D one "
-                              + ("(anisotropic spacing: the 2D one is the one to try first)" if anisotropic else "")
-                              if dims == 3 else "2D data: the 2D configuration only"),
+        "plan_2d_beside_3d": beside,
     }
-    return Plan(dims=dims, target_spacing=spacing, median_shape=median_shape, normalization=schemes,
-                topology=topology, filters=BASE_FILTERS, max_filters=MAX_FILTERS[dims], batch_size=batch,
-                loss="bce_dice" if binary else "ce_dice", deep_supervision=True,
+    return Plan(dims=dims, target_spacing=config["spacing"], median_shape=config["median_shape"],
+                normalization=schemes, topology=topology, filters=BASE_FILTERS, max_filters=config["max_filters"],
+                batch_size=config["batch_size"], loss="bce_dice" if binary else "ce_dice", deep_supervision=True,
                 optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.99, "nesterov": True, "weight_decay": 3e-5},
                 schedule="poly", plan_2d_beside_3d=dims == 3, reasons=reasons)
