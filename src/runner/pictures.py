@@ -23,7 +23,7 @@ def save_prediction_grid(model, batches, count: int, output_dir: Path) -> Path:
     if images.ndim == 5:  # volumes (N, D, H, W, C): the middle slice of each (valid padding: of the prediction's)
         images, masks = (array[:, array.shape[1] // 2] for array in (images, masks))
         probabilities = probabilities[:, probabilities.shape[1] // 2]
-    size = probabilities.shape[1]  # valid-padding models predict the centre
+    size = probabilities.shape[1:3]  # valid-padding models predict the centre
     images, masks = [centre_crop(image, size) for image in images], [centre_crop(mask, size) for mask in masks]
     return save_png(prediction_grid(images, masks, predicted_class_map(probabilities), probabilities.shape[-1]),
                     Path(output_dir) / "predictions.png")

@@ -54,9 +54,11 @@ def pair_grid(images, masks) -> np.ndarray:
     return grid([[to_rgb(centre_crop(image, mask.shape[0])), colorize(mask)] for image, mask in zip(images, masks)])
 
 
-def centre_crop(array: np.ndarray, size: int) -> np.ndarray:
-    offset = (array.shape[0] - size) // 2
-    return array[offset:offset + size, offset:offset + size]
+def centre_crop(array: np.ndarray, size) -> np.ndarray:
+    """The centre `size` (an int: a square; or (height, width)) of an (H, W, ...) array."""
+    height, width = (size, size) if isinstance(size, (int, np.integer)) else size
+    top, left = (array.shape[0] - height) // 2, (array.shape[1] - width) // 2
+    return array[top:top + height, left:left + width]
 
 
 PREDICTION_COLUMNS = ("image", "truth", "prediction", "overlay")

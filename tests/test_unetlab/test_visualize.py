@@ -69,3 +69,11 @@ def test_overlay_tints_only_foreground():
     classes[0, 0] = 1
     tinted = overlay(image, classes)
     assert tinted.shape == (4, 4, 3) and (tinted[1:, 1:] == 100).all() and (tinted[0, 0] != 100).any()
+
+
+def test_centre_crop_takes_a_square_or_a_height_and_width():
+    from unetlab.visualize import centre_crop
+
+    array = np.arange(6 * 8).reshape(6, 8)
+    assert centre_crop(array, 4).shape == (4, 4) and centre_crop(array, 4)[0, 0] == array[1, 2]
+    assert centre_crop(array, (6, 4)).shape == (6, 4) and centre_crop(array, (6, 4))[0, 0] == array[0, 2]
