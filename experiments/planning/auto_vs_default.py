@@ -48,17 +48,21 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", required=True, help="the data overrides of both runs")
     parser.add_argument("--test", nargs="+", required=True, help="the data overrides of the held-out evaluation")
     parser.add_argument("--workdir", type=Path, default=Path("auto-vs-default"))
+    parser.add_argument("--only", choices=("auto", "default"), help="run one side only")
+    parser.add_argument("--auto", nargs="*", default=[], help="more overrides of the auto run")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     tracking = f"tracking.uri=sqlite:///{args.workdir.resolve()}/mlflow.db"
     rows = []
-    seconds, log = runner(["+experiment=auto", *args.data, f"plan.time_budget={args.budget}m", f"plan.name={args.name}",
-                           tracking], args.workdir)
-    rows.append(("+experiment=auto", seconds, last_run_id(log)))
-    limit = args.budget - START_AND_END_SECONDS / 60
-    seconds, log = runner([*args.data, "trainer.epochs=10000", f"trainer.time_limit={limit:.2f}", tracking],
-                          args.workdir)
-    rows.append(("default config", seconds, last_run_id(log)))
+    if args.only in (None, "auto"):
+        seconds, log = runner(["+experiment=auto", *args.data, f"plan.time_budget={args.budget}m",
+                               f"plan.name={args.name}", *args.auto, tracking], args.workdir)
+        rows.append((" ".join(["+experiment=auto", *args.auto]), seconds, last_run_id(log)))
+    if args.only in (None, "default"):
+        limit = args.budget - START_AND_END_SECONDS / 60
+        seconds, log = runner([*args.data, "trainer.epochs=10000", f"trainer.time_limit={limit:.2f}", tracking],
+                              args.workdir)
+        rows.append(("default config", seconds, last_run_id(log)))
     print(f"| {args.name} | run | wall s (budget {args.budget * 60:.0f}) | held-out Dice | held-out IoU | MLflow run |")
     print("|---|---|---|---|---|---|")
     for name, seconds, run_id in rows:

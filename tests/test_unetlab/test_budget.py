@@ -16,7 +16,8 @@ MB = 2**20
 def voxel_cost(plan):
     """A measurement that grows with the batch's voxels (1 KB each on 200 MB), as real steps do."""
     voxels = math.prod(plan.patch_size) * plan.batch_size
-    return Measurement(peak_bytes=200 * MB + voxels * 1024, seconds_per_step=voxels * 1e-6, seconds_per_inference=0.1)
+    return Measurement(peak_bytes=200 * MB + voxels * 1024, seconds_per_step=voxels * 1e-6, seconds_per_inference=0.1,
+                       baseline_bytes=200 * MB)
 
 
 def test_the_plan_shrinks_until_its_measured_peak_fits_the_budget():

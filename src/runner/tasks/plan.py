@@ -10,7 +10,6 @@ plan and the probes are logged to an MLflow run of its own.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
@@ -57,15 +56,17 @@ def plan(config: Config) -> dict:
         log.info("planned %s: patch %s, batch %d; probing on %s", plan_name(config),
                  "x".join(map(str, initial.patch_size)), initial.batch_size, device_name)
         timer = time.monotonic()
+        auto = config.task.value == "auto"  # the budget includes the planning: what is left of it trains
+        left = time_budget - (time.monotonic() - started if auto else 0.0) if time_budget else None
         fitted = budget.fit_to_budgets(initial, lambda candidate: measure(candidate, config, properties),
-                                       memory_bytes=memory_budget, time_seconds=time_budget,
+                                       memory_bytes=memory_budget, time_seconds=left,
                                        min_steps=config.plan.min_steps if time_budget else 0)
         probe_seconds = time.monotonic() - timer
         schedule = None
         if time_budget:
             schedule = budget.schedule(
                 fitted.measurement, time_seconds=time_budget,
-                spent_seconds=time.monotonic() - started if config.task.value == "auto" else 0.0,
+                spent_seconds=time.monotonic() - started if auto else 0.0,
                 validation_batches=validation_batches(fitted.plan, config, properties),
                 end_seconds=END_SECONDS + 3 * fitted.measurement.seconds_per_save)
         document = plan_file(fitted.plan, config, schedule=schedule, fitted=fitted, memory_budget=memory_budget,
@@ -90,48 +91,52 @@ def plan(config: Config) -> dict:
 
 
 def measure(candidate: Plan, config: Config, properties: dict) -> probe.Measurement:
-    """`candidate` built and trained as `task=train` will (its plan file on this command's overrides), measured."""
-    import keras
+    """`candidate` built and trained as `task=train` will (its plan file on this command's overrides), measured
+    in a fresh process: its peak is a training process's, with nothing left over from earlier probes (a CPU
+    runtime keeps most of the memory a larger network took)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from hydra.core.hydra_config import HydraConfig
 
     document = plan_file(candidate, config, memory_budget=0, time_budget=None, properties=properties,
                          fingerprint="", device="")
-    trial = candidate_config(document.text())
+    given = [o for o in HydraConfig.get().overrides.task
+             if not o.lstrip("+~").startswith(("experiment=", "task=", "plan.", "output_dir="))]
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        result = pool.submit(measure_candidate, document.text(), given, config.output_dir,
+                             config.plan.probe_steps).result()
+    log.info("probe: patch %s batch %d: peak %s, %.2f s/step", "x".join(map(str, candidate.patch_size)),
+             candidate.batch_size, budget.megabytes(result.peak_bytes), result.seconds_per_step)
+    return result
+
+
+def measure_candidate(text: str, overrides: list[str], output_dir: str, steps: int) -> probe.Measurement:
+    """In a probe's own process: the config of `overrides` with the plan file `text` on top, built and trained
+    for a few steps as `task=train` would (the same data stream, model, loss and optimizer), measured."""
+    from hydra import compose, initialize_config_module
+
+    from ..app import register
+
+    register()
+    store_plan(PROBE, text)
+    with initialize_config_module(config_module="runner.conf", version_base="1.3"):
+        trial = to_config(compose("config", overrides=[*overrides, f"+experiment={GROUP}/{PROBE}", "task=train",
+                                                       f"output_dir={output_dir}"]))
     splits = builders.make_splits(trial)
     model = builders.build_model(trial, splits.input_shape)
     builders.compile_model(model, trial, total_steps=1000)
-    batch_size = trial.trainer.batch_size
-    batches = iter(builders.make_training_batches(trial, splits, batch_size, label_size=builders.label_size(model)))
+    batches = iter(builders.make_training_batches(trial, splits, trial.trainer.batch_size,
+                                                  label_size=builders.label_size(model)))
     first = next(batches)
 
     def train_steps(count: int) -> None:
         for _ in range(count):
             model.train_on_batch(*next(batches))
 
-    def infer() -> None:
-        model.predict_on_batch(first[0])
-
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            result = probe.measure(train_steps, infer, steps=config.plan.probe_steps,
-                                   save=lambda: model.save(Path(folder) / "probe.keras"))
-    finally:
-        del model, batches, first
-        keras.backend.clear_session()
-        gc.collect()
-    log.info("probe: patch %s batch %d: peak %s, %.2f s/step", "x".join(map(str, candidate.patch_size)), batch_size,
-             budget.megabytes(result.peak_bytes), result.seconds_per_step)
-    return result
-
-
-def candidate_config(text: str) -> Config:
-    """This command's config with the plan file `text` on top, as `+experiment=plans/NAME` composes it."""
-    from hydra import compose
-    from hydra.core.hydra_config import HydraConfig
-
-    store_plan(PROBE, text)
-    given = [o for o in HydraConfig.get().overrides.task
-             if not o.lstrip("+~").startswith(("experiment=", "task=", "plan."))]
-    return to_config(compose("config", overrides=[*given, f"+experiment={GROUP}/{PROBE}", "task=train"]))
+    with tempfile.TemporaryDirectory() as folder:
+        return probe.measure(train_steps, lambda: model.predict_on_batch(first[0]), steps=steps,
+                             save=lambda: model.save(Path(folder) / "probe.keras"))
 
 
 def validation_batches(plan: Plan, config: Config, properties: dict) -> int:

@@ -16,6 +16,7 @@ from unetlab.callbacks import TimeLimit
 from unetlab.checkpoints import Checkpoints, TrainingState
 from unetlab.distribution import Replication
 from unetlab.errors import ClusterError, ConfigError, DataError
+from unetlab.planning.probe import read_peak
 from unetlab.finetune import encoder_frozen, phases, set_encoder_trainable
 from unetlab.precision import resolve as resolve_precision
 from unetlab.preprocessing import Preprocessing
@@ -162,7 +163,8 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
             checkpoints.on_written = tracking.artifact_uploader(run.info.run_id, tracking.CHECKPOINTS)
         fit()
         tracking.retry_locked(mlflow.log_metrics, {f"best_{trainer.monitor}": checkpoints.best,
-                                                   "best_epoch": checkpoints.best_epoch})
+                                                   "best_epoch": checkpoints.best_epoch,
+                                                   "peak_memory_mb": read_peak() / 2**20})  # what a plan's budget bounds
         stopped = [c.stopped_epoch for c in callbacks if isinstance(c, TimeLimit) and c.stopped_epoch is not None]
         if stopped:  # trainer.time_limit ended it early: say so in the runs table
             tracking.retry_locked(mlflow.set_tag, "stopped_by_time_limit", f"after epoch {stopped[0] + 1}")

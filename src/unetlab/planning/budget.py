@@ -1,9 +1,12 @@
 """Fit a plan to a memory budget and a time budget, from measurements (`unetlab.planning.probe`).
 
-`fit_to_budgets` measures the plan; where its peak memory exceeds `HEADROOM` of the budget (or, with a time
-budget, fewer than `min_steps` training steps would fit in it), it searches the planner's chain of smaller
-plans (`planner.shrink`: the patch first, then the batch) for the largest that fits. `schedule` then turns the seconds
-per step into epochs x steps that fill the time budget, validation and checkpoints included.
+`fit_to_budgets` takes the largest plan along the planner's chain of smaller ones (`planner.shrink`: the patch
+first, then the batch) whose measured peak memory is within `HEADROOM` of the budget and, with a time budget,
+of which at least `min_steps` training steps fit in it. Probes cost minutes on a CPU, so it measures few: one
+candidate, then the one that measurement predicts to be the largest that fits (memory above the baseline and
+seconds per step scale with nnU-Net's activation estimate of the batch), checked by measuring it, and so on.
+`schedule` then turns the seconds per step into epochs x steps that fill the time budget, validation and
+checkpoints included.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import ConfigError
-from .planner import Plan, shrink
+from .planner import Plan, estimate, shrink
 from .probe import Measurement
 
 HEADROOM = 0.85  # a probe may peak at 85% of the budget: validation and the pipeline's buffers come on top
@@ -21,6 +24,7 @@ MAX_STEPS_PER_EPOCH = 250  # nnU-Net's iterations per epoch
 MIN_STEPS_PER_EPOCH = 20
 VALIDATION_SHARE = 0.1  # steps per epoch are raised until validation takes at most 10% of an epoch
 NNUNET_EPOCHS = 1000  # nnU-Net's default training: 1000 epochs of 250 steps
+MAX_PROBES = 4  # once a plan fits, at most this many probes look for a larger one
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,13 @@ class Fitted:
 
 def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory_bytes: int,
                    time_seconds: float | None = None, min_steps: int = 0) -> Fitted:
-    """The largest of `plan`, `shrink(plan)`, ... whose measurement fits (module docstring): `plan` itself if
-    it fits, else a binary search between it and the smallest (measured next), as memory and time fall along
-    the chain. A one-line ConfigError when even the smallest exceeds the memory budget (both figures named)."""
+    """The largest plan of the chain `plan`, `shrink(plan)`, ... that fits (module docstring). With a time
+    budget the first probe is a candidate of about a quarter of `plan`'s work (a probe of the largest can cost
+    much of a short budget). A one-line ConfigError when even the smallest exceeds the memory budget."""
     chain = [plan]
     while (smaller := shrink(chain[-1])) is not None:
         chain.append(smaller)
+    work = [estimate(c.topology, 2, c.max_filters) * c.batch_size for c in chain]
     measured: dict[int, Measurement] = {}
     trials = []
 
@@ -61,30 +66,43 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
             trials.append(Trial(chain[index].patch_size, chain[index].batch_size, measured[index]))
         return measured[index]
 
-    def fits_memory(index: int) -> bool:
-        return result(index).peak_bytes <= HEADROOM * memory_bytes
+    def fits(m: Measurement) -> tuple[bool, bool]:
+        steps = math.inf if not time_seconds else time_seconds / max(m.seconds_per_step, 1e-9)
+        return m.peak_bytes <= HEADROOM * memory_bytes, steps >= min_steps
 
-    def fits(index: int) -> bool:
-        steps = math.inf if not time_seconds else time_seconds / result(index).seconds_per_step
-        return fits_memory(index) and steps >= min_steps
+    def predicted(reference: int, index: int) -> Measurement:
+        m, scale = measured[reference], work[index] / work[reference]
+        return Measurement(peak_bytes=int(m.baseline_bytes + (m.peak_bytes - m.baseline_bytes) * scale),
+                           seconds_per_step=m.seconds_per_step * scale, seconds_per_inference=0.0,
+                           baseline_bytes=m.baseline_bytes)
 
     last = len(chain) - 1
-    if fits(0):
-        chosen = 0
-    elif not fits(last):
-        if not fits_memory(last):
-            smallest, peak = chain[last], result(last).peak_bytes
-            raise ConfigError(
-                f"plan.memory_budget={megabytes(memory_bytes)} is below what the smallest network needs: "
-                f"{megabytes(peak / HEADROOM)} (a {'x'.join(map(str, smallest.patch_size))} patch, batch "
-                f"{smallest.batch_size}, peaked at {megabytes(peak)}, {HEADROOM:.0%} of that)")
-        chosen = last  # within memory, but even the smallest is slower than the time budget wants
-    else:
-        low, chosen = 0, last  # low fails, chosen fits
-        while chosen - low > 1:
-            middle = (low + chosen) // 2
-            low, chosen = (low, middle) if fits(middle) else (middle, chosen)
-    plan, measurement = chain[chosen], result(chosen)
+
+    def ok(index: int, m: Measurement) -> bool:  # the smallest plan need not be fast enough: nothing is faster
+        memory_ok, time_ok = fits(m)
+        return memory_ok and (time_ok or index == last)
+
+    # Along the chain memory and time fall: everything up to `failing` fails, everything from `fitting` fits.
+    failing, fitting = -1, len(chain)
+    index = 0 if not time_seconds else min(range(len(chain)), key=lambda i: abs(work[i] - work[0] / 4))
+    while failing + 1 < fitting and (fitting == len(chain) or len(measured) < MAX_PROBES):
+        if ok(index, result(index)):
+            fitting = index
+        else:
+            failing = index
+        between = range(failing + 1, fitting)
+        guesses = [i for i in between if ok(i, predicted(index, i))]
+        if not guesses and fitting < len(chain):
+            break  # none larger than the one that fits is predicted to fit
+        index = guesses[0] if guesses else last
+    if fitting == len(chain):
+        peak = measured[last].peak_bytes
+        raise ConfigError(
+            f"plan.memory_budget={megabytes(memory_bytes)} is below what the smallest network needs: "
+            f"{megabytes(peak / HEADROOM)} (a {'x'.join(map(str, chain[last].patch_size))} patch, batch "
+            f"{chain[last].batch_size}, peaked at {megabytes(peak)}, {HEADROOM:.0%} of that)")
+    chosen = fitting
+    plan, measurement = chain[chosen], measured[chosen]
     plan = plan.with_reason("memory", f"measured peak {megabytes(measurement.peak_bytes)} for a "
                                       f"{'x'.join(map(str, plan.patch_size))} patch, batch {plan.batch_size}: within "
                                       f"{HEADROOM:.0%} of the budget {megabytes(memory_bytes)} ({len(trials)} probe(s))")

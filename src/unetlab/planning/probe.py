@@ -5,6 +5,10 @@ before each probe). On a CPU it is the process's peak resident set (VmHWM), rese
 `/proc/self/clear_refs` with freed heap returned to the system first, so a probe measures the whole training
 process (runtime, data pipeline, model, activations, optimizer) as training will run it. Where the peak cannot
 be reset (not Linux) it is the process's lifetime peak: an upper bound, so plans err small.
+
+A CPU runtime keeps most of the memory a larger network took after it is freed (TensorFlow's and oneDNN's
+caches: 1.4 of 2.4 GB here), so a probe after a larger one would read that too: `task=plan` measures each
+candidate in a fresh process.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Measurement:
     seconds_per_inference: float
     seconds_first_step: float = 0.0
     seconds_per_save: float = 0.0
+    baseline_bytes: int = 0  # resident before the first step: runtime, data, the model's weights
 
 
 def device_memory() -> tuple[str, int, str]:
@@ -60,6 +65,7 @@ def measure(train_steps: Callable[[int], None], infer: Callable[[], None], *, st
     if steps < 1:
         raise ConfigError(f"steps must be >= 1. Received: steps={steps}")
     reset_peak()
+    baseline = read_peak()
     first = _seconds(train_steps, 1)
     train_steps(1)  # the second step still settles (allocator, thread pools): not timed
     per_step = _seconds(train_steps, steps) / steps
@@ -67,7 +73,7 @@ def measure(train_steps: Callable[[int], None], infer: Callable[[], None], *, st
     per_inference = _seconds(infer)
     per_save = _seconds(save) if save is not None else 0.0
     return Measurement(peak_bytes=read_peak(), seconds_per_step=per_step, seconds_per_inference=per_inference,
-                       seconds_first_step=first, seconds_per_save=per_save)
+                       seconds_first_step=first, seconds_per_save=per_save, baseline_bytes=baseline)
 
 
 def _seconds(action: Callable, *args) -> float:

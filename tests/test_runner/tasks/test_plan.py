@@ -11,6 +11,7 @@ from helpers import run_runner, shapes_dataset, write_nnunet_dataset
 pytestmark = pytest.mark.slow
 
 BUDGET_SECONDS = 75
+MEMORY_BUDGET = "3GB"  # small: the training's measured peak must stay inside it
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,7 @@ def auto_run(tmp_path_factory):
     start = time.monotonic()
     result = run_runner("+experiment=auto", "data=folder", f"data.images={images}", f"data.masks={masks}",
                         f"plan.time_budget={BUDGET_SECONDS}s", "plan.min_steps=0", "plan.name=shapes",
+                        f"plan.memory_budget={MEMORY_BUDGET}",
                         "trainer.verbose=0", cwd=folder, timeout=600)
     return folder, result, time.monotonic() - start
 
@@ -45,6 +47,7 @@ def test_auto_plans_then_trains_the_plan_inside_its_budget(auto_run):
     artifacts = {a.path for a in client.list_artifacts(plan_run.info.run_id)}
     assert {"dataset_properties.json", "probes.json", "plans"} <= artifacts
     assert plan_run.data.metrics["peak_memory_mb"] <= plan_run.data.metrics["memory_budget_mb"]
+    assert train_run.data.metrics["peak_memory_mb"] <= plan_run.data.metrics["memory_budget_mb"]
 
 
 def test_the_plan_file_is_an_ordinary_experiment_with_its_reasons(auto_run, compose):
