@@ -79,8 +79,10 @@ def test_a_plan_file_edited_into_an_invalid_value_is_refused_naming_the_key(auto
 
 
 @pytest.fixture(scope="module")
-def volumes(tmp_path_factory):
-    return write_nnunet_dataset(tmp_path_factory.mktemp("volumes"), cases=4, shape=(8, 32, 32))
+def shapes(tmp_path_factory):
+    """The data overrides of a small 2D folder dataset (probes of 2D networks are the quickest)."""
+    images, masks = shapes_dataset(tmp_path_factory.mktemp("shapes"), count=4, size=(32, 32))
+    return ["data=folder", f"data.images={images}", f"data.masks={masks}"]
 
 
 def refused(result, *phrases):
@@ -91,17 +93,16 @@ def refused(result, *phrases):
     return errors[0]
 
 
-def test_a_memory_budget_below_the_smallest_network_names_both_figures(volumes, tmp_path):
-    result = run_runner("task=plan", "data=nnunet", f"data.root={volumes}", "plan.memory_budget=300MB", cwd=tmp_path)
+def test_a_memory_budget_below_the_smallest_network_names_both_figures(shapes, tmp_path):
+    result = run_runner("task=plan", *shapes, "plan.memory_budget=300MB", cwd=tmp_path)
     refused(result, "plan.memory_budget=300MB is below what the smallest network needs:", "patch, batch 2")
     _, by_task = runs(tmp_path)
     assert by_task["plan"].info.status == "FAILED" and not (tmp_path / "plans").exists()
 
 
-def test_a_time_budget_too_short_for_one_epoch_says_how_long_one_takes(volumes, tmp_path):
-    result = run_runner("+experiment=auto", "data=nnunet", f"data.root={volumes}", "plan.time_budget=20s",
-                        "plan.min_steps=0", cwd=tmp_path)
-    refused(result, "plan.time_budget=20s is too short for one epoch: one takes")
+def test_a_time_budget_too_short_for_one_epoch_says_how_long_one_takes(shapes, tmp_path):
+    result = run_runner("+experiment=auto", *shapes, "plan.time_budget=15s", "plan.min_steps=0", cwd=tmp_path)
+    refused(result, "plan.time_budget=15s is too short for one epoch: one takes")
     assert set(runs(tmp_path)[1]) == {"plan"}  # nothing trained
 
 
