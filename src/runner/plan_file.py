@@ -60,7 +60,8 @@ def plan_file(plan, config: Config, *, schedule=None, fitted=None, memory_budget
     x = lambda values: "x".join(str(v) for v in values)  # noqa: E731
     document = PlanFile(choices={"data": config.data.name, "model": "nnunet", "loss": plan.loss,
                                  "optimizer": plan.optimizer["name"], "augment": "basic"})
-    peak = f", measured peak {megabytes(fitted.measurement.peak_bytes)}" if fitted else ""
+    peak = (f", {'predicted' if fitted.predicted else 'measured'} peak {megabytes(fitted.measurement.peak_bytes)}"
+            if fitted else "")
     document.header = [
         f"unetlab {__version__} plan for {dataset_name(config)} (content fingerprint {fingerprint}), on {device}.",
         f"{properties['num_cases']} cases, {dims}D, median shape {x(int(v) for v in properties['median_shape'])} at "

@@ -7,7 +7,7 @@ import pytest
 from test_planner import CPU, properties
 from unetlab.errors import ConfigError
 from unetlab.planning.budget import HEADROOM, fit_to_budgets, parse_duration, parse_size, schedule
-from unetlab.planning.planner import make_plan
+from unetlab.planning.planner import make_plan, shrink
 from unetlab.planning.probe import Measurement
 
 MB = 2**20
@@ -20,24 +20,28 @@ def voxel_cost(plan):
                        baseline_bytes=200 * MB)
 
 
-def test_the_plan_shrinks_until_its_measured_peak_fits_the_budget():
-    plan = make_plan(properties([(256, 256)] * 20, [(1.0, 1.0)] * 20, voxels=10**9), CPU)
+def test_a_plan_over_the_memory_budget_shrinks_to_the_largest_its_probe_predicts_to_fit():
+    plan = make_plan(properties([(256, 256)] * 20, [(1.0, 1.0)] * 20), CPU)
     budget = 300 * MB
     fitted = fit_to_budgets(plan, voxel_cost, memory_bytes=budget)
-    assert fitted.measurement.peak_bytes <= HEADROOM * budget < voxel_cost(plan).peak_bytes
-    assert len(fitted.trials) > 1 and fitted.trials[0].patch_size == plan.patch_size
-    chosen = math.prod(fitted.plan.patch_size) * fitted.plan.batch_size  # the largest that fits: larger ones did not
-    assert all(trial.measurement.peak_bytes > HEADROOM * budget for trial in fitted.trials
-               if math.prod(trial.patch_size) * trial.batch_size > chosen)
-    assert "measured peak" in fitted.plan.reasons["memory"]
+    assert [trial.patch_size for trial in fitted.trials] == [plan.patch_size]  # one probe, scaled down from it
+    assert fitted.predicted and "predicted from the probe of the 256x256 patch" in fitted.plan.reasons["memory"]
+    assert max(voxel_cost(fitted.plan).peak_bytes, fitted.measurement.peak_bytes) <= HEADROOM * budget
+    larger = plan
+    while shrink(larger).patch_size != fitted.plan.patch_size:
+        larger = shrink(larger)
+    assert voxel_cost(larger).peak_bytes > HEADROOM * budget  # the largest that fits
     roomy = fit_to_budgets(plan, voxel_cost, memory_bytes=8 * 2**30)
-    assert roomy.plan.patch_size == plan.patch_size and len(roomy.trials) == 1
+    assert roomy.plan.patch_size == plan.patch_size and len(roomy.trials) == 1 and not roomy.predicted
 
 
-def test_a_time_budget_shrinks_the_patch_until_min_steps_fit():
-    plan = make_plan(properties([(256, 256)] * 20, [(1.0, 1.0)] * 20, voxels=10**9), CPU)
-    fitted = fit_to_budgets(plan, voxel_cost, memory_bytes=8 * 2**30, time_seconds=30, min_steps=250)
-    assert 30 / fitted.measurement.seconds_per_step >= 250 > 30 / voxel_cost(plan).seconds_per_step
+def test_a_time_budget_shrinks_the_patch_until_min_steps_fit_measuring_a_larger_choice_first():
+    plan = make_plan(properties([(512, 512)] * 20, [(1.0, 1.0)] * 20), CPU)
+    fitted = fit_to_budgets(plan, voxel_cost, memory_bytes=8 * 2**30, time_seconds=60, min_steps=250)
+    first, *others = fitted.trials  # a quarter of the work first: then the larger ones it predicts to fit
+    assert math.prod(first.patch_size) == pytest.approx(math.prod(plan.patch_size) / 4, rel=0.3) and others
+    assert not fitted.predicted and fitted.plan.patch_size == others[-1].patch_size
+    assert 60 / voxel_cost(fitted.plan).seconds_per_step >= 250 > 60 / voxel_cost(plan).seconds_per_step
 
 
 def test_a_memory_budget_below_the_smallest_network_names_both_figures():

@@ -92,8 +92,9 @@ class Config:
             )
         if self.task is Task.predict and not self.predict.input:
             raise ConfigError("task=predict needs predict.input=DIR_OR_FILE (images to segment)")
-        if self.task is Task.evaluate and self.data.name != "folder":
-            raise ConfigError("task=evaluate needs data=folder data.images=DIR data.masks=DIR")
+        if self.task is Task.evaluate and self.data.name not in ("folder", "nnunet"):
+            raise ConfigError("task=evaluate needs data=folder data.images=DIR data.masks=DIR (or, for a model "
+                              "trained with data=nnunet, data=nnunet data.root=DIR)")
         if self.task is Task.export and len(self.run_ids()) > 1:
             raise ConfigError(f"task=export takes one model: run_id=[{','.join(self.run_ids())}] names "
                               f"{len(self.run_ids())}; export each run on its own (run_id=RUN_ID), or predict and "

@@ -1,4 +1,5 @@
-"""`task=evaluate`: score a trained model on image/mask folders at full resolution, tracked in MLflow."""
+"""`task=evaluate`: score a trained model on image/mask folders at full resolution (or, trained on planned patches,
+on the labelled cases of an nnU-Net dataset, in millimetres), tracked in MLflow."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from unetlab.visualize import predicted_class_map, prediction_grid, save_curves,
 
 from .. import builders, guards, tracking
 from ..model_source import describe, load_model_sources, source_tags
-from ..schema import Config, TrackingConfig
+from ..schema import Config, NNUNetDataConfig, TrackingConfig
 from ..settings import config_group
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,13 @@ def evaluate(config: Config) -> dict:
     of the whole stack, and challenge_curves.csv/.png (each score against the threshold)."""
     members = load_model_sources(config)  # several run ids: an ensemble, its mean probabilities decide
     loaded, ensemble = members[0], [(member.model, member.preprocessing) for member in members]
-    if loaded.preprocessing.planned:
-        raise ConfigError(f"task=evaluate scores image folders; {describe(members)} was trained on planned patches "
-                          "(data=nnunet): segment the cases with task=predict and score the masks with "
-                          "experiments/volumes/score.py")
+    if loaded.preprocessing.planned != isinstance(config.data, NNUNetDataConfig):
+        trained = "planned patches (data=nnunet)" if loaded.preprocessing.planned else "images (not data=nnunet)"
+        wanted = "data=nnunet data.root=DIR" if loaded.preprocessing.planned else "data=folder data.images=DIR data.masks=DIR"
+        raise ConfigError(f"{describe(members)} was trained on {trained}: evaluate it with {wanted}")
     log.info("evaluating %s", describe(members))
+    if loaded.preprocessing.planned:
+        return evaluate_cases(config, members)
     pairs, image_digests = checked_pairs(config, loaded.preprocessing)
     num_classes = loaded.preprocessing.num_classes
     ignore_index = config.data.ignore_index
@@ -114,6 +117,51 @@ def evaluate(config: Config) -> dict:
         tracking.retry_locked(mlflow.log_params, {**params, **tracking.backend_params(),
                                                   POSTPROCESSING: str(watershed or "none")})
         tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()})
+        mlflow.log_artifacts(str(output), "evaluation")
+    return summary
+
+
+def evaluate_cases(config: Config, members) -> dict:
+    """Models trained on planned patches: every labelled case of the nnU-Net dataset at data.root predicted as
+    task=predict does (sliding window at the training spacing, mirroring with predict.tta) and scored in
+    millimetres (`unetlab.volume_metrics.case_scores`: Dice, IoU, HD95, surface Dice per foreground class);
+    metrics.json holds the means over cases, per_case.csv each case; an evaluation run is logged."""
+    from unetlab.data.nnunet_raw import read_case, read_raw_dataset
+    from unetlab.volume_inference import class_map, predict_case
+    from unetlab.volume_metrics import case_scores
+
+    dataset, preprocessing = read_raw_dataset(config.data.root), members[0].preprocessing
+    if len(dataset.channel_names) != preprocessing.channels:
+        raise DataError(f"data.root={config.data.root} has {len(dataset.channel_names)} channel(s) but the model "
+                        f"expects {preprocessing.channels}")
+    output = Path(config.evaluate.output)
+    output.mkdir(parents=True, exist_ok=True)
+    settings, rows = config.predict, []
+    progress = keras.utils.Progbar(len(dataset.cases), unit_name="case")
+    for done, case in enumerate(dataset.cases, start=1):
+        image, truth, spacing, _ = read_case(case, dataset)
+        probabilities = sum(predict_case(member.model, image, spacing, member.preprocessing, overlap=settings.overlap,
+                                         batch_size=settings.batch_size, mirror=settings.tta.value != "none")
+                            for member in members) / len(members)
+        rows.append({"case": case.name, **case_scores(class_map(probabilities), truth, spacing,
+                                                      preprocessing.num_classes)})
+        progress.update(done)
+    summary = {key: float(np.mean([row[key] for row in rows])) for key in rows[0] if key != "case"}
+    summary["num_cases"] = len(rows)
+    (output / "metrics.json").write_text(json.dumps(summary, indent=2))
+    with open(output / "per_case.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    log.info("%d case(s): %s", len(rows), ", ".join(f"{key} {value:.4f}" for key, value in summary.items()
+                                                   if key != "num_cases"))
+    tags = {"task": "evaluate", **source_tags(members)}
+    home, parent_run_id, what = evaluation_home(config, [member.source_run_id for member in members])
+    with tracking.tracked_run(home, tags, what=what, parent_run_id=parent_run_id):
+        tracking.retry_locked(mlflow.log_params, {**tracking.config_params(config, only=EVALUATION_PARAMS),
+                                                  **tracking.backend_params()})
+        tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()
+                                                   if np.isfinite(value)})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary
 

@@ -80,12 +80,14 @@ def plan(config: Config) -> dict:
         mlflow.log_metrics(figures)
         mlflow.log_params({"plan.patch_size": "x".join(map(str, fitted.plan.patch_size)),
                            "plan.batch_size": fitted.plan.batch_size, "plan.stages": len(fitted.plan.topology.strides),
-                           "plan.normalization": ",".join(fitted.plan.normalization)})
+                           "plan.normalization": ",".join(fitted.plan.normalization),
+                           "plan.peak_memory": "predicted" if fitted.predicted else "measured"})
         mlflow.log_text(document.text(), f"{GROUP}/{path.name}")
         mlflow.log_text(json.dumps([trial.as_dict() for trial in fitted.trials], indent=1), "probes.json")
         print(f"plan written to {path} (+experiment={GROUP}/{path.stem}): patch "
               f"{'x'.join(map(str, fitted.plan.patch_size))}, batch {fitted.plan.batch_size}, "
-              f"{len(fitted.plan.topology.strides)} stages, measured peak {budget.megabytes(figures['peak_memory_mb'] * 2**20)}"
+              f"{len(fitted.plan.topology.strides)} stages, {'predicted' if fitted.predicted else 'measured'} peak "
+              f"{budget.megabytes(figures['peak_memory_mb'] * 2**20)}"
               + (f", {schedule.epochs} epochs x {schedule.steps_per_epoch} steps" if schedule else ""))
         return {"plan_file": str(path), "experiment": f"{GROUP}/{path.stem}", "run_id": run.info.run_id, **figures}
 

@@ -1,10 +1,11 @@
 """Fit a plan to a memory budget and a time budget, from measurements (`unetlab.planning.probe`).
 
 `fit_to_budgets` takes the largest plan along the planner's chain of smaller ones (`planner.shrink`: the patch
-first, then the batch) whose measured peak memory is within `HEADROOM` of the budget and, with a time budget,
-of which at least `min_steps` training steps fit in it. Probes cost minutes on a CPU, so it measures few: one
-candidate, then the one that measurement predicts to be the largest that fits (memory above the baseline and
-seconds per step scale with nnU-Net's activation estimate of the batch), checked by measuring it, and so on.
+first, then the batch) whose peak memory is within `HEADROOM` of the budget and, with a time budget, of which
+at least `min_steps` training steps fit in it. Probes cost a minute on a CPU, so it measures few: memory above
+the baseline and seconds per step scale with nnU-Net's activation estimate of the batch, so one measurement
+predicts the others; a larger candidate is measured before it is taken, a smaller one is taken on the
+prediction (an overestimate).
 `schedule` then turns the seconds per step into epochs x steps that fill the time budget, validation and
 checkpoints included.
 """
@@ -12,7 +13,7 @@ checkpoints included.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..errors import ConfigError
@@ -44,21 +45,28 @@ class Trial:
 @dataclass(frozen=True)
 class Fitted:
     plan: Plan
-    measurement: Measurement
+    measurement: Measurement  # of `plan`: measured, or (`predicted`) scaled from a larger probe
     trials: list[Trial] = field(default_factory=list)
+    predicted: bool = False
 
 
 def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory_bytes: int,
                    time_seconds: float | None = None, min_steps: int = 0) -> Fitted:
-    """The largest plan of the chain `plan`, `shrink(plan)`, ... that fits (module docstring). With a time
-    budget the first probe is a candidate of about a quarter of `plan`'s work (a probe of the largest can cost
-    much of a short budget). A one-line ConfigError when even the smallest exceeds the memory budget."""
+    """The largest plan of the chain `plan`, `shrink(plan)`, ... that fits (module docstring).
+
+    The first probe is `plan` itself, or with a time budget a candidate of about a quarter of its work (a probe
+    of the largest can cost much of a short budget). If it fits, larger candidates that it predicts to fit are
+    measured (scaling up is a guess), at most `MAX_PROBES` in all. If it does not, the largest smaller one it
+    predicts to fit is taken on that prediction: scaled down from a measurement, memory (with the larger
+    network's weights in the baseline) and time are overestimates. A one-line ConfigError, from a measurement
+    of the smallest, when even that exceeds the memory budget."""
     chain = [plan]
     while (smaller := shrink(chain[-1])) is not None:
         chain.append(smaller)
     work = [estimate(c.topology, 2, c.max_filters) * c.batch_size for c in chain]
     measured: dict[int, Measurement] = {}
     trials = []
+    last = len(chain) - 1
 
     def result(index: int) -> Measurement:
         if index not in measured:
@@ -66,47 +74,50 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
             trials.append(Trial(chain[index].patch_size, chain[index].batch_size, measured[index]))
         return measured[index]
 
-    def fits(m: Measurement) -> tuple[bool, bool]:
+    def ok(index: int, m: Measurement) -> bool:  # the smallest plan need not be fast enough: nothing is faster
         steps = math.inf if not time_seconds else time_seconds / max(m.seconds_per_step, 1e-9)
-        return m.peak_bytes <= HEADROOM * memory_bytes, steps >= min_steps
+        return m.peak_bytes <= HEADROOM * memory_bytes and (steps >= min_steps or index == last)
 
     def predicted(reference: int, index: int) -> Measurement:
         m, scale = measured[reference], work[index] / work[reference]
-        return Measurement(peak_bytes=int(m.baseline_bytes + (m.peak_bytes - m.baseline_bytes) * scale),
-                           seconds_per_step=m.seconds_per_step * scale, seconds_per_inference=0.0,
-                           baseline_bytes=m.baseline_bytes)
+        return replace(m, peak_bytes=int(m.baseline_bytes + (m.peak_bytes - m.baseline_bytes) * scale),
+                       seconds_per_step=m.seconds_per_step * scale, seconds_per_inference=m.seconds_per_inference * scale)
 
-    last = len(chain) - 1
-
-    def ok(index: int, m: Measurement) -> bool:  # the smallest plan need not be fast enough: nothing is faster
-        memory_ok, time_ok = fits(m)
-        return memory_ok and (time_ok or index == last)
-
-    # Along the chain memory and time fall: everything up to `failing` fails, everything from `fitting` fits.
-    failing, fitting = -1, len(chain)
     index = 0 if not time_seconds else min(range(len(chain)), key=lambda i: abs(work[i] - work[0] / 4))
-    while failing + 1 < fitting and (fitting == len(chain) or len(measured) < MAX_PROBES):
-        if ok(index, result(index)):
-            fitting = index
+    source = None  # the probe a choice was predicted from (None: measured itself)
+    if ok(index, result(index)):
+        failing = -1
+        while len(measured) < MAX_PROBES:
+            fitting = min(i for i in measured if ok(i, measured[i]))
+            larger = [i for i in range(failing + 1, fitting) if ok(i, predicted(fitting, i))]
+            if not larger:
+                break
+            if not ok(larger[0], result(larger[0])):
+                failing = larger[0]
+        chosen = min(i for i in measured if ok(i, measured[i]))
+        measurement = measured[chosen]
+    else:
+        smaller = [i for i in range(index + 1, len(chain)) if ok(i, predicted(index, i))]
+        if smaller:
+            chosen, source = smaller[0], index
+            measurement = predicted(index, chosen)
+        elif ok(last, result(last)):
+            chosen, measurement = last, measured[last]
         else:
-            failing = index
-        between = range(failing + 1, fitting)
-        guesses = [i for i in between if ok(i, predicted(index, i))]
-        if not guesses and fitting < len(chain):
-            break  # none larger than the one that fits is predicted to fit
-        index = guesses[0] if guesses else last
-    if fitting == len(chain):
-        peak = measured[last].peak_bytes
-        raise ConfigError(
-            f"plan.memory_budget={megabytes(memory_bytes)} is below what the smallest network needs: "
-            f"{megabytes(peak / HEADROOM)} (a {'x'.join(map(str, chain[last].patch_size))} patch, batch "
-            f"{chain[last].batch_size}, peaked at {megabytes(peak)}, {HEADROOM:.0%} of that)")
-    chosen = fitting
-    plan, measurement = chain[chosen], measured[chosen]
-    plan = plan.with_reason("memory", f"measured peak {megabytes(measurement.peak_bytes)} for a "
+            peak = measured[last].peak_bytes
+            raise ConfigError(
+                f"plan.memory_budget={megabytes(memory_bytes)} is below what the smallest network needs: "
+                f"{megabytes(peak / HEADROOM)} (a {'x'.join(map(str, chain[last].patch_size))} patch, batch "
+                f"{chain[last].batch_size}, peaked at {megabytes(peak)}, {HEADROOM:.0%} of that)")
+    plan = chain[chosen]
+    how = "measured" if source is None else (
+        f"predicted from the probe of the {'x'.join(map(str, chain[source].patch_size))} patch, batch "
+        f"{chain[source].batch_size} (peak {megabytes(measured[source].peak_bytes)}, "
+        f"{measured[source].seconds_per_step:.2f} s/step), scaled by nnU-Net's estimate")
+    plan = plan.with_reason("memory", f"peak {megabytes(measurement.peak_bytes)} {how} for a "
                                       f"{'x'.join(map(str, plan.patch_size))} patch, batch {plan.batch_size}: within "
                                       f"{HEADROOM:.0%} of the budget {megabytes(memory_bytes)} ({len(trials)} probe(s))")
-    return Fitted(plan, measurement, trials)
+    return Fitted(plan, measurement, trials, predicted=source is not None)
 
 
 @dataclass(frozen=True)

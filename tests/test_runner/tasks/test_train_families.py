@@ -144,8 +144,13 @@ def test_an_nnunet_dataset_trains_a_3d_unet_that_predicts_nifti_in_the_inputs_ge
     from unetlab.errors import ConfigError
 
     common = [f"run_id={run.info.run_id}", f"tracking.uri={uri}", f"output_dir={tmp_path}/out"]
-    with pytest.raises(ConfigError, match="task=evaluate scores image folders; .* trained on planned patches"):
+    with pytest.raises(ConfigError, match=r"trained on planned patches \(data=nnunet\): evaluate it with data=nnunet"):
         evaluate(make_config(["task=evaluate", "data=folder", f"data.images={tmp_path}", f"data.masks={tmp_path}",
                               *common]))
+    summary = evaluate(make_config(["task=evaluate", "data=nnunet", f"data.root={other}",
+                                    f"evaluate.output={tmp_path}/evaluation", *common]))
+    assert summary["num_cases"] == 2 and 0.0 <= summary["dice"] <= 1.0 and "hd95" in summary  # in millimetres
+    per_case = (tmp_path / "evaluation" / "per_case.csv").read_text().splitlines()
+    assert per_case[0].startswith("case,dice") and len(per_case) == 3
     with pytest.raises(ConfigError, match="export.format=mlflow packs image prediction"):
         export(make_config(["task=export", "export.format=mlflow", "export.name=organ", *common]))
