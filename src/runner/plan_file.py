@@ -92,8 +92,9 @@ def plan_file(plan, config: Config, *, schedule=None, fitted=None, memory_budget
     document.set("model", "max_filters", plan.max_filters, "")
     document.set("model", "deep_supervision", plan.deep_supervision, reasons["loss"])
     document.set("augment", "rotate90", dims == 2, "mirroring on every axis (nnU-Net); quarter turns in 2D")
-    for key in ("lr", "momentum", "nesterov", "weight_decay"):
-        document.set("optimizer", key, plan.optimizer[key], reasons["optimizer"] if key == "lr" else "")
+    for key, value in plan.optimizer.items():
+        if key != "name":
+            document.set("optimizer", key, value, reasons["optimizer"] if key == "lr" else "")
     memory = reasons.get("memory", reasons["batch_size"])
     document.set("trainer", "batch_size", plan.batch_size, f"{reasons['batch_size']}; {memory}")
     if schedule is not None:

@@ -115,3 +115,13 @@ def test_on_nnunets_8gb_gpu_reference_the_plan_is_nnunets():
     assert rgb.patch_size == (320, 320) and len(rgb.topology.strides) == 7 and rgb.batch_size == 2
     em = make_plan(properties([(512, 512)] * 20, [(1.0, 1.0)] * 20, channels=("EM",)), gpu, memory_bytes=8 * 10**9)
     assert em.patch_size == (512, 512) and em.topology.pooling == (7, 7) and em.batch_size == 2
+
+
+def test_the_optimizer_is_nnunets_sgd_unless_adam_is_asked_for():
+    props = properties([(64, 64)] * 4, [(1.0, 1.0)] * 4)
+    assert make_plan(props, CPU).optimizer == {"name": "sgd", "lr": 0.01, "momentum": 0.99, "nesterov": True,
+                                                 "weight_decay": 3e-5}
+    adam = make_plan(props, CPU, optimizer="adam")
+    assert adam.optimizer["name"] == "adam" and "Adam" in adam.reasons["optimizer"]
+    with pytest.raises(ConfigError, match="plan.optimizer must be one of sgd, adam"):
+        make_plan(props, CPU, optimizer="lion")

@@ -52,7 +52,8 @@ def plan(config: Config) -> dict:
         memory_budget = (budget.parse_size(config.plan.memory_budget) if config.plan.memory_budget
                          else probe.default_memory_budget(kind, memory))
         time_budget = budget.parse_duration(config.plan.time_budget) if config.plan.time_budget else None
-        initial = make_plan(properties, Device(kind, memory, device_name), memory_bytes=memory_budget)
+        initial = make_plan(properties, Device(kind, memory, device_name), memory_bytes=memory_budget,
+                            optimizer=config.plan.optimizer)
         log.info("planned %s: patch %s, batch %d; probing on %s", plan_name(config),
                  "x".join(map(str, initial.patch_size)), initial.batch_size, device_name)
         timer = time.monotonic()

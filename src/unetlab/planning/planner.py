@@ -49,6 +49,13 @@ GPU_REFERENCE_VOXELS = {2: 2048**2, 3: 256**3}  # nnU-Net's initial patch sizes
 GPU_REFERENCE = {2: (85_000_000, 12), 3: (560_000_000, 2)}  # nnU-Net's estimate that fits 8 GB, with its batch
 GPU_REFERENCE_BYTES = 8 * 10**9  # nnU-Net's UNet_reference_val_corresp_GB
 CPU_REFERENCE_VOXELS = {2: 512**2, 3: 96**3}  # a CPU's initial patch: time, not memory, binds it
+# The optimizers a plan can name (plan.optimizer), with their settings and reason; poly decay for both.
+OPTIMIZERS = {
+    "sgd": ({"name": "sgd", "lr": 0.01, "momentum": 0.99, "nesterov": True, "weight_decay": 3e-5},
+            "SGD, Nesterov momentum 0.99, lr 0.01, weight decay 3e-5, poly decay (exponent 0.9): nnU-Net's"),
+    "adam": ({"name": "adam", "lr": 1e-3},
+             "Adam, lr 1e-3, poly decay (exponent 0.9): nnU-Net's nnUNetTrainerAdam, for short budgets"),
+}
 
 
 @dataclass(frozen=True)
@@ -264,9 +271,12 @@ def configuration(properties: dict, device: Device, *, dims: int | None = None, 
 
 
 def make_plan(properties: dict, device: Device, *, memory_bytes: int | None = None,
-              reference_voxels: int | None = None) -> Plan:
+              reference_voxels: int | None = None, optimizer: str = "sgd") -> Plan:
     """The plan for a dataset with `properties` (`unetlab.planning.properties`) on `device`: the decisions of
-    the module docstring, each with its reason, before the probes measure memory and time."""
+    the module docstring, each with its reason, before the probes measure memory and time. `optimizer`: a key
+    of `OPTIMIZERS`."""
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"plan.optimizer must be one of {', '.join(OPTIMIZERS)}. Received: optimizer={optimizer!r}")
     if properties["num_cases"] < 2:
         raise ConfigError(f"the dataset has {properties['num_cases']} case(s); planning needs at least 2 (one to "
                           f"validate on)")
@@ -291,11 +301,11 @@ def make_plan(properties: dict, device: Device, *, memory_bytes: int | None = No
         "batch_size": config["batch_reason"],
         "estimate": f"nnU-Net's activation estimate {config['estimate']:,} (a batch of one)",
         "loss": "Dice + cross-entropy on every deep-supervision output (nnU-Net's DC_and_CE)",
-        "optimizer": "SGD, Nesterov momentum 0.99, lr 0.01, weight decay 3e-5, poly decay (exponent 0.9): nnU-Net's",
+        "optimizer": OPTIMIZERS[optimizer][1],
         "plan_2d_beside_3d": beside,
     }
     return Plan(dims=dims, target_spacing=config["spacing"], median_shape=config["median_shape"],
                 normalization=schemes, topology=topology, filters=BASE_FILTERS, max_filters=config["max_filters"],
                 batch_size=config["batch_size"], loss="bce_dice" if binary else "ce_dice", deep_supervision=True,
-                optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.99, "nesterov": True, "weight_decay": 3e-5},
+                optimizer=dict(OPTIMIZERS[optimizer][0]),
                 schedule="poly", plan_2d_beside_3d=dims == 3, reasons=reasons)
