@@ -125,3 +125,18 @@ def test_the_optimizer_is_nnunets_sgd_unless_adam_is_asked_for():
     assert adam.optimizer["name"] == "adam" and "Adam" in adam.reasons["optimizer"]
     with pytest.raises(ConfigError, match="plan.optimizer must be one of sgd, adam"):
         make_plan(props, CPU, optimizer="lion")
+
+
+def test_auto_takes_adam_for_a_short_training_and_nnunets_sgd_for_a_long_one():
+    from unetlab.planning.planner import ADAM_BELOW_STEPS, choose_optimizer
+
+    plan = make_plan(properties([(64, 64)] * 4, [(1.0, 1.0)] * 4), CPU, optimizer="adam")
+    short, long = choose_optimizer(plan, 2000), choose_optimizer(plan, 250_000)
+    assert short.optimizer["name"] == "adam" and f"under {ADAM_BELOW_STEPS}" in short.reasons["optimizer"]
+    assert long.optimizer == {"name": "sgd", "lr": 0.01, "momentum": 0.99, "nesterov": True, "weight_decay": 3e-5}
+
+
+def test_a_shrunk_plan_states_its_own_topology():
+    plan = shrink(make_plan(properties([(512, 512)] * 4, [(1.0, 1.0)] * 4), CPU))
+    assert f"{list(plan.topology.pooling)} poolings per axis, {len(plan.topology.strides)} stages" in \
+        plan.reasons["topology"] and "shrunk" in plan.reasons["patch_size"]

@@ -18,7 +18,7 @@ class PlanConfig:
     memory_budget: Optional[str] = None  # "8GB"; None: unetlab.planning.probe.default_memory_budget
     time_budget: Optional[str] = None  # "15m"; None: nnU-Net's 1000 epochs x 250 steps
     min_steps: int = MISSING
-    optimizer: str = MISSING  # a key of unetlab.planning.planner.OPTIMIZERS
+    optimizer: str = MISSING  # auto, or a key of unetlab.planning.planner.OPTIMIZERS
     probe_steps: int = MISSING
 
     def __post_init__(self) -> None:
@@ -31,7 +31,8 @@ class PlanConfig:
         from unetlab.planning.planner import OPTIMIZERS
 
         require(self.min_steps >= 0, "plan.min_steps", self.min_steps, ">= 0")
-        require(self.optimizer in OPTIMIZERS, "plan.optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
+        require(self.optimizer == "auto" or self.optimizer in OPTIMIZERS, "plan.optimizer", self.optimizer,
+                f"auto or one of {', '.join(OPTIMIZERS)}")
         require(self.probe_steps >= 1, "plan.probe_steps", self.probe_steps, ">= 1")
         require(not self.name or self.name.replace("-", "").replace("_", "").isalnum(), "plan.name", self.name,
                 "letters, digits, - and _ (the file plans/NAME.yaml)")

@@ -15,13 +15,15 @@ import logging
 import math
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
 
 from unetlab.planning import budget, probe
 from unetlab.planning.cases import folder_cases, nnunet_cases
-from unetlab.planning.planner import Device, Plan, make_plan
+from unetlab.planning.budget import MAX_STEPS_PER_EPOCH, NNUNET_EPOCHS
+from unetlab.planning.planner import Device, Plan, choose_optimizer, make_plan
 from unetlab.planning.properties import cached_properties, dataset_properties
 
 from .. import builders, tracking
@@ -52,8 +54,10 @@ def plan(config: Config) -> dict:
         memory_budget = (budget.parse_size(config.plan.memory_budget) if config.plan.memory_budget
                          else probe.default_memory_budget(kind, memory))
         time_budget = budget.parse_duration(config.plan.time_budget) if config.plan.time_budget else None
+        # plan.optimizer=auto probes with Adam (its two moments: the larger state), and chooses once the steps are known
+        probed = "adam" if config.plan.optimizer == "auto" else config.plan.optimizer
         initial = make_plan(properties, Device(kind, memory, device_name), memory_bytes=memory_budget,
-                            optimizer=config.plan.optimizer)
+                            optimizer=probed)
         log.info("planned %s: patch %s, batch %d; probing on %s", plan_name(config),
                  "x".join(map(str, initial.patch_size)), initial.batch_size, device_name)
         timer = time.monotonic()
@@ -70,6 +74,9 @@ def plan(config: Config) -> dict:
                 spent_seconds=time.monotonic() - started if auto else 0.0,
                 validation_batches=validation_batches(fitted.plan, config, properties),
                 end_seconds=END_SECONDS + 3 * fitted.measurement.seconds_per_save)
+        if config.plan.optimizer == "auto":
+            steps = schedule.epochs * schedule.steps_per_epoch if schedule else NNUNET_EPOCHS * MAX_STEPS_PER_EPOCH
+            fitted = replace(fitted, plan=choose_optimizer(fitted.plan, steps))
         document = plan_file(fitted.plan, config, schedule=schedule, fitted=fitted, memory_budget=memory_budget,
                              time_budget=time_budget, properties=properties, fingerprint=cases.fingerprint,
                              device=device_name)

@@ -56,6 +56,7 @@ OPTIMIZERS = {
     "adam": ({"name": "adam", "lr": 1e-3},
              "Adam, lr 1e-3, poly decay (exponent 0.9): nnU-Net's nnUNetTrainerAdam, for short budgets"),
 }
+ADAM_BELOW_STEPS = 25_000  # plan.optimizer=auto: a tenth of nnU-Net's 250,000 steps
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,12 @@ def shrink(plan: Plan) -> Plan | None:
     """The next smaller plan (module docstring), or None at a 2-patch batch of the smallest patch."""
     smaller = smaller_topology(plan.topology, plan.median_shape, plan.target_spacing)
     if smaller is not None:
-        return replace(plan, topology=smaller)
+        reasons = {**plan.reasons, "topology": topology_reason(smaller),
+                   "estimate": estimate_reason(estimate(smaller, 2, plan.max_filters))}
+        if "shrunk" not in reasons.get("patch_size", ""):
+            reasons["patch_size"] = (f"{reasons.get('patch_size', '')}; shrunk (the axis with the largest patch-to-"
+                                     f"median ratio first) to fit the budgets")
+        return replace(plan, topology=smaller, reasons=reasons)
     if plan.batch_size > MIN_BATCH:
         return replace(plan, batch_size=max(MIN_BATCH, plan.batch_size // 2))
     return None
@@ -270,6 +276,30 @@ def configuration(properties: dict, device: Device, *, dims: int | None = None, 
             "estimate": estimate(topology, num_labels, max_filters)}
 
 
+def topology_reason(topology: Topology) -> str:
+    return (f"pool an axis while its feature map keeps >= {MIN_EDGE} voxels and its spacing is under 2x the finest: "
+            f"{list(topology.pooling)} poolings per axis, {len(topology.strides)} stages")
+
+
+def estimate_reason(value: int) -> str:
+    return f"nnU-Net's activation estimate {value:,} (a batch of one)"
+
+
+def with_optimizer(plan: Plan, name: str, reason: str | None = None) -> Plan:
+    """`plan` training with the optimizer `name` (a key of `OPTIMIZERS`)."""
+    settings, default_reason = OPTIMIZERS[name]
+    return plan.with_reason("optimizer", reason or default_reason, optimizer=dict(settings))
+
+
+def choose_optimizer(plan: Plan, total_steps: int) -> Plan:
+    """plan.optimizer=auto: nnU-Net's SGD for a long training, Adam below `ADAM_BELOW_STEPS` steps, where it
+    trained better (experiments/README.md, "Self-configuration")."""
+    if total_steps < ADAM_BELOW_STEPS:
+        return with_optimizer(plan, "adam", f"{OPTIMIZERS['adam'][1]}: {total_steps} steps are under "
+                                            f"{ADAM_BELOW_STEPS}, where Adam trained better than nnU-Net's SGD")
+    return with_optimizer(plan, "sgd", f"{OPTIMIZERS['sgd'][1]}: {total_steps} steps (>= {ADAM_BELOW_STEPS})")
+
+
 def make_plan(properties: dict, device: Device, *, memory_bytes: int | None = None,
               reference_voxels: int | None = None, optimizer: str = "sgd") -> Plan:
     """The plan for a dataset with `properties` (`unetlab.planning.properties`) on `device`: the decisions of
@@ -295,11 +325,10 @@ def make_plan(properties: dict, device: Device, *, memory_bytes: int | None = No
         "target_spacing": config["spacing_reason"],
         "normalization": norm_reason,
         "patch_size": config["patch_reason"],
-        "topology": (f"pool an axis while its feature map keeps >= {MIN_EDGE} voxels and its spacing is under 2x "
-                     f"the finest: {list(topology.pooling)} poolings per axis, {len(topology.strides)} stages"),
+        "topology": topology_reason(topology),
         "filters": f"{BASE_FILTERS} * 2^stage, capped at {config['max_filters']} ({dims}D, as nnU-Net)",
         "batch_size": config["batch_reason"],
-        "estimate": f"nnU-Net's activation estimate {config['estimate']:,} (a batch of one)",
+        "estimate": estimate_reason(config["estimate"]),
         "loss": "Dice + cross-entropy on every deep-supervision output (nnU-Net's DC_and_CE)",
         "optimizer": OPTIMIZERS[optimizer][1],
         "plan_2d_beside_3d": beside,
