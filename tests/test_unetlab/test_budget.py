@@ -84,3 +84,18 @@ def test_bad_budgets_name_their_key():
         parse_duration("soon")
     with pytest.raises(ConfigError, match=r"^plan.memory_budget must be a size such as 4GB.*Received: memory_budget='-1GB'"):
         parse_size("-1GB")
+
+
+def test_without_time_to_measure_a_larger_plan_it_is_taken_on_prediction_only_with_memory_to_spare():
+    import time
+
+    def slow(plan):
+        time.sleep(0.2)  # a probe costs more than PROBE_SHARE of a 1 s budget
+        return voxel_cost(plan)
+
+    plan = make_plan(properties([(512, 512)] * 20, [(1.0, 1.0)] * 20), CPU)
+    roomy = fit_to_budgets(plan, slow, memory_bytes=64 * 2**30, time_seconds=1.0, min_steps=0)
+    assert len(roomy.trials) == 1 and roomy.predicted and roomy.plan.patch_size == plan.patch_size
+    tight = fit_to_budgets(plan, slow, memory_bytes=900 * MB, time_seconds=1.0, min_steps=0)
+    assert len(tight.trials) == 1 and voxel_cost(plan).peak_bytes < HEADROOM * 900 * MB  # the largest would fit ...
+    assert tight.measurement.peak_bytes <= 0.5 * 900 * MB and tight.plan.patch_size != plan.patch_size  # ... unmeasured: no

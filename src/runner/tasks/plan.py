@@ -33,7 +33,7 @@ from ..settings import to_config
 
 log = logging.getLogger(__name__)
 PROBE = "_probe"  # the candidate's experiment name while it is measured
-END_SECONDS = 5.0  # kept at the end of a time budget, with 3 checkpoint writes: the final model logged, the run closed
+END_SECONDS = 10.0  # kept at the end of a time budget, with 3 checkpoint writes: the model logged, the process ended
 
 
 def plan(config: Config) -> dict:

@@ -13,6 +13,7 @@ checkpoints included.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -26,6 +27,8 @@ MIN_STEPS_PER_EPOCH = 20
 VALIDATION_SHARE = 0.1  # steps per epoch are raised until validation takes at most 10% of an epoch
 NNUNET_EPOCHS = 1000  # nnU-Net's default training: 1000 epochs of 250 steps
 MAX_PROBES = 4  # once a plan fits, at most this many probes look for a larger one
+PROBE_SHARE = 0.15  # ... and only while probing has taken under this share of the time budget
+UNMEASURED_SHARE = 0.5  # beyond that, a larger plan is taken unmeasured only if predicted under this share of memory
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,9 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
 
     The first probe is `plan` itself, or with a time budget a candidate of about a quarter of its work (a probe
     of the largest can cost much of a short budget). If it fits, larger candidates that it predicts to fit are
-    measured (scaling up is a guess), at most `MAX_PROBES` in all. If it does not, the largest smaller one it
+    measured (scaling up is a guess), at most `MAX_PROBES` in all and, with a time budget, while probing has
+    taken under `PROBE_SHARE` of it; past that, the largest predicted to fit is taken unmeasured only where its
+    predicted peak is under `UNMEASURED_SHARE` of the memory budget. If it does not, the largest smaller one it
     predicts to fit is taken on that prediction: scaled down from a measurement, memory (with the larger
     network's weights in the baseline) and time are overestimates. A one-line ConfigError, from a measurement
     of the smallest, when even that exceeds the memory budget."""
@@ -67,12 +72,17 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
     measured: dict[int, Measurement] = {}
     trials = []
     last = len(chain) - 1
+    started = time.monotonic()
 
     def result(index: int) -> Measurement:
         if index not in measured:
             measured[index] = measure(chain[index])
             trials.append(Trial(chain[index].patch_size, chain[index].batch_size, measured[index]))
         return measured[index]
+
+    def affordable() -> bool:  # another probe (as long as the last) within PROBE_SHARE of the time budget
+        spent = time.monotonic() - started
+        return not time_seconds or spent * (1 + 1 / len(measured)) <= PROBE_SHARE * time_seconds
 
     def ok(index: int, m: Measurement) -> bool:  # the smallest plan need not be fast enough: nothing is faster
         steps = math.inf if not time_seconds else time_seconds / max(m.seconds_per_step, 1e-9)
@@ -86,16 +96,25 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
     index = 0 if not time_seconds else min(range(len(chain)), key=lambda i: abs(work[i] - work[0] / 4))
     source = None  # the probe a choice was predicted from (None: measured itself)
     if ok(index, result(index)):
-        failing = -1
-        while len(measured) < MAX_PROBES:
+        failing, guess = -1, None
+        while True:
             fitting = min(i for i in measured if ok(i, measured[i]))
             larger = [i for i in range(failing + 1, fitting) if ok(i, predicted(fitting, i))]
             if not larger:
                 break
-            if not ok(larger[0], result(larger[0])):
-                failing = larger[0]
+            if len(measured) < MAX_PROBES and affordable():
+                if not ok(larger[0], result(larger[0])):
+                    failing = larger[0]
+                continue
+            # no time to measure it: a larger one on its prediction only with memory to spare
+            spare = [i for i in larger if predicted(fitting, i).peak_bytes <= UNMEASURED_SHARE * memory_bytes]
+            guess = (spare[0], fitting) if spare else None
+            break
         chosen = min(i for i in measured if ok(i, measured[i]))
         measurement = measured[chosen]
+        if guess is not None:
+            chosen, source = guess
+            measurement = predicted(source, chosen)
     else:
         smaller = [i for i in range(index + 1, len(chain)) if ok(i, predicted(index, i))]
         if smaller:

@@ -10,7 +10,7 @@ from helpers import run_runner, shapes_dataset, write_nnunet_dataset
 
 pytestmark = pytest.mark.slow
 
-BUDGET_SECONDS = 75
+BUDGET_SECONDS = 120  # room for the start, the properties and a probe on a loaded 2-core machine
 MEMORY_BUDGET = "3GB"  # small: the training's measured peak must stay inside it
 
 
@@ -23,7 +23,7 @@ def auto_run(tmp_path_factory):
     result = run_runner("+experiment=auto", "data=folder", f"data.images={images}", f"data.masks={masks}",
                         f"plan.time_budget={BUDGET_SECONDS}s", "plan.min_steps=0", "plan.name=shapes",
                         f"plan.memory_budget={MEMORY_BUDGET}",
-                        "trainer.verbose=0", cwd=folder, timeout=600)
+                        "trainer.verbose=0", cwd=folder, timeout=600, fresh_process=True)  # the budget counts from its start
     return folder, result, time.monotonic() - start
 
 
@@ -38,7 +38,7 @@ def runs(folder):
 def test_auto_plans_then_trains_the_plan_inside_its_budget(auto_run):
     folder, result, seconds = auto_run
     assert result.returncode == 0, result.stderr[-3000:]
-    assert seconds <= 1.1 * BUDGET_SECONDS + 15  # the budget counts from the process start; +15 s: this test's imports
+    assert seconds <= 1.1 * BUDGET_SECONDS
     client, by_task = runs(folder)
     plan_run, train_run = by_task["plan"], by_task["train"]
     assert plan_run.info.status == train_run.info.status == "FINISHED"
