@@ -51,26 +51,31 @@ def main() -> None:
     parser.add_argument("--only", choices=("auto", "default"), help="run one side only")
     parser.add_argument("--warm", action="store_true", help="plan once first, so neither run pays the preprocessing")
     parser.add_argument("--auto", nargs="*", default=[], help="more overrides of the auto run")
+    parser.add_argument("--default", nargs="*", default=[],
+                        help="what the default config needs for this data (loss=ce_dice for several classes)")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     tracking = f"tracking.uri=sqlite:///{args.workdir.resolve()}/mlflow.db"
-    rows = []
+    print(f"| {args.name} | run | wall s (budget {args.budget * 60:.0f}) | held-out Dice | held-out IoU | MLflow run |")
+    print("|---|---|---|---|---|---|", flush=True)
+
+    def row(name: str, seconds: float, log: str) -> None:
+        run_id = last_run_id(log)
+        metrics = evaluate(run_id, args.test, args.workdir, tracking)
+        print(f"| {args.name} | {name} | {seconds:.0f} | {metrics['dice']:.4f} | {metrics['iou']:.4f} | {run_id[:8]} |",
+              flush=True)
+
     if args.warm:  # nnU-Net datasets: preprocess the cases once before either run (both would reuse the cache)
         runner(["task=plan", *args.data, "plan.name=warm-up", tracking], args.workdir)
     if args.only in (None, "auto"):
         seconds, log = runner(["+experiment=auto", *args.data, f"plan.time_budget={args.budget}m",
                                f"plan.name={args.name}", *args.auto, tracking], args.workdir)
-        rows.append((" ".join(["+experiment=auto", *args.auto]), seconds, last_run_id(log)))
+        row(" ".join(["+experiment=auto", *args.auto]), seconds, log)
     if args.only in (None, "default"):
         limit = args.budget - START_AND_END_SECONDS / 60
-        seconds, log = runner([*args.data, "trainer.epochs=10000", f"trainer.time_limit={limit:.2f}", tracking],
-                              args.workdir)
-        rows.append(("default config", seconds, last_run_id(log)))
-    print(f"| {args.name} | run | wall s (budget {args.budget * 60:.0f}) | held-out Dice | held-out IoU | MLflow run |")
-    print("|---|---|---|---|---|---|")
-    for name, seconds, run_id in rows:
-        metrics = evaluate(run_id, args.test, args.workdir, tracking)
-        print(f"| {args.name} | {name} | {seconds:.0f} | {metrics['dice']:.4f} | {metrics['iou']:.4f} | {run_id[:8]} |")
+        seconds, log = runner([*args.data, "trainer.epochs=10000", f"trainer.time_limit={limit:.2f}", *args.default,
+                               tracking], args.workdir)
+        row(" ".join(["default config", *args.default]), seconds, log)
 
 
 if __name__ == "__main__":

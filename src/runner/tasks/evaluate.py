@@ -143,8 +143,10 @@ def evaluate_cases(config: Config, members) -> dict:
         probabilities = sum(predict_case(member.model, image, spacing, member.preprocessing, overlap=settings.overlap,
                                          batch_size=settings.batch_size, mirror=settings.tta.value != "none")
                             for member in members) / len(members)
-        rows.append({"case": case.name, **case_scores(class_map(probabilities), truth, spacing,
-                                                      preprocessing.num_classes)})
+        case_result = case_scores(class_map(probabilities), truth, spacing, preprocessing.num_classes)
+        for name in ("dice", "iou"):  # several classes: their mean too, the figure to compare runs by
+            case_result.setdefault(name, float(np.mean([v for k, v in case_result.items() if k.startswith(f"{name}_")])))
+        rows.append({"case": case.name, **case_result})
         progress.update(done)
     summary = {key: float(np.mean([row[key] for row in rows])) for key in rows[0] if key != "case"}
     summary["num_cases"] = len(rows)
