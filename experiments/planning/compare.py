@@ -21,7 +21,7 @@ from unetlab.planning.planner import Device, configuration, make_plan, normaliza
 from unetlab.planning.properties import dataset_properties
 
 NNUNET_SCHEMES = {"ZScoreNormalization": "zscore", "CTNormalization": "ct"}
-GPU = Device("gpu", 8 * 10**9, "an 8 GB GPU (nnU-Net's reference)")
+GPU = Device("gpu", 8 * 2**30, "an 8 GB GPU (nnU-Net's reference)")
 
 
 def ours(properties: dict) -> dict:

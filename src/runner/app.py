@@ -80,13 +80,12 @@ def plan_and_train(config) -> Any:
     """`task=auto` (+experiment=auto): `task=plan`, then `task=train` on this command's overrides with the plan
     file on top, as `+experiment=plans/NAME` composes it; the training run is tagged with the plan's run."""
     from hydra import compose
-    from hydra.core.hydra_config import HydraConfig
 
+    from .plan_file import user_overrides
     from .settings import to_config
     from .tasks import task_function
 
     planned = task_function(Task.plan)(config)
-    given = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(("experiment=", "task="))]
-    cfg = compose("config", overrides=[f"+experiment={planned['experiment']}", *given, "task=train",
+    cfg = compose("config", overrides=[f"+experiment={planned['experiment']}", *user_overrides(), "task=train",
                                        f"+tracking.tags.plan_run={planned['run_id']}"])
     return task_function(Task.train)(to_config(cfg))

@@ -17,7 +17,8 @@ from .schema import Config, NNUNetDataConfig
 from .settings import plain
 
 GROUP = "plans"  # +experiment=plans/NAME
-FOLDER_DATA_KEYS = ("images", "masks", "val_images", "val_masks", "root", "channels", "num_classes", "ignore_index",
+# data=folder's keys that say where its data is and how to read it (data=isbi2012's root resolved into images/masks)
+FOLDER_DATA_KEYS = ("images", "masks", "val_images", "val_masks", "channels", "num_classes", "ignore_index",
                     "palette", "invert_masks", "objects")
 
 
@@ -58,7 +59,7 @@ def plan_file(plan, config: Config, *, schedule=None, fitted=None, memory_budget
 
     nnunet, dims = isinstance(config.data, NNUNetDataConfig), plan.dims
     x = lambda values: "x".join(str(v) for v in values)  # noqa: E731
-    document = PlanFile(choices={"data": config.data.name, "model": "nnunet", "loss": plan.loss,
+    document = PlanFile(choices={"data": "nnunet" if nnunet else "folder", "model": "nnunet", "loss": plan.loss,
                                  "optimizer": plan.optimizer["name"], "augment": "basic"})
     peak = (f", {'predicted' if fitted.predicted else 'measured'} peak {megabytes(fitted.measurement.peak_bytes)}"
             if fitted else "")
@@ -131,6 +132,16 @@ def plan_name(config: Config) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
+def user_overrides(*leave_out: str) -> list[str]:
+    """This command's overrides that a plan goes on top of: not the task, presets or plan.*, nor `leave_out`."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task
+            if not o.lstrip("+~").startswith(("experiment=", "task=", "plan.", *leave_out))]
+
+
 def register_plans(folder: Path = Path(GROUP), argv: list[str] | None = None) -> None:
     """Store each `plans/NAME.yaml` under the working directory as `+experiment=plans/NAME`. A plan the
     command line selects that is not valid YAML is a one-line error naming the file."""
@@ -143,7 +154,7 @@ def register_plans(folder: Path = Path(GROUP), argv: list[str] | None = None) ->
         try:
             node = OmegaConf.create(path.read_text())
         except Exception as error:  # yaml's and OmegaConf's parse errors
-            if any(arg.lstrip("+").startswith(f"experiment={GROUP}/{path.stem}") for arg in argv):
+            if f"experiment={GROUP}/{path.stem}" in (arg.lstrip("+") for arg in argv):
                 raise ConfigError(f"{path}: not a valid plan file ({' '.join(str(error).split())[:200]})") from None
             continue
         store_plan(path.stem, node)

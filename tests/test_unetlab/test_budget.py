@@ -8,7 +8,7 @@ from test_planner import CPU, properties
 from unetlab.errors import ConfigError
 from unetlab.planning.budget import HEADROOM, fit_to_budgets, parse_duration, parse_size, schedule
 from unetlab.planning.planner import make_plan, shrink
-from unetlab.planning.probe import Measurement
+from unetlab.planning.probe import OUT_OF_MEMORY, Measurement
 
 MB = 2**20
 
@@ -20,19 +20,32 @@ def voxel_cost(plan):
                        baseline_bytes=200 * MB)
 
 
-def test_a_plan_over_the_memory_budget_shrinks_to_the_largest_its_probe_predicts_to_fit():
+def test_a_plan_over_the_memory_budget_shrinks_to_the_largest_its_probe_predicts_to_fit_checked():
     plan = make_plan(properties([(256, 256)] * 20, [(1.0, 1.0)] * 20), CPU)
     budget = 300 * MB
     fitted = fit_to_budgets(plan, voxel_cost, memory_bytes=budget)
-    assert [trial.patch_size for trial in fitted.trials] == [plan.patch_size]  # one probe, scaled down from it
-    assert fitted.predicted and "predicted from the probe of the 256x256 patch" in fitted.plan.reasons["memory"]
-    assert max(voxel_cost(fitted.plan).peak_bytes, fitted.measurement.peak_bytes) <= HEADROOM * budget
+    first, second = fitted.trials  # the plan, then the largest it predicts to fit, measured before it is taken
+    assert first.patch_size == plan.patch_size and second.patch_size == fitted.plan.patch_size
+    assert not fitted.predicted and fitted.measurement.peak_bytes <= HEADROOM * budget
     larger = plan
     while shrink(larger).patch_size != fitted.plan.patch_size:
         larger = shrink(larger)
     assert voxel_cost(larger).peak_bytes > HEADROOM * budget  # the largest that fits
     roomy = fit_to_budgets(plan, voxel_cost, memory_bytes=8 * 2**30)
     assert roomy.plan.patch_size == plan.patch_size and len(roomy.trials) == 1 and not roomy.predicted
+
+
+def test_a_probe_out_of_memory_predicts_nothing_the_search_halves_the_rest():
+    plan = make_plan(properties([(512, 512)] * 20, [(1.0, 1.0)] * 20), CPU)
+    limit = 500 * MB  # the system kills a probe past this
+
+    def killed(candidate):
+        m = voxel_cost(candidate)
+        return OUT_OF_MEMORY if m.peak_bytes > limit else m
+
+    fitted = fit_to_budgets(plan, killed, memory_bytes=2 * 2**30)
+    assert fitted.trials[0].measurement.out_of_memory and not fitted.measurement.out_of_memory
+    assert voxel_cost(fitted.plan).peak_bytes <= limit and len(fitted.trials) <= 8
 
 
 def test_a_time_budget_shrinks_the_patch_until_min_steps_fit_measuring_a_larger_choice_first():
@@ -73,8 +86,7 @@ def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text, size", [("4GB", 4 * 2**30), ("512MB", 512 * MB), ("1.5GiB", int(1.5 * 2**30)),
-                                        (1000, 1000)])
+@pytest.mark.parametrize("text, size", [("4GB", 4 * 2**30), ("512MB", 512 * MB), ("1.5GiB", int(1.5 * 2**30))])
 def test_sizes(text, size):
     assert parse_size(text) == size
 
@@ -84,6 +96,8 @@ def test_bad_budgets_name_their_key():
         parse_duration("soon")
     with pytest.raises(ConfigError, match=r"^plan.memory_budget must be a size such as 4GB.*Received: memory_budget='-1GB'"):
         parse_size("-1GB")
+    with pytest.raises(ConfigError, match="a size such as 4GB"):
+        parse_size(8)  # 8 bytes or 8 GB? a unit is required
 
 
 def test_without_time_to_measure_a_larger_plan_it_is_taken_on_prediction_only_with_memory_to_spare():

@@ -93,3 +93,14 @@ def test_a_second_run_reads_its_plan_instead_of_every_case(tmp_path, monkeypatch
     again = make_nnunet_splits(**arguments)
     assert not reads and again.preprocessing == first.preprocessing and again.input_shape == first.input_shape
     np.testing.assert_array_equal(next(iter(again.train_batches(2, 1)))[0], next(iter(first.train_batches(2, 1)))[0])
+
+
+def test_plans_that_differ_only_in_a_given_patch_share_one_planning_pass(tmp_path):
+    from unetlab.data.nnunet_source import dataset_fingerprint, planned
+
+    dataset = read_raw_dataset(write_nnunet_dataset(tmp_path, cases=3, shape=(8, 24, 24)))
+    fingerprint, cache = dataset_fingerprint(dataset), tmp_path / "cache"
+    first = planned(dataset, dataset.cases, cache, fingerprint, multiple=(4, 8, 8), patch_size=(8, 16, 16))
+    second = planned(dataset, dataset.cases, cache, fingerprint, multiple=(2, 4, 4), patch_size=(4, 24, 24))
+    assert first.patch_size == (8, 16, 16) and second.patch_size == (4, 24, 24)  # each as given
+    assert first.target_spacing == second.target_spacing and len(list(cache.glob("plan-*.json"))) == 1

@@ -85,17 +85,17 @@ def test_a_plan_states_a_reason_for_every_decision():
     assert all(m <= size < m + step for size, m, step in zip(rgb.patch_size, median, rgb.topology.multiple))
 
 
-def test_shrink_takes_the_axis_with_the_largest_patch_to_median_ratio_then_the_batch():
-    plan = make_plan(properties([(64, 256)] * 4, [(1.0, 1.0)] * 4, voxels=10**9), CPU)
+def test_shrink_halves_the_batch_to_two_then_shortens_the_axis_with_the_largest_patch_to_median_ratio():
+    plan = make_plan(properties([(64, 256)] * 4, [(1.0, 1.0)] * 4), CPU)
     plan = plan.__class__(**{**plan.__dict__, "batch_size": 8})
+    assert [shrink(plan).batch_size, shrink(shrink(plan)).batch_size] == [4, 2]  # nnU-Net keeps the patch first
+    plan = shrink(shrink(plan))
     smaller = shrink(plan)
-    assert smaller.patch_size[0] == plan.patch_size[0] and smaller.patch_size[1] < plan.patch_size[1]
-    while smaller.patch_size != plan.patch_size:  # down to the smallest patch, then the batch halves
-        plan, smaller = smaller, shrink(smaller)
-    assert smaller.batch_size == 4
+    assert smaller.batch_size == 2 and smaller.patch_size[0] == plan.patch_size[0]
+    assert smaller.patch_size[1] < plan.patch_size[1]  # equal ratios: the last axis, as nnU-Net's argsort
     while smaller is not None:
         plan, smaller = smaller, shrink(smaller)
-    assert plan.batch_size == 2
+    assert min(plan.patch_size) >= 8 and plan.batch_size == 2
 
 
 def test_planning_needs_two_cases():
@@ -109,11 +109,11 @@ def test_on_nnunets_8gb_gpu_reference_the_plan_is_nnunets():
     from unetlab.planning.planner import estimate
 
     assert estimate(plan_topology((1.0, 1.0), (512, 512)), 2, 512) == 82_624_512
-    gpu = Device("gpu", 8 * 10**9)
+    gpu = Device("gpu", 8 * 2**30)
     rgb = make_plan(properties([(279, 299), (279, 300)], [(1.0, 1.0)] * 2, channels=("R", "G", "B"),
-                               classes=("background", "a", "b", "c")), gpu, memory_bytes=8 * 10**9)
+                               classes=("background", "a", "b", "c")), gpu, memory_bytes=8 * 2**30)
     assert rgb.patch_size == (320, 320) and len(rgb.topology.strides) == 7 and rgb.batch_size == 2
-    em = make_plan(properties([(512, 512)] * 20, [(1.0, 1.0)] * 20, channels=("EM",)), gpu, memory_bytes=8 * 10**9)
+    em = make_plan(properties([(512, 512)] * 20, [(1.0, 1.0)] * 20, channels=("EM",)), gpu, memory_bytes=8 * 2**30)
     assert em.patch_size == (512, 512) and em.topology.pooling == (7, 7) and em.batch_size == 2
 
 

@@ -20,14 +20,15 @@ from pathlib import Path
 
 import mlflow
 
+from unetlab.errors import ConfigError
 from unetlab.planning import budget, probe
-from unetlab.planning.cases import folder_cases, nnunet_cases
 from unetlab.planning.budget import MAX_STEPS_PER_EPOCH, NNUNET_EPOCHS
+from unetlab.planning.cases import folder_cases, nnunet_cases
 from unetlab.planning.planner import Device, Plan, choose_optimizer, make_plan
 from unetlab.planning.properties import cached_properties, dataset_properties
 
 from .. import builders, tracking
-from ..plan_file import GROUP, plan_file, plan_name, store_plan
+from ..plan_file import GROUP, plan_file, plan_name, store_plan, user_overrides
 from ..schema import Config, NNUNetDataConfig
 from ..settings import to_config
 
@@ -39,9 +40,10 @@ END_SECONDS = 10.0  # kept at the end of a time budget, with 3 checkpoint writes
 def plan(config: Config) -> dict:
     """Plan, probe and write the plan file; returns {"plan_file", "experiment", "run_id", ...}."""
     started = time.monotonic() - probe.process_seconds()
-    cases = nnunet_cases(config.data.root) if isinstance(config.data, NNUNetDataConfig) else folder_cases(
-        config.data.images, config.data.masks, channels=config.data.channels, num_classes=config.data.num_classes,
-        ignore_index=config.data.ignore_index, palette=config.data.palette, invert_masks=config.data.invert_masks)
+    data = config.data
+    cases = nnunet_cases(data.root) if isinstance(data, NNUNetDataConfig) else folder_cases(
+        data.images, data.masks, channels=data.channels, num_classes=data.num_classes,
+        ignore_index=data.ignore_index, palette=data.palette, invert_masks=data.invert_masks)
     tags = {"task": "plan", "dataset_fingerprint": cases.fingerprint}
     with tracking.tracked_run(config.tracking, tags, what=f"plan {plan_name(config)}") as run:
         tracking.log_config(config)
@@ -56,13 +58,19 @@ def plan(config: Config) -> dict:
         time_budget = budget.parse_duration(config.plan.time_budget) if config.plan.time_budget else None
         # plan.optimizer=auto probes with Adam (its two moments: the larger state), and chooses once the steps are known
         probed = "adam" if config.plan.optimizer == "auto" else config.plan.optimizer
+        if memory_budget > memory:
+            raise ConfigError(f"plan.memory_budget={budget.megabytes(memory_budget)} is more than this device has "
+                              f"({budget.megabytes(memory)}, {device_name})")
         initial = make_plan(properties, Device(kind, memory, device_name), memory_bytes=memory_budget,
-                            optimizer=probed)
+                            optimizer=probed, head_classes=config.data.num_classes)
         log.info("planned %s: patch %s, batch %d; probing on %s", plan_name(config),
                  "x".join(map(str, initial.patch_size)), initial.batch_size, device_name)
         timer = time.monotonic()
         auto = config.task.value == "auto"  # the budget includes the planning: what is left of it trains
         left = time_budget - (time.monotonic() - started if auto else 0.0) if time_budget else None
+        if left is not None and left <= 0:
+            raise ConfigError(f"plan.time_budget={budget.seconds_text(time_budget)} is too short: planning alone "
+                              f"took {budget.seconds_text(time.monotonic() - started)}")
         fitted = budget.fit_to_budgets(initial, lambda candidate: measure(candidate, config, properties),
                                        memory_bytes=memory_budget, time_seconds=left,
                                        min_steps=config.plan.min_steps if time_budget else 0)
@@ -92,7 +100,9 @@ def plan(config: Config) -> dict:
                            "plan.peak_memory": "predicted" if fitted.predicted else "measured"})
         mlflow.log_text(document.text(), f"{GROUP}/{path.name}")
         mlflow.log_text(json.dumps([trial.as_dict() for trial in fitted.trials], indent=1), "probes.json")
-        print(f"plan written to {path} (+experiment={GROUP}/{path.stem}): patch "
+        select = (f"+experiment={GROUP}/{path.stem}" if path.parent.resolve() == Path(GROUP).resolve()
+                  else f"+experiment={GROUP}/{path.stem} once it is in ./{GROUP}")
+        print(f"plan written to {path} ({select}): patch "
               f"{'x'.join(map(str, fitted.plan.patch_size))}, batch {fitted.plan.batch_size}, "
               f"{len(fitted.plan.topology.strides)} stages, {'predicted' if fitted.predicted else 'measured'} peak "
               f"{budget.megabytes(figures['peak_memory_mb'] * 2**20)}"
@@ -105,19 +115,24 @@ def measure(candidate: Plan, config: Config, properties: dict) -> probe.Measurem
     in a fresh process: its peak is a training process's, with nothing left over from earlier probes (a CPU
     runtime keeps most of the memory a larger network took)."""
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
-
-    from hydra.core.hydra_config import HydraConfig
 
     document = plan_file(candidate, config, memory_budget=0, time_budget=None, properties=properties,
                          fingerprint="", device="")
-    given = [o for o in HydraConfig.get().overrides.task
-             if not o.lstrip("+~").startswith(("experiment=", "task=", "plan.", "output_dir="))]
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        result = pool.submit(measure_candidate, document.text(), given, config.output_dir,
-                             config.plan.probe_steps).result()
-    log.info("probe: patch %s batch %d: peak %s, %.2f s/step", "x".join(map(str, candidate.patch_size)),
-             candidate.batch_size, budget.megabytes(result.peak_bytes), result.seconds_per_step)
+    given = user_overrides("output_dir=")  # the probe's own is this run's
+    try:
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            result = pool.submit(measure_candidate, document.text(), given, config.output_dir,
+                                 config.plan.probe_steps).result()
+    except BrokenProcessPool:  # the system's out-of-memory killer ended the probe
+        result = probe.OUT_OF_MEMORY
+    patch = "x".join(map(str, candidate.patch_size))
+    if result.out_of_memory:
+        log.info("probe: patch %s batch %d: out of memory", patch, candidate.batch_size)
+    else:
+        log.info("probe: patch %s batch %d: peak %s, %.2f s/step", patch, candidate.batch_size,
+                 budget.megabytes(result.peak_bytes), result.seconds_per_step)
     return result
 
 
@@ -127,6 +142,8 @@ def measure_candidate(text: str, overrides: list[str], output_dir: str, steps: i
     from hydra import compose, initialize_config_module
 
     from ..app import register
+
+    from tensorflow.errors import ResourceExhaustedError as ResourceExhausted
 
     register()
     store_plan(PROBE, text)
@@ -144,17 +161,24 @@ def measure_candidate(text: str, overrides: list[str], output_dir: str, steps: i
         for _ in range(count):
             model.train_on_batch(*next(batches))
 
-    with tempfile.TemporaryDirectory() as folder:
-        return probe.measure(train_steps, lambda: model.predict_on_batch(first[0]), steps=steps,
-                             save=lambda: model.save(Path(folder) / "probe.keras"))
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            return probe.measure(train_steps, lambda: model.predict_on_batch(first[0]), steps=steps,
+                                 save=lambda: model.save(Path(folder) / "probe.keras"),
+                                 parameters=model.count_params())
+    except (MemoryError, ResourceExhausted):
+        return probe.OUT_OF_MEMORY
 
 
 def validation_batches(plan: Plan, config: Config, properties: dict) -> int:
-    """About how many batches a validation pass takes: the validation cases' tiles of the patch."""
+    """About how many batches a validation pass takes: the validation cases' tiles of the patch, at their median
+    shape at the target spacing, uncropped (training does not crop to the non-zero region)."""
     data = config.data
     cases = properties["num_cases"]
     val_cases = math.ceil(cases / data.folds) if data.folds else max(1, round(cases * data.val_fraction))
-    tiles = math.prod(math.ceil(size / patch) for size, patch in zip(plan.median_shape, plan.patch_size))
+    shape = [size * spacing / target for size, spacing, target in zip(
+        properties["median_shape"], properties["median_spacing"], plan.target_spacing)]
+    tiles = math.prod(math.ceil(size / patch) for size, patch in zip(shape, plan.patch_size))
     return math.ceil(val_cases * tiles / plan.batch_size)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -136,11 +136,15 @@ def make_plan(dataset: RawDataset, cases: Sequence, *, multiple: Sequence[int], 
 def planned(dataset: RawDataset, cases: Sequence, cache_root: Path, fingerprint: str, **settings) -> Plan:
     """`make_plan(dataset, cases, **settings)`, read from `cache_root` where this dataset, split and settings
     were planned before (a case is then read only to preprocess it, once)."""
-    key = json.dumps([fingerprint, [case.name for case in cases], settings], sort_keys=True, default=list)
+    given = settings.get("patch_size")  # a given patch changes nothing else: plans that differ in it share a file
+    keyed = {name: value for name, value in settings.items()
+             if not given or name not in ("patch_size", "multiple", "max_patch_size", "max_patch_voxels")}
+    key = json.dumps([fingerprint, [case.name for case in cases], keyed], sort_keys=True, default=list)
     path = Path(cache_root) / f"plan-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.is_file():
         fields = json.loads(path.read_text())
-        return Plan(**{name: None if value is None else _tuples(value) for name, value in fields.items()})
+        plan = Plan(**{name: None if value is None else _tuples(value) for name, value in fields.items()})
+        return replace(plan, patch_size=tuple(given)) if given else plan
     plan = make_plan(dataset, cases, **settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")

@@ -3,9 +3,10 @@
 `fit_to_budgets` takes the largest plan along the planner's chain of smaller ones (`planner.shrink`: the patch
 first, then the batch) whose peak memory is within `HEADROOM` of the budget and, with a time budget, of which
 at least `min_steps` training steps fit in it. Probes cost a minute on a CPU, so it measures few: memory above
-the baseline and seconds per step scale with nnU-Net's activation estimate of the batch, so one measurement
-predicts the others; a larger candidate is measured before it is taken, a smaller one is taken on the
-prediction (an overestimate).
+the baseline (less the gradients and optimizer state, which scale with the parameters) and seconds per step
+scale with nnU-Net's activation estimate of the batch, so one measurement predicts the others; the candidate
+it predicts to be the largest that fits is then measured before it is taken, as far as the time budget's share
+for probing allows.
 `schedule` then turns the seconds per step into epochs x steps that fill the time budget, validation and
 checkpoints included.
 """
@@ -29,6 +30,7 @@ NNUNET_EPOCHS = 1000  # nnU-Net's default training: 1000 epochs of 250 steps
 MAX_PROBES = 4  # once a plan fits, at most this many probes look for a larger one
 PROBE_SHARE = 0.15  # ... and only while probing has taken under this share of the time budget
 UNMEASURED_SHARE = 0.5  # beyond that, a larger plan is taken unmeasured only if predicted under this share of memory
+STATE_BYTES_PER_PARAMETER = 12  # float32 gradient and Adam's two moments: what does not shrink with the patch
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,14 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
     of the largest can cost much of a short budget). If it fits, larger candidates that it predicts to fit are
     measured (scaling up is a guess), at most `MAX_PROBES` in all and, with a time budget, while probing has
     taken under `PROBE_SHARE` of it; past that, the largest predicted to fit is taken unmeasured only where its
-    predicted peak is under `UNMEASURED_SHARE` of the memory budget. If it does not, the largest smaller one it
-    predicts to fit is taken on that prediction: scaled down from a measurement, memory (with the larger
-    network's weights in the baseline) and time are overestimates. A one-line ConfigError, from a measurement
-    of the smallest, when even that exceeds the memory budget."""
+    predicted peak is under `UNMEASURED_SHARE` of the memory budget. If it does not fit, the largest smaller one
+    it predicts to fit is measured in turn (a probe that ran out of memory predicts nothing: the search halves
+    the rest), or, past the time budget's share for probing, taken on the prediction. A one-line ConfigError,
+    from a measurement of the smallest, when even that exceeds the memory budget."""
     chain = [plan]
     while (smaller := shrink(chain[-1])) is not None:
         chain.append(smaller)
-    work = [estimate(c.topology, 2, c.max_filters) * c.batch_size for c in chain]
+    work = [estimate(c.topology, c.num_labels, c.max_filters) * c.batch_size for c in chain]
     measured: dict[int, Measurement] = {}
     trials = []
     last = len(chain) - 1
@@ -89,8 +91,14 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
         return m.peak_bytes <= HEADROOM * memory_bytes and (steps >= min_steps or index == last)
 
     def predicted(reference: int, index: int) -> Measurement:
+        """`chain[index]` as `measured[reference]` predicts it: the activations' share of the peak and the step
+        time scaled by the work; the weights (in the baseline), gradients and optimizer state kept."""
         m, scale = measured[reference], work[index] / work[reference]
-        return replace(m, peak_bytes=int(m.baseline_bytes + (m.peak_bytes - m.baseline_bytes) * scale),
+        if m.out_of_memory:
+            return m
+        state = min(STATE_BYTES_PER_PARAMETER * m.parameters, m.peak_bytes - m.baseline_bytes)
+        activations = m.peak_bytes - m.baseline_bytes - state
+        return replace(m, peak_bytes=int(m.baseline_bytes + state + activations * scale),
                        seconds_per_step=m.seconds_per_step * scale, seconds_per_inference=m.seconds_per_inference * scale)
 
     index = 0 if not time_seconds else min(range(len(chain)), key=lambda i: abs(work[i] - work[0] / 4))
@@ -116,18 +124,27 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
             chosen, source = guess
             measurement = predicted(source, chosen)
     else:
-        smaller = [i for i in range(index + 1, len(chain)) if ok(i, predicted(index, i))]
-        if smaller:
-            chosen, source = smaller[0], index
-            measurement = predicted(index, chosen)
-        elif ok(last, result(last)):
-            chosen, measurement = last, measured[last]
-        else:
-            peak = measured[last].peak_bytes
-            raise ConfigError(
-                f"plan.memory_budget={megabytes(memory_bytes)} is below what the smallest network needs: "
-                f"{megabytes(peak / HEADROOM)} (a {'x'.join(map(str, chain[last].patch_size))} patch, batch "
-                f"{chain[last].batch_size}, peaked at {megabytes(peak)}, {HEADROOM:.0%} of that)")
+        failing = index
+        while True:
+            guesses = [i for i in range(failing + 1, len(chain)) if ok(i, predicted(failing, i))]
+            candidate = guesses[0] if guesses else (
+                (failing + last + 1) // 2 if measured[failing].out_of_memory else last)
+            if candidate != last and time_seconds and not affordable():
+                chosen, source = candidate, failing  # no time to check it: taken on the prediction
+                measurement = predicted(failing, chosen)
+                break
+            if ok(candidate, result(candidate)):
+                chosen, measurement = candidate, measured[candidate]
+                break
+            if candidate == last:
+                peak = measured[last].peak_bytes
+                raise ConfigError(
+                    f"plan.memory_budget={megabytes(memory_bytes)} is below what the smallest network needs: "
+                    + ("it ran out of memory" if measured[last].out_of_memory else f"{megabytes(peak / HEADROOM)}")
+                    + f" (a {'x'.join(map(str, chain[last].patch_size))} patch, batch {chain[last].batch_size}"
+                    + ("" if measured[last].out_of_memory else f", peaked at {megabytes(peak)}, {HEADROOM:.0%} of that")
+                    + ")")
+            failing = candidate
     plan = chain[chosen]
     how = "measured" if source is None else (
         f"predicted from the probe of the {'x'.join(map(str, chain[source].patch_size))} patch, batch "
@@ -198,12 +215,13 @@ def parse_duration(text: str | float | int, key: str = "plan.time_budget") -> fl
 
 
 def parse_size(text: str | int, key: str = "plan.memory_budget") -> int:
-    """Bytes of '4GB', '512MB', '1.5GiB' or a number of bytes; a one-line ConfigError naming `key` otherwise."""
+    """Bytes of '4GB', '512MB' or '1.5GiB' (GB = GiB = 2**30); a one-line ConfigError naming `key` otherwise, a
+    number without a unit included."""
     value = str(text).strip().upper().replace("IB", "B")
-    units = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40, "B": 1}
-    unit = next((u for u in units if value.endswith(u)), "")
+    units = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
+    unit = next((u for u in units if value.endswith(u)), None)
     try:
-        size = float(value[: -len(unit)] if unit else value) * units.get(unit, 1)
+        size = float(value[: -len(unit)]) * units[unit] if unit else -1.0
     except ValueError:
         size = -1.0
     if not size > 0 or math.isinf(size):

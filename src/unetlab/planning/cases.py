@@ -1,8 +1,11 @@
 """The cases a plan is made from: an nnU-Net raw dataset's training cases, or image/mask folder pairs, as
-picklable readers (for `properties.dataset_properties`'s worker processes), with their content fingerprint."""
+readers (`properties.dataset_properties` runs them in threads), with a fingerprint of their content and of
+the settings they are read with."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -54,8 +57,9 @@ def folder_cases(images: str | Path, masks: str | Path, *, channels: int, num_cl
                for image, mask in pairs]
     names = FOLDER_CHANNELS.get(channels, tuple(f"channel{i}" for i in range(channels)))
     labels = {"background": 0, **{f"class{i}": i for i in range(1, max(num_classes, 2))}}
-    return _require_two(Cases([Path(image).stem for image, _ in pairs], readers, list(names), labels,
-                              fingerprint(pairs), where))
+    settings = json.dumps([channels, num_classes, ignore_index, palette, invert_masks])  # they change the labels read
+    key = hashlib.sha256(f"{fingerprint(pairs)} {settings}".encode()).hexdigest()[:16]
+    return _require_two(Cases([Path(image).stem for image, _ in pairs], readers, list(names), labels, key, where))
 
 
 def _read_pair(image: str, mask: str, *, num_classes: int, ignore_index, palette, invert_masks) -> tuple:

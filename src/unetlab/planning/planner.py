@@ -20,9 +20,9 @@ It follows nnU-Net v2's published method (Isensee et al. 2021, Nature Methods 18
 - batch: at least 2, at most 5% of the dataset's voxels per step;
 - loss Dice + cross-entropy with deep supervision; SGD (Nesterov, momentum 0.99, lr 0.01) with poly decay.
 
-`shrink` is the step the probes repeat: the patch loses one pooling multiple on its axis with the largest
-patch-to-median ratio (no axis below `MIN_PATCH_EDGE`), and the topology is planned again for it; at the
-smallest patch, the batch halves down to 2.
+`shrink` is the step the probes repeat: the batch halves down to 2, then the patch loses one pooling multiple
+on its axis with the largest patch-to-median ratio (no axis below `MIN_PATCH_EDGE`), and the topology is
+planned again for it.
 
 Axes are in the data's order (z, y, x); nnU-Net moves the coarsest axis first, which for scans is z already.
 """
@@ -47,7 +47,7 @@ MAX_DATASET_SHARE = 0.05  # a batch holds at most 5% of the dataset's voxels
 CROP_SHRINK = 0.75  # cropping to the non-zero region below this median relative size: normalise inside it only
 GPU_REFERENCE_VOXELS = {2: 2048**2, 3: 256**3}  # nnU-Net's initial patch sizes
 GPU_REFERENCE = {2: (85_000_000, 12), 3: (560_000_000, 2)}  # nnU-Net's estimate that fits 8 GB, with its batch
-GPU_REFERENCE_BYTES = 8 * 10**9  # nnU-Net's UNet_reference_val_corresp_GB
+GPU_REFERENCE_BYTES = 8 * 2**30  # nnU-Net's UNet_reference_val_corresp_GB (plan.memory_budget=8GB is this)
 CPU_REFERENCE_VOXELS = {2: 512**2, 3: 96**3}  # a CPU's initial patch: time, not memory, binds it
 # The optimizers a plan can name (plan.optimizer), with their settings and reason; poly decay for both.
 OPTIMIZERS = {
@@ -105,6 +105,7 @@ class Plan:
     schedule: str
     plan_2d_beside_3d: bool
     reasons: dict = field(default_factory=dict)
+    num_labels: int = 2  # classes of the labels, background included (nnU-Net's estimate counts its head)
 
     @property
     def patch_size(self) -> tuple[int, ...]:
@@ -207,17 +208,18 @@ def smaller_topology(topology: Topology, median_shape: Sequence[float], spacing:
 
 
 def shrink(plan: Plan) -> Plan | None:
-    """The next smaller plan (module docstring), or None at a 2-patch batch of the smallest patch."""
+    """The next smaller plan (module docstring), or None at a batch of 2 of the smallest patch."""
+    if plan.batch_size > MIN_BATCH:  # nnU-Net's priority: the patch is kept, the batch fills what is left
+        return plan.with_reason("batch_size", f"{plan.reasons.get('batch_size', '')}; halved to fit the budgets",
+                                batch_size=max(MIN_BATCH, plan.batch_size // 2))
     smaller = smaller_topology(plan.topology, plan.median_shape, plan.target_spacing)
     if smaller is not None:
         reasons = {**plan.reasons, "topology": topology_reason(smaller),
-                   "estimate": estimate_reason(estimate(smaller, 2, plan.max_filters))}
+                   "estimate": estimate_reason(estimate(smaller, plan.num_labels, plan.max_filters))}
         if "shrunk" not in reasons.get("patch_size", ""):
             reasons["patch_size"] = (f"{reasons.get('patch_size', '')}; shrunk (the axis with the largest patch-to-"
                                      f"median ratio first) to fit the budgets")
         return replace(plan, topology=smaller, reasons=reasons)
-    if plan.batch_size > MIN_BATCH:
-        return replace(plan, batch_size=max(MIN_BATCH, plan.batch_size // 2))
     return None
 
 
@@ -301,10 +303,11 @@ def choose_optimizer(plan: Plan, total_steps: int) -> Plan:
 
 
 def make_plan(properties: dict, device: Device, *, memory_bytes: int | None = None,
-              reference_voxels: int | None = None, optimizer: str = "sgd") -> Plan:
+              reference_voxels: int | None = None, optimizer: str = "sgd", head_classes: int | None = None) -> Plan:
     """The plan for a dataset with `properties` (`unetlab.planning.properties`) on `device`: the decisions of
     the module docstring, each with its reason, before the probes measure memory and time. `optimizer`: a key
-    of `OPTIMIZERS`."""
+    of `OPTIMIZERS`; `head_classes`: the model's output classes (1: a sigmoid head, and a binary loss), else
+    the dataset's classes decide.""" 
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"plan.optimizer must be one of {', '.join(OPTIMIZERS)}. Received: optimizer={optimizer!r}")
     if properties["num_cases"] < 2:
@@ -315,7 +318,7 @@ def make_plan(properties: dict, device: Device, *, memory_bytes: int | None = No
     modalities = [channel["modality"] for channel in properties["channels"]]
     schemes, norm_reason = normalization_schemes(modalities, properties["median_relative_size_after_cropping"])
     topology = config["topology"]
-    binary = sum(name != "background" for name in properties["classes"]) == 1
+    binary = (head_classes == 1) if head_classes else sum(name != "background" for name in properties["classes"]) == 1
     beside = "2D data: the 2D configuration only"
     if dims == 3:
         flat = configuration(properties, device, dims=2, memory_bytes=memory_bytes)
@@ -337,4 +340,4 @@ def make_plan(properties: dict, device: Device, *, memory_bytes: int | None = No
                 normalization=schemes, topology=topology, filters=BASE_FILTERS, max_filters=config["max_filters"],
                 batch_size=config["batch_size"], loss="bce_dice" if binary else "ce_dice", deep_supervision=True,
                 optimizer=dict(OPTIMIZERS[optimizer][0]),
-                schedule="poly", plan_2d_beside_3d=dims == 3, reasons=reasons)
+                schedule="poly", plan_2d_beside_3d=dims == 3, reasons=reasons, num_labels=len(properties["classes"]))

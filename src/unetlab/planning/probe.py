@@ -40,6 +40,14 @@ class Measurement:
     seconds_first_step: float = 0.0
     seconds_per_save: float = 0.0
     baseline_bytes: int = 0  # resident before the first step: runtime, data, the model's weights
+    parameters: int = 0  # the model's: its gradients and optimizer state scale with these, not with the patch
+
+    @property
+    def out_of_memory(self) -> bool:
+        return self.peak_bytes == OUT_OF_MEMORY.peak_bytes
+
+
+OUT_OF_MEMORY = Measurement(peak_bytes=2**62, seconds_per_step=float("inf"), seconds_per_inference=float("inf"))
 
 
 def device_memory() -> tuple[str, int, str]:
@@ -59,7 +67,7 @@ def default_memory_budget(kind: str, memory_bytes: int) -> int:
 
 
 def measure(train_steps: Callable[[int], None], infer: Callable[[], None], *, steps: int = 3,
-            save: Callable[[], None] | None = None) -> Measurement:
+            save: Callable[[], None] | None = None, parameters: int = 0) -> Measurement:
     """Run `train_steps(1)` (tracing, first allocations) and again, then `train_steps(steps)` timed, `infer()` twice
     (the second timed) and `save()`, and read the peak memory over all of it."""
     if steps < 1:
@@ -73,7 +81,8 @@ def measure(train_steps: Callable[[int], None], infer: Callable[[], None], *, st
     per_inference = _seconds(infer)
     per_save = _seconds(save) if save is not None else 0.0
     return Measurement(peak_bytes=read_peak(), seconds_per_step=per_step, seconds_per_inference=per_inference,
-                       seconds_first_step=first, seconds_per_save=per_save, baseline_bytes=baseline)
+                       seconds_first_step=first, seconds_per_save=per_save, baseline_bytes=baseline,
+                       parameters=parameters)
 
 
 def _seconds(action: Callable, *args) -> float:

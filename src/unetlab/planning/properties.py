@@ -3,7 +3,8 @@
 `dataset_properties` reads every training case once, in parallel, and returns a plain dict (logged as
 `dataset_properties.json`): per case its shape, spacing and shape after cropping to the non-zero region;
 per channel the modality and the intensities of voxels inside labels (mean, median, std, min, max, 0.5 and
-99.5 percentiles, pooled over cases from a fixed sample per case, as nnU-Net samples them); per class the
+99.5 percentiles, pooled over cases from a fixed sample per case, so each case weighs the same, as in
+nnU-Net); per class the
 share of voxels and the sizes of its connected objects; and the median relative size after cropping.
 
 Not to be confused with `unetlab.data.fingerprint` (a content hash): the properties are cached under
@@ -25,7 +26,7 @@ from ..data.nnunet_raw import modality
 if TYPE_CHECKING:
     from .cases import Cases
 
-SAMPLES_PER_CASE = 10_000  # foreground voxels sampled per case for the intensity statistics (nnU-Net's number)
+SAMPLES_PER_CASE = 10_000  # foreground voxels sampled per case for the intensity statistics (nnU-Net: 1e8 / cases)
 PROPERTIES_VERSION = 1  # raise when what the properties hold changes (cached files are then recomputed)
 
 CaseReader = Callable[[], tuple]  # () -> (image (spatial..., C), label (spatial...), spacing)
