@@ -101,6 +101,9 @@ def plan_file(plan, config: Config, *, schedule=None, fitted=None, memory_budget
     if schedule is not None:
         document.set("trainer", "epochs", schedule.epochs, schedule.reason)
         document.set("trainer", "steps_per_epoch", schedule.steps_per_epoch, "")
+        if schedule.validation_steps:
+            document.set("trainer", "validation_steps", schedule.validation_steps,
+                         "a fixed subset of the validation batches: whole passes would leave too few epochs")
         document.set("trainer", "time_limit", math.floor(schedule.time_limit_minutes * 100) / 100,
                      "minutes of fit: the budget less planning, start and end (a slower machine stops in time)")
     else:

@@ -77,7 +77,7 @@ def test_epochs_and_steps_fill_the_time_budget_and_nnunets_schedule_is_priced():
 
 def test_a_time_budget_too_short_for_one_epoch_says_how_long_one_takes():
     m = Measurement(peak_bytes=0, seconds_per_step=2.0, seconds_per_inference=1.0, seconds_first_step=20.0)
-    with pytest.raises(ConfigError, match=r"^plan.time_budget=30s is too short for one epoch: one takes 70 s here"):
+    with pytest.raises(ConfigError, match=r"^plan.time_budget=30s is too short for one epoch: one takes \d+ s here \(20 steps of 2.00 s after 20 s "):
         schedule(m, time_seconds=30, spent_seconds=10, validation_batches=10)
 
 
@@ -113,3 +113,12 @@ def test_without_time_to_measure_a_larger_plan_it_is_taken_on_prediction_only_wi
     tight = fit_to_budgets(plan, slow, memory_bytes=900 * MB, time_seconds=1.0, min_steps=0)
     assert len(tight.trials) == 1 and voxel_cost(plan).peak_bytes < HEADROOM * 900 * MB  # the largest would fit ...
     assert tight.measurement.peak_bytes <= 0.5 * 900 * MB and tight.plan.patch_size != plan.patch_size  # ... unmeasured: no
+
+
+def test_where_whole_validation_passes_leave_too_few_epochs_each_validates_on_a_fixed_subset():
+    m = Measurement(peak_bytes=0, seconds_per_step=1.0, seconds_per_inference=0.3, seconds_first_step=10.0)
+    s = schedule(m, time_seconds=300, spent_seconds=60, validation_batches=160)  # a whole pass: 48 s
+    assert s.validation_steps is not None and s.validation_steps < 160 and s.epochs >= 5
+    assert "on %d of its 160 batches" % s.validation_steps in s.reason
+    light = schedule(m, time_seconds=3000, spent_seconds=60, validation_batches=10)
+    assert light.validation_steps is None

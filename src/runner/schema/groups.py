@@ -278,6 +278,7 @@ class TrainerConfig:
     epochs: int = MISSING
     batch_size: int = MISSING
     steps_per_epoch: Optional[int] = None
+    validation_steps: Optional[int] = None
     schedule: Schedule = MISSING
     min_lr: float = MISSING
     plateau_factor: float = MISSING
@@ -301,6 +302,8 @@ class TrainerConfig:
         require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, ">= 1")
         require(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "trainer.steps_per_epoch",
                  self.steps_per_epoch, ">= 1 or null")
+        require(self.validation_steps is None or self.validation_steps >= 1, "trainer.validation_steps",
+                self.validation_steps, ">= 1 or null")
         require(self.checkpoint_every >= 1, "trainer.checkpoint_every", self.checkpoint_every, ">= 1")
         require(self.time_limit is None or self.time_limit > 0, "trainer.time_limit", self.time_limit,
                 "> 0 (minutes) or null")

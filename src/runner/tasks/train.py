@@ -127,6 +127,7 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
                 with replication.scope():
                     model.fit(replication.distribute(batches), epochs=end, initial_epoch=start,
                               validation_data=replication.distribute(val_batches), steps_per_epoch=steps_per_epoch,
+                              validation_steps=trainer.validation_steps,
                               callbacks=callbacks, shuffle=False,  # the pipeline shuffles
                               verbose=builders.fit_verbosity(config))
                 if model.stop_training:  # early stopping, the time limit or a NaN ended training

@@ -26,6 +26,7 @@ HEADROOM = 0.85  # a probe may peak at 85% of the budget: validation and the pip
 MAX_STEPS_PER_EPOCH = 250  # nnU-Net's iterations per epoch
 MIN_STEPS_PER_EPOCH = 20
 VALIDATION_SHARE = 0.1  # steps per epoch are raised until validation takes at most 10% of an epoch
+MIN_EPOCHS = 5  # where a whole validation pass would leave fewer epochs, each validates on a fixed subset
 NNUNET_EPOCHS = 1000  # nnU-Net's default training: 1000 epochs of 250 steps
 MAX_PROBES = 4  # once a plan fits, at most this many probes look for a larger one
 PROBE_SHARE = 0.15  # ... and only while probing has taken under this share of the time budget
@@ -160,6 +161,7 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
 class Schedule:
     epochs: int
     steps_per_epoch: int
+    validation_steps: int | None  # None: all of the validation set each epoch
     epoch_seconds: float
     time_limit_minutes: float  # trainer.time_limit: the fit's share of the budget (a slower machine stops in time)
     nnunet_default_hours: float  # what nnU-Net's 1000 x 250 steps would take here
@@ -170,12 +172,24 @@ def schedule(measurement: Measurement, *, time_seconds: float, spent_seconds: fl
              end_seconds: float = 0.0) -> Schedule:
     """Epochs x steps filling `time_seconds`, of which `spent_seconds` are gone (planning) and `end_seconds` are
     kept for what runs around the fit (building the model, logging it at the end). The fit pays the first step's
-    tracing once, then per epoch its steps, a validation pass of `validation_batches` batches and a checkpoint. A
-    one-line ConfigError when not even one epoch fits (saying how long one takes)."""
+    tracing once, then per epoch its steps, a validation pass of `validation_batches` batches and a checkpoint.
+    Where whole validation passes would leave fewer than `MIN_EPOCHS` epochs, each validates on the first
+    `validation_steps` batches (`VALIDATION_SHARE` of an epoch). A one-line ConfigError when not even one epoch
+    fits (saying how long one takes)."""
     m = measurement
     step, validation = m.seconds_per_step, validation_batches * m.seconds_per_inference
     steps = max(MIN_STEPS_PER_EPOCH, math.ceil((1 - VALIDATION_SHARE) / VALIDATION_SHARE * validation / step))
     steps = min(steps, MAX_STEPS_PER_EPOCH)
+    validation_steps = None
+    fit_seconds = time_seconds - spent_seconds - end_seconds - m.seconds_first_step
+    if validation > 0 and fit_seconds / (steps * step + validation) < MIN_EPOCHS:  # validate on a fixed subset
+        per_epoch = fit_seconds / MIN_EPOCHS
+        validation_steps = max(1, int(VALIDATION_SHARE * per_epoch / m.seconds_per_inference))
+        if validation_steps < validation_batches:
+            validation = validation_steps * m.seconds_per_inference
+            steps = max(1, min(MAX_STEPS_PER_EPOCH, int((per_epoch - validation - m.seconds_per_save) / step)))
+        else:
+            validation_steps = None
     fit = time_seconds - spent_seconds - end_seconds
     fixed = validation + m.seconds_per_save
     available = fit - m.seconds_first_step - fixed
@@ -190,10 +204,11 @@ def schedule(measurement: Measurement, *, time_seconds: float, spent_seconds: fl
             f"of planning, start and end")
     epoch_seconds = steps * step + fixed
     epochs = max(1, int((fit - m.seconds_first_step) // epoch_seconds))
-    reason = (f"{epochs} epochs x {steps} steps of {step:.2f} s (+ validation {validation:.1f} s, checkpoint "
+    subset = f" on {validation_steps} of its {validation_batches} batches" if validation_steps else ""
+    reason = (f"{epochs} epochs x {steps} steps of {step:.2f} s (+ validation{subset} {validation:.1f} s, checkpoint "
               f"{m.seconds_per_save:.1f} s per epoch) fill {seconds_text(fit)} of the {seconds_text(time_seconds)} "
               f"budget; nnU-Net's {NNUNET_EPOCHS} x {MAX_STEPS_PER_EPOCH} would take {nnunet_hours:.1f} h here")
-    return Schedule(epochs, steps, epoch_seconds, fit / 60, nnunet_hours, reason)
+    return Schedule(epochs, steps, validation_steps, epoch_seconds, fit / 60, nnunet_hours, reason)
 
 
 def parse_duration(text: str | float | int, key: str = "plan.time_budget") -> float:
