@@ -122,3 +122,12 @@ def test_where_whole_validation_passes_leave_too_few_epochs_each_validates_on_a_
     assert "on %d of its 160 batches" % s.validation_steps in s.reason
     light = schedule(m, time_seconds=3000, spent_seconds=60, validation_batches=10)
     assert light.validation_steps is None
+
+
+def test_a_rough_device_speed_picks_the_first_probe_of_a_time_budget():
+    plan = make_plan(properties([(512, 512)] * 20, [(1.0, 1.0)] * 20), CPU)
+    fitted = fit_to_budgets(plan, voxel_cost, memory_bytes=8 * 2**30, time_seconds=60, min_steps=250,
+                            work_per_second=1e7)
+    first = fitted.trials[0]
+    assert math.prod(first.patch_size) < math.prod(plan.patch_size) / 4  # 2.4 s a step: far below a quarter
+    assert 60 / voxel_cost(fitted.plan).seconds_per_step >= 250

@@ -24,7 +24,7 @@ from unetlab.errors import ConfigError
 from unetlab.planning import budget, probe
 from unetlab.planning.budget import MAX_STEPS_PER_EPOCH, NNUNET_EPOCHS
 from unetlab.planning.cases import folder_cases, nnunet_cases
-from unetlab.planning.planner import Device, Plan, choose_optimizer, make_plan
+from unetlab.planning.planner import WORK_PER_SECOND, Device, Plan, choose_optimizer, make_plan
 from unetlab.planning.properties import cached_properties, dataset_properties
 
 from .. import builders, tracking
@@ -73,7 +73,8 @@ def plan(config: Config) -> dict:
                               f"took {budget.seconds_text(time.monotonic() - started)}")
         fitted = budget.fit_to_budgets(initial, lambda candidate: measure(candidate, config, properties),
                                        memory_bytes=memory_budget, time_seconds=left,
-                                       min_steps=config.plan.min_steps if time_budget else 0)
+                                       min_steps=config.plan.min_steps if time_budget else 0,
+                                       work_per_second=WORK_PER_SECOND[kind])
         probe_seconds = time.monotonic() - timer
         schedule = None
         if time_budget:

@@ -57,11 +57,13 @@ class Fitted:
 
 
 def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory_bytes: int,
-                   time_seconds: float | None = None, min_steps: int = 0) -> Fitted:
+                   time_seconds: float | None = None, min_steps: int = 0,
+                   work_per_second: float | None = None) -> Fitted:
     """The largest plan of the chain `plan`, `shrink(plan)`, ... that fits (module docstring).
 
-    The first probe is `plan` itself, or with a time budget a candidate of about a quarter of its work (a probe
-    of the largest can cost much of a short budget). If it fits, larger candidates that it predicts to fit are
+    The first probe is `plan` itself or, with a time budget, the largest candidate that `work_per_second` (a
+    rough speed of the device, in nnU-Net's activation estimate per second) says fits `min_steps` steps in it,
+    else one of about a quarter of `plan`'s work (a probe of the largest can cost much of a short budget). If it fits, larger candidates that it predicts to fit are
     measured (scaling up is a guess), at most `MAX_PROBES` in all and, with a time budget, while probing has
     taken under `PROBE_SHARE` of it; past that, the largest predicted to fit is taken unmeasured only where its
     predicted peak is under `UNMEASURED_SHARE` of the memory budget. If it does not fit, the largest smaller one
@@ -102,7 +104,13 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
         return replace(m, peak_bytes=int(m.baseline_bytes + state + activations * scale),
                        seconds_per_step=m.seconds_per_step * scale, seconds_per_inference=m.seconds_per_inference * scale)
 
-    index = 0 if not time_seconds else min(range(len(chain)), key=lambda i: abs(work[i] - work[0] / 4))
+    if not time_seconds:
+        index = 0
+    elif work_per_second and min_steps:  # the plan a rough speed of the device says is fast enough
+        wanted = work_per_second * time_seconds / min_steps
+        index = next((i for i in range(len(chain)) if work[i] <= wanted), last)
+    else:
+        index = min(range(len(chain)), key=lambda i: abs(work[i] - work[0] / 4))
     source = None  # the probe a choice was predicted from (None: measured itself)
     if ok(index, result(index)):
         failing, guess = -1, None
