@@ -74,7 +74,7 @@ def plan(config: Config) -> dict:
         fitted = budget.fit_to_budgets(initial, lambda candidate: measure(candidate, config, properties),
                                        memory_bytes=memory_budget, time_seconds=left,
                                        min_steps=config.plan.min_steps if time_budget else 0,
-                                       work_per_second=WORK_PER_SECOND[kind])
+                                       work_per_second=WORK_PER_SECOND[kind][initial.dims])
         probe_seconds = time.monotonic() - timer
         schedule = None
         if time_budget:

@@ -50,8 +50,9 @@ GPU_REFERENCE = {2: (85_000_000, 12), 3: (560_000_000, 2)}  # nnU-Net's estimate
 GPU_REFERENCE_BYTES = 8 * 2**30  # nnU-Net's UNet_reference_val_corresp_GB (plan.memory_budget=8GB is this)
 CPU_REFERENCE_VOXELS = {2: 512**2, 3: 96**3}  # a CPU's initial patch: time, not memory, binds it
 # A rough training speed, in nnU-Net's activation estimate x batch per second, where a time budget picks the first
-# probe: this 2-core CPU trained 2D and 3D nnU-Nets at 3-4e7 (a GPU: a hundred times that, a guess the probe corrects)
-WORK_PER_SECOND = {"cpu": 3e7, "gpu": 3e9}
+# probe: this 2-core CPU trained 2D nnU-Nets at 2-4e7, 3D ones (27-tap kernels) at 1.3e7; a GPU: a hundred times
+# that, a guess the probe corrects
+WORK_PER_SECOND = {"cpu": {2: 3e7, 3: 1.2e7}, "gpu": {2: 3e9, 3: 1.2e9}}
 # The optimizers a plan can name (plan.optimizer), with their settings and reason; poly decay for both.
 OPTIMIZERS = {
     "sgd": ({"name": "sgd", "lr": 0.01, "momentum": 0.99, "nesterov": True, "weight_decay": 3e-5},
