@@ -13,6 +13,11 @@ import sys
 
 
 def main() -> None:
+    import time
+
+    from .settings import STARTED_AT
+
+    os.environ[STARTED_AT] = repr(time.time())
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per checkpoint download

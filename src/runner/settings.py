@@ -18,6 +18,8 @@ from unetlab.errors import ConfigError, UnetlabError
 from .schema import Config
 
 
+STARTED_AT = "UNETLAB_STARTED_AT"  # the environment variable of when this command started (time.time()): time budgets count from it
+
 def to_config(cfg: DictConfig) -> Config:
     """Check every key, value and cross-field rule; raise ConfigError naming the key."""
     refuse_undeclared_keys(cfg)

@@ -30,7 +30,7 @@ from unetlab.planning.properties import cached_properties, dataset_properties
 from .. import builders, tracking
 from ..plan_file import GROUP, plan_file, plan_name, store_plan, user_overrides
 from ..schema import Config, NNUNetDataConfig
-from ..settings import to_config
+from ..settings import STARTED_AT, to_config
 
 log = logging.getLogger(__name__)
 PROBE = "_probe"  # the candidate's experiment name while it is measured
@@ -39,7 +39,7 @@ END_SECONDS = 10.0  # kept at the end of a time budget, with 3 checkpoint writes
 
 def plan(config: Config) -> dict:
     """Plan, probe and write the plan file; returns {"plan_file", "experiment", "run_id", ...}."""
-    started = time.monotonic() - probe.process_seconds()
+    started = time.monotonic() - command_seconds()
     data = config.data
     cases = nnunet_cases(data.root) if isinstance(data, NNUNetDataConfig) else folder_cases(
         data.images, data.masks, channels=data.channels, num_classes=data.num_classes,
@@ -109,6 +109,14 @@ def plan(config: Config) -> dict:
               f"{budget.megabytes(figures['peak_memory_mb'] * 2**20)}"
               + (f", {schedule.epochs} epochs x {schedule.steps_per_epoch} steps" if schedule else ""))
         return {"plan_file": str(path), "experiment": f"{GROUP}/{path.stem}", "run_id": run.info.run_id, **figures}
+
+
+def command_seconds() -> float:
+    """Seconds since this command started (`python -m runner` sets UNETLAB_STARTED_AT), else since the process did."""
+    import os
+
+    started = os.environ.get(STARTED_AT)
+    return max(0.0, time.time() - float(started)) if started else probe.process_seconds()
 
 
 def measure(candidate: Plan, config: Config, properties: dict) -> probe.Measurement:
