@@ -51,6 +51,16 @@ KEY_HELP: Dict[str, str] = {
     "export.name": "task=export: the registered model name in the MLflow Model Registry",
     "export.format": "a registered MLflow pyfunc model that predicts in tiles, or a SavedModel for TF Serving",
     "export.output": "format=saved_model: the SavedModel directory",
+    # ------------------------------------------------------------ plan
+    "plan.name": "task=plan: the plan's file, OUTPUT/NAME.yaml (`+experiment=plans/NAME`); null = the dataset's name",
+    "plan.output": "task=plan: the folder plans are written to (./plans is where `+experiment=plans/NAME` finds them)",
+    "plan.memory_budget": "peak memory of training, e.g. 8GB (a unit is required); null = half this machine's "
+                          "memory, 90% of a GPU's",
+    "plan.time_budget": "all of training, e.g. 15m, 90s, 1.5h (a number: minutes); +experiment=auto counts planning "
+                        "too; null = nnU-Net's 1000 x 250 steps",
+    "plan.min_steps": "with a time budget: the patch shrinks until this many training steps fit in it",
+    "plan.optimizer": "`auto` (Adam under 25000 steps, else nnU-Net's SGD), `sgd` or `adam`; poly decay either way",
+    "plan.probe_steps": "timed training steps per probe, after two to trace and settle",
     # ------------------------------------------------------------ data
     "data.name": "the kind of source, set by the option (`isbi2012` is a `folder` source)",
     "data.image_size": "square size the model sees; divisible by 2^depth (`model.padding=same`); nnunet: the longest patch edge",
@@ -82,6 +92,8 @@ KEY_HELP: Dict[str, str] = {
     "data.target_spacing": "nnunet: resample every case to this spacing, one per axis (z, y, x); null = the "
                            "median (the 10th percentile on an axis over 3x coarser than the finest)",
     "data.max_patch_voxels": "nnunet: a planned patch holds at most this many voxels",
+    "data.normalization": "nnunet: per channel `zscore`, `zscore_nonzero` (inside the non-zero region) or `ct`; "
+                          "null = `ct` for CT channels, else `zscore` (task=plan sets it)",
     "data.patches_per_epoch": "nnunet: training patches per epoch, streamed from the preprocessed cases",
     "data.foreground_oversample": "with `patch_size`: share of patches centred on foreground (nnU-Net: 0.33)",
     "data.invert_masks": "binary masks: 0 is the positive class (ISBI 2012 labels membranes 0)",
@@ -146,6 +158,8 @@ KEY_HELP: Dict[str, str] = {
     "trainer.epochs": "epochs",
     "trainer.batch_size": "images per step, per replica",
     "trainer.steps_per_epoch": "null = one pass over the training set; else repeat the data",
+    "trainer.validation_steps": "validate on the first N batches of the validation set each epoch (a fixed subset); "
+                                "null = all of it",
     "trainer.schedule": "learning rate: constant, cosine decay to `min_lr`, or ReduceLROnPlateau on `monitor`",
     "trainer.min_lr": "floor of the cosine and plateau schedules",
     "trainer.plateau_factor": "plateau: learning-rate factor",
