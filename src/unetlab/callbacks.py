@@ -45,24 +45,28 @@ class EpochSummary(keras.callbacks.Callback):
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stop training after the epoch past which one more epoch (at the mean pace so far) would end after
-    `minutes` of training and validation (counted from the first `fit` it sees: a training in phases is one), so a
-    run on a slower machine ends in time with the best model it reached. `stopped_epoch` is the last epoch trained
-    when it stopped (None: it did not)."""
+    """Stop training after the epoch past which one more epoch (at the mean pace so far, less the first batch's
+    one-off tracing) would end after `minutes` of training and validation (counted from the first `fit` it sees: a
+    training in phases is one), so a run on a slower machine ends in time with the best model it reached.
+    `stopped_epoch` is the last epoch trained when it stopped (None: it did not)."""
 
     def __init__(self, minutes: float):
         super().__init__()
         self.seconds = minutes * 60.0
-        self.started, self.epochs, self.stopped_epoch = None, 0, None
+        self.started, self.first_batch, self.epochs, self.stopped_epoch = None, None, 0, None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if self.started is None:
             self.started = time.monotonic()
 
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.first_batch is None:  # tracing the training step: paid once, not by every epoch
+            self.first_batch = time.monotonic() - self.started
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs += 1
         elapsed = time.monotonic() - self.started
-        if elapsed + elapsed / self.epochs > self.seconds:
+        if elapsed + (elapsed - (self.first_batch or 0.0)) / self.epochs > self.seconds:
             self.model.stop_training, self.stopped_epoch = True, epoch
             log.warning("stopping after epoch %d: another would end past the time limit of %.1f min (%.1f min so far)",
                         epoch + 1, self.seconds / 60, elapsed / 60)

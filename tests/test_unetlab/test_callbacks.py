@@ -113,3 +113,19 @@ def test_the_time_limit_counts_from_the_first_fit_of_a_training_in_phases(monkey
             limit.on_epoch_end(epoch)
             stops.append(limit.model.stop_training)
     assert stops == [False, False, False, True] and limit.stopped_epoch == 3
+
+
+def test_the_time_limit_does_not_charge_every_epoch_the_first_batchs_tracing(monkeypatch):
+    from unetlab.callbacks import TimeLimit
+
+    # begin, the first batch ends after 40 s of tracing, the epoch at 60 s: the next would take 20 s, not 60 s
+    clock = iter([0.0, 40.0, 60.0])
+    monkeypatch.setattr("unetlab.callbacks.time.monotonic", lambda: next(clock))
+    limit = TimeLimit(minutes=1.5)  # 90 s: a second epoch ends near 80 s
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    limit.set_model(model)
+    limit.on_train_begin()
+    limit.on_train_batch_end(0)
+    limit.on_epoch_end(0)
+    assert not model.stop_training and limit.stopped_epoch is None
