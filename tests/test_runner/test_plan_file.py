@@ -24,13 +24,15 @@ def test_values_are_one_line_of_yaml(value, text):
     assert yaml_value(value) == text
 
 
-def test_plans_in_the_working_folder_are_found_and_a_broken_one_is_named_only_when_selected(tmp_path, compose):
+def test_plans_in_the_working_folder_are_found_and_a_broken_one_is_named_only_when_selected(tmp_path):
+    from helpers import run_runner
+
     folder = tmp_path / "plans"
     folder.mkdir()
     (folder / "small.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 3\n")
     (folder / "broken.yaml").write_text("trainer: [unclosed\n")
-    register_plans(folder, argv=["+experiment=plans/small"])  # the broken one is skipped
-    assert compose(["+experiment=plans/small"]).trainer.epochs == 3
+    shown = run_runner("+experiment=plans/small", "--cfg", "job", cwd=tmp_path, with_store=False)
+    assert shown.returncode == 0 and "epochs: 3" in shown.stdout, shown.stderr[-2000:]  # the broken one skipped
     with pytest.raises(ConfigError, match=r"plans/broken.yaml: not a valid plan file"):
         register_plans(folder, argv=["+experiment=plans/broken"])
     register_plans(folder, argv=["+experiment=plans/broken2"])  # another name that starts the same: not it
