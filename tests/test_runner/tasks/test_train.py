@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, only_run, run_runner, write_pairs
+from helpers import GRID, TINY, only_run, run_runner, write_pairs
 from runner.tasks.train import train
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,8 @@ def finished_run(tmp_path_factory, make_config):
     cwd = os.getcwd()
     os.chdir(root)  # MLflow puts SQLite-store artifacts under ./mlruns
     try:
-        objective = train(make_config(TINY + ["augment=paper", "trainer.run_eagerly=false", f"tracking.uri={uri}",
-                                          f"output_dir={root}/out"]))
+        objective = train(make_config(TINY + [GRID, "augment=paper", "trainer.run_eagerly=false",
+                                          f"tracking.uri={uri}", f"output_dir={root}/out"]))
     finally:
         os.chdir(cwd)
     client, run = only_run(uri)
@@ -75,8 +75,8 @@ def test_a_finished_run_stores_each_checkpoint_once(finished_run):
 
 def test_training_in_float16_with_xla_finishes_and_saves_a_float32_headed_model(tmp_path):
     """trainer.precision=mixed_float16 (loss scaling) and trainer.jit_compile=true on a CPU, end to end."""
-    result = run_runner(*TINY, "trainer.epochs=1", "trainer.run_eagerly=false", "trainer.precision=mixed_float16",
-                        "trainer.jit_compile=true", cwd=tmp_path)
+    result = run_runner(*TINY, GRID, "trainer.epochs=1", "trainer.run_eagerly=false",
+                        "trainer.precision=mixed_float16", "trainer.jit_compile=true", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     client, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
     assert run.info.status == "FINISHED" and "failed_end_steps" not in run.data.tags
@@ -157,7 +157,7 @@ def test_a_failing_prediction_grid_is_a_warning_and_the_run_still_finishes(make_
         raise MemoryError("no room for a picture")
 
     monkeypatch.setattr(pictures, "save_prediction_grid", broken)
-    objective = train(make_config(tiny_overrides))
+    objective = train(make_config(tiny_overrides + [GRID]))
     _, run = only_run(f"sqlite:///{tmp_path}/mlflow.db")
     assert run.info.status == "FINISHED" and run.data.tags["failed_end_steps"] == "prediction_grid"
     assert run.data.metrics["best_val_dice"] == pytest.approx(objective)  # recorded before the optional steps
@@ -270,8 +270,8 @@ def test_piped_run_prints_a_line_per_epoch_and_no_warning_we_cause(tmp_path):
     images, masks = write_pairs(tmp_path, count=6, size=40)
     tiny = [o for o in TINY if not o.startswith(("data.num_", "trainer.verbose"))]
     # Folder data with tiled validation (batches of unknown count to tf.data) and an MLflow dataset input.
-    result = run_runner(*tiny, "data=folder", f"data.images={images}", f"data.masks={masks}", "data.patch_size=16",
-                        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path,
+    result = run_runner(*tiny, GRID, "data=folder", f"data.images={images}", f"data.masks={masks}",
+                        "data.patch_size=16", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path,
                         fresh_process=True)  # Python shows a warning once per process, and pytest takes them
     assert result.returncode == 0, result.stderr[-3000:]
     for text in ("can be interpreted in multiple ways", "ran out of data", "structure of `inputs`", "retracing"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY, only_run, run_runner
+from helpers import GRID, TINY, only_run, run_runner
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 # double its steps) on a loss that is a mean over images: one device on batches of 4 and two
 # replicas on batches of 2 each see the same global batches and must end the epoch at the same
 # loss and val_loss, but for the order in which float32 gradients are summed.
-DATA_PARALLEL = [*TINY, "trainer.run_eagerly=false", "trainer.epochs=1", "loss=bce", "optimizer=sgd",
+DATA_PARALLEL = [*TINY, GRID, "trainer.run_eagerly=false", "trainer.epochs=1", "loss=bce", "optimizer=sgd",
                  "optimizer.lr=0.5", "optimizer.momentum=0.0", "trainer.schedule=constant", "data.num_train=16",
                  "data.num_val=8"]
 SAME_LOSS_RTOL = 1e-5
