@@ -172,15 +172,14 @@ def mlflow_server(postgres, s3, tmp_path_factory):
 
 
 def test_training_logs_runs_to_postgres_and_checkpoints_to_s3_through_a_real_mlflow_server(
-        mlflow_server, s3, postgres, tmp_path):
+        mlflow_server, s3, postgres, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     work = tmp_path / "work"  # launched from a directory of its own, logging over HTTP only
     work.mkdir()
-    clean_env = {key: value for key, value in os.environ.items()
-                 if not key.startswith(("AWS_", "MLFLOW_S3_"))}  # the trainer holds no S3 credentials
-    result = run_with_env(clean_env, *TINY, f"tracking.uri={mlflow_server}", "tracking.run_name=stack",
-                          cwd=work)
+    for key in [key for key in os.environ if key.startswith(("AWS_", "MLFLOW_S3_"))]:
+        monkeypatch.delenv(key)  # the trainer holds no S3 credentials (only the server's process does)
+    result = run_runner(*TINY, f"tracking.uri={mlflow_server}", "tracking.run_name=stack", cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (work / "mlflow.db").exists() and not (work / "mlruns").exists()
 
@@ -237,8 +236,3 @@ def test_optuna_study_on_postgres_records_two_complete_trials(mlflow_server, pos
     assert len(children) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["optuna.trial"] for r in children} == {"0", "1"}
 
-
-def run_with_env(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m runner ARGS` in exactly `env` (run_runner passes the whole of os.environ on)."""
-    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"})
