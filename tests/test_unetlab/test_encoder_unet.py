@@ -90,10 +90,10 @@ def test_bad_arguments_are_one_line(arguments, message):
 
 
 def test_the_weights_of_another_backbone_are_refused_naming_the_file(tmp_path):
-    backbone("densenet121", 1).save_weights(tmp_path / "densenet.weights.h5")
-    with pytest.raises(ConfigError, match=r"^encoder_weights=.*densenet.weights.h5: not the weights of a mobilenetv2 "
+    backbone("mobilenetv3small", 1).save_weights(tmp_path / "v3.weights.h5")  # the smallest other backbone
+    with pytest.raises(ConfigError, match=r"^encoder_weights=.*v3.weights.h5: not the weights of a mobilenetv2 "
                                           r"backbone for 1 or 3 input channels"):
-        build_encoder_unet((64, 64, 1), encoder="mobilenetv2", encoder_weights=str(tmp_path / "densenet.weights.h5"))
+        build_encoder_unet((64, 64, 1), encoder="mobilenetv2", encoder_weights=str(tmp_path / "v3.weights.h5"))
 
 
 def test_imagenet_weights_take_keras_download_path_and_its_failure_is_one_line(monkeypatch):
