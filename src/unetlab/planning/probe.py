@@ -136,10 +136,20 @@ def read_peak() -> int:
 
 
 def _gpu() -> tuple[str, int, str] | None:
-    """The first GPU TensorFlow has loaded, if any, without importing TensorFlow."""
+    """The first GPU TensorFlow has loaded, if any, without importing TensorFlow; looked up once (every peak
+    reset and read asks)."""
     tf = sys.modules.get("tensorflow")
     if tf is None:
         return None
+    if "gpu" not in _FOUND:
+        _FOUND["gpu"] = _find_gpu(tf)
+    return _FOUND["gpu"]
+
+
+_FOUND: dict = {}
+
+
+def _find_gpu(tf) -> tuple[str, int, str] | None:
     devices = tf.config.list_physical_devices("GPU")
     if not devices:
         return None
