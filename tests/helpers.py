@@ -183,6 +183,22 @@ def only_run(tracking_uri: str):
     return client, runs[0]
 
 
+def train_on_folder_shapes(root: Path, *overrides: str):
+    """A tiny run on 8 32x32 shapes as folder data in `root` (a quarter validated at full resolution):
+    (its run, a client of its store)."""
+    from mlflow.tracking import MlflowClient
+
+    images, masks = shapes_dataset(root / "train", 8, (32, 32))
+    tiny = [o for o in TINY if not o.startswith("data.num_")]
+    result = run_runner("data=folder", f"data.images={images}", f"data.masks={masks}", "data.val_fraction=0.25",
+                        *tiny, *overrides, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id], "tags.task = 'train'",
+                                order_by=["start_time DESC"], max_results=1)
+    return run, client
+
+
 def final_state(client, run_id: str, target: Path):
     """The newest training state a run logged (a finished run keeps one slot)."""
     from unetlab.checkpoints import Checkpoints, latest_state

@@ -340,6 +340,15 @@ def postprocessed(probabilities: np.ndarray, watershed) -> np.ndarray:
         raise ConfigError(f"predict.postprocess: {error}: use predict.postprocess=none") from None
 
 
+def decision_threshold(config: Config, preprocessing) -> float | None:
+    """The threshold of class 1 that turns a binary model's probabilities into its mask: `decision.threshold`
+    when set, else the one fitted after training (`preprocessing.decision`), else None (0.5)."""
+    from unetlab.decision import Decision
+
+    given = config.decision.threshold
+    return given if given is not None else Decision.from_record(preprocessing.decision).threshold
+
+
 def describe_postprocessing(config: Config, watershed) -> str:
     """What `postprocessing` gave, for the log: 'none', 'watershed threshold=0.5 h=6 sigma=1', with
     ' (chosen on the training run's validation images)' under predict.postprocess=auto."""

@@ -40,10 +40,10 @@ class SegmentationModel(mlflow.pyfunc.PythonModel):
         self.preprocessing = Preprocessing.load(context.artifacts["preprocessing"])
 
     def predict(self, context, model_input, params=None):
+        from unetlab.decision import Decision, check_threshold
         from unetlab.inference import predict_image
-        from unetlab.visualize import predicted_class_map
-
         from unetlab.postprocess import cut, from_record
+        from unetlab.visualize import predicted_class_map
 
         params = params or {}
         probabilities = predict_image(self.model, np.asarray(model_input), self.preprocessing,
@@ -53,7 +53,11 @@ class SegmentationModel(mlflow.pyfunc.PythonModel):
         if postprocess not in ("auto", "none"):
             raise ValueError(f"params postprocess must be auto (the model's choice) or none. Received: {postprocess!r}")
         watershed = from_record(self.preprocessing.postprocess) if postprocess == "auto" else None
-        return predicted_class_map(cut(probabilities, watershed)).astype(np.uint8)
+        threshold = float(params.get("threshold", -1.0))  # negative: the model's fitted one (unetlab.decision)
+        if threshold < 0:
+            threshold = Decision.from_record(self.preprocessing.decision).threshold
+        check_threshold(threshold, "params threshold")
+        return predicted_class_map(cut(probabilities, watershed), threshold).astype(np.uint8)
 
 
 def logged_files(mlmodel: dict) -> dict[str, str]:
@@ -109,7 +113,8 @@ def log_segmentation_model(model_path: Path, preprocessing_path: Path, registere
         outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1))]),
         params=ParamSchema([ParamSpec("tta", "string", "none"), ParamSpec("overlap", "double", 0.5),
                             ParamSpec("tile_size", "long", 0),  # 0: the training size
-                            ParamSpec("postprocess", "string", "auto")]),  # auto: the model's recorded choice
+                            ParamSpec("postprocess", "string", "auto"),  # auto: the model's recorded choice
+                            ParamSpec("threshold", "double", -1.0)]),  # negative: the model's fitted threshold
     )
     source = Path(__file__).resolve().parents[1]  # src/: bundle our packages with the model
     return mlflow.pyfunc.log_model(

@@ -241,24 +241,28 @@ def predict_image(model, image: np.ndarray, preprocessing, *, tile_size: int | N
                   batch_size: int = 4, tta: str = "none") -> np.ndarray:
     """Probabilities (H, W, K) for one decoded image of any size and dtype, prepared as in training.
 
-    `preprocessing` (`unetlab.preprocessing.Preprocessing`) normalises the image; a model trained on
+    `preprocessing` (`unetlab.preprocessing.Preprocessing`) normalises the image, and its decision layer
+    (`unetlab.decision`: the temperatures fitted after training) calibrates the probabilities; a model trained on
     whole images resized to `preprocessing.resize` predicts at that scale and its probabilities are
     resized back (in tiles of `tile_size` of the resized image when given), otherwise the image is
     predicted at full resolution in tiles of `tile_size` (default: the training size). A tile size
     other than the training size needs a model with an open input size
     (`unetlab.models.with_any_input_size`).
     """
+    from .decision import Decision
+
     array = preprocessing.apply(image)
+    decision = Decision.from_record(preprocessing.decision)
     if not preprocessing.resize:
-        return predict_tiled(model, array, tile_size=tile_size or preprocessing.tile_size, overlap=overlap,
-                             batch_size=batch_size, tta=tta)
+        return decision.calibrated(predict_tiled(model, array, tile_size=tile_size or preprocessing.tile_size,
+                                                 overlap=overlap, batch_size=batch_size, tta=tta))
     import tensorflow as tf
 
     size = preprocessing.resize
     small = tf.image.resize(array, [size, size], method="bilinear").numpy()
     probabilities = predict_tiled(model, small, tile_size=tile_size or size, overlap=overlap, batch_size=batch_size,
                                   tta=tta)
-    return tf.image.resize(probabilities, array.shape[:2], method="bilinear").numpy()
+    return decision.calibrated(tf.image.resize(probabilities, array.shape[:2], method="bilinear").numpy())
 
 
 def predict_ensemble(members, image: np.ndarray, **settings) -> np.ndarray:

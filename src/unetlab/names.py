@@ -23,6 +23,11 @@ TTA = ("none", "flips", "d4")  # unetlab.inference.predict_image(tta=)
 # A binary cell/membrane map: as predicted, unetlab.postprocess.Watershed, or (auto) the watershed or none that
 # training chose on its validation images (unetlab.postprocess.choose)
 POSTPROCESS = ("none", "watershed", "auto")
+# The decision layer (unetlab.decision), fitted on the validation split after training: per-class temperature
+# scaling or none; the score a binary model's threshold maximises (rand: the ISBI 2012 challenge's Rand error,
+# youden: sensitivity + specificity - 1, accuracy: 1 - the pixel error)
+CALIBRATION = ("none", "temperature")
+DECISION_OBJECTIVES = ("dice", "f1", "rand", "youden", "accuracy")
 PREDICT_FORMATS = ("masks", "challenge")  # task=predict: a mask PNG per image, or the ISBI 2012 submission stack
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")  # Keras dtype policies, or unetlab.precision.resolve's
 DISTRIBUTION = ("none", "data_parallel")  # unetlab.distribution: one device, or replicas on every device

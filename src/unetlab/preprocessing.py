@@ -40,6 +40,9 @@ class Preprocessing:
     # The postprocessing chosen on the validation images at the end of training (`predict.postprocess=auto`,
     # `unetlab.postprocess.Choice.as_dict`: {"method": "watershed", threshold, h, sigma} or "none"); None: none chosen.
     postprocess: dict | None = None
+    # The decision layer fitted on the validation split after training (`unetlab.decision.Decision.as_dict`:
+    # per-class temperatures, the binary threshold and its objective); None: probabilities as predicted, 0.5.
+    decision: dict | None = None
     # A model trained on planned patches of preprocessed cases (data=nnunet; `unetlab.volume_inference`):
     # the patch (one size per spatial axis), the spacing cases were resampled to, and each channel's
     # normalisation ("zscore" or "ct", with the CT statistics). None: a 2D model of images.

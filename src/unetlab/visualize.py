@@ -32,11 +32,12 @@ def colorize(classes: np.ndarray) -> np.ndarray:
     return PALETTE[classes % len(PALETTE)]
 
 
-def predicted_class_map(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Probabilities (..., C) -> class ids (...): threshold for C == 1, argmax otherwise."""
-    if probabilities.shape[-1] == 1:
-        return (probabilities[..., 0] >= threshold).astype(np.int64)
-    return probabilities.argmax(axis=-1)
+def predicted_class_map(probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Probabilities (..., C) -> class ids (...): class 1 where its probability reaches `threshold` (0.5 when
+    None) for C == 1, or C == 2 with a threshold; argmax otherwise (`unetlab.decision.class_map`)."""
+    from .decision import class_map
+
+    return class_map(probabilities, threshold)
 
 
 def grid(rows: list[list[np.ndarray]]) -> np.ndarray:

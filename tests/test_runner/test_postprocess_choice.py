@@ -8,27 +8,13 @@ from pathlib import Path
 
 import pytest
 from mlflow.artifacts import download_artifacts
-from mlflow.tracking import MlflowClient
 
-from helpers import TINY, run_runner, shapes_dataset
+from helpers import shapes_dataset, train_on_folder_shapes
 
 pytestmark = pytest.mark.slow
 
 CANDIDATES = ["predict.watershed.candidates.threshold=[0.3,0.5]", "predict.watershed.candidates.h=[1.0,2.0]",
               "predict.watershed.candidates.sigma=[0.0]"]
-
-
-def train(root, *overrides):
-    """A tiny run on 32x32 shapes, its cells the background (data.objects=background): (run, client)."""
-    images, masks = shapes_dataset(root / "train", 8, (32, 32))
-    tiny = [o for o in TINY if not o.startswith("data.num_")]
-    result = run_runner("data=folder", f"data.images={images}", f"data.masks={masks}", "data.val_fraction=0.25",
-                        *tiny, *CANDIDATES, *overrides, cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
-    (run,) = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id], "tags.task = 'train'",
-                                order_by=["start_time DESC"], max_results=1)
-    return run, client
 
 
 def recorded(client, run_id, tmp_path) -> dict:
@@ -38,7 +24,7 @@ def recorded(client, run_id, tmp_path) -> dict:
 @pytest.fixture(scope="module")
 def chosen(tmp_path_factory):
     root = tmp_path_factory.mktemp("auto")
-    run, client = train(root, "data.objects=background", "predict.postprocess=auto", "tracking.register_model=cells")
+    run, client = train_on_folder_shapes(root, *CANDIDATES, "data.objects=background", "predict.postprocess=auto", "tracking.register_model=cells")
     return root, run, client
 
 
@@ -97,6 +83,6 @@ def test_only_auto_on_cells_between_membranes_chooses(make_config, tmp_path, ove
 
 
 def test_a_run_without_auto_records_no_choice(tmp_path):
-    run, client = train(tmp_path, "data.objects=background")
+    run, client = train_on_folder_shapes(tmp_path, *CANDIDATES, "data.objects=background")
     assert recorded(client, run.info.run_id, tmp_path)["postprocess"] is None
     assert "postprocessing" not in run.data.tags and "postprocess_val_rand_error" not in run.data.metrics

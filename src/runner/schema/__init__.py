@@ -22,7 +22,7 @@ from .groups import (AdamConfig, AugmentSettings, BorderWeightedDiceLossConfig, 
                      NamedFolderDataConfig, NNUNetDataConfig, Normalize, OptimizerConfig, SearchConfig, SGDConfig, SyntheticDataConfig, Task,
                      TrackingConfig, TrainerConfig, TverskyLossConfig)
 from .models import EncoderUNetConfig, ModelConfig, NNUNetConfig, UNetConfig, UNetPlusPlusConfig
-from .inference import EvaluateConfig, ExportConfig, ExportFormat, PredictConfig
+from .inference import DecisionConfig, EvaluateConfig, ExportConfig, ExportFormat, PredictConfig
 from .planning import PlanConfig
 
 # The layout of a logged config.yaml: raised when a release renames or removes a key (with its entry
@@ -41,6 +41,7 @@ class Config:
     tracking: TrackingConfig = MISSING
     predict: PredictConfig = MISSING
     evaluate: EvaluateConfig = MISSING
+    decision: DecisionConfig = MISSING
     export: ExportConfig = MISSING
     plan: PlanConfig = MISSING
     task: Task = MISSING

@@ -48,6 +48,14 @@ KEY_HELP: Dict[str, str] = {
     "evaluate.thresholds": "the ISBI 2012 challenge's threshold grid `[MIN, MAX, STEP]` of the cell probability "
                            "(its default: Fiji's 0.0 to 1.0 by 0.1); the challenge's scores are computed for a "
                            "binary model on `data.objects=background` (cells between membranes)",
+    "decision.calibrate": "after training: `temperature` fits one temperature per class on the validation split (least NLL; "
+                          "kept only where it lowers the expected calibration error, logged as `val_ece` -> `val_ece_calibrated` "
+                          "with `reliability.png`); evaluate, predict, the registered model and the export apply it (`unetlab.decision`)",
+    "decision.objective": "after training: a binary model's threshold of class 1 is the one of 0.01 ... 0.99 that maximises this on "
+                          "the validation split (`dice`: the mean image Dice, `f1`: pooled pixels, `rand`: the ISBI 2012 Rand error of "
+                          "the objects, `youden`: sensitivity + specificity - 1, `accuracy`: 1 - pixel error); `none`: 0.5",
+    "decision.threshold": "evaluate, predict and export: cut a binary model's masks here instead of at its fitted threshold "
+                          "(null: the fitted one, 0.5 for a model without one)",
     "export.name": "task=export: the registered model name in the MLflow Model Registry",
     "export.format": "a registered MLflow pyfunc model that predicts in tiles, or a SavedModel for TF Serving",
     "export.output": "format=saved_model: the SavedModel directory",

@@ -16,6 +16,8 @@ from .groups import choice_enum, require
 TestTimeAugmentation = choice_enum("TestTimeAugmentation", names.TTA)
 Postprocess = choice_enum("Postprocess", names.POSTPROCESS)
 PredictFormat = choice_enum("PredictFormat", names.PREDICT_FORMATS)
+Calibration = choice_enum("Calibration", names.CALIBRATION)
+DecisionObjective = choice_enum("DecisionObjective", ("none",) + names.DECISION_OBJECTIVES)
 
 
 class ExportFormat(Enum):
@@ -87,6 +89,18 @@ class EvaluateConfig:
 
         require(len(self.thresholds) == 3, "evaluate.thresholds", list(self.thresholds), "[MIN, MAX, STEP]")
         thresholds(*self.thresholds, key="evaluate.thresholds")
+
+
+@dataclass
+class DecisionConfig:  # unetlab.decision: fitted on the validation split after training, stored with the model
+    calibrate: Calibration = MISSING
+    objective: DecisionObjective = MISSING
+    threshold: Optional[float] = None  # predict/evaluate/export: overrides the model's fitted threshold
+
+    def __post_init__(self) -> None:
+        from unetlab.decision import check_threshold
+
+        check_threshold(self.threshold, "decision.threshold")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from unetlab.inference import predict_ensemble
 from unetlab.visualize import predicted_class_map, prediction_grid, save_curves, save_png
 
 from .. import builders, guards, tracking
+from ..decision_fit import THRESHOLD
 from ..model_source import describe, load_model_sources, source_tags
 from ..schema import Config, NNUNetDataConfig, TrackingConfig
 from ..settings import config_group
@@ -39,7 +40,7 @@ METRIC_PREFIX = "eval_"  # MLflow keys of the summary (eval_dice: never a traini
 # model, loss, optimizer or trainer of the composed config: the source run's, which may differ.
 EVALUATION_PARAMS = ("task", "run_id", "model_uri", "checkpoint", "config_version", "data", "predict.tile_size",
                      "predict.overlap", "predict.batch_size", "predict.tta", "predict.postprocess", "predict.watershed",
-                     "evaluate", "tracking")
+                     "evaluate", "decision.threshold", "tracking")
 
 
 def evaluate(config: Config) -> dict:
@@ -69,14 +70,16 @@ def evaluate(config: Config) -> dict:
     grid = challenge.thresholds(*config.evaluate.thresholds, key="evaluate.thresholds")
     scored_as_challenge = builders.challenge_applies(config, num_classes)
     watershed = builders.postprocessing(config, loaded.preprocessing)
-    log.info("postprocessing: %s", builders.describe_postprocessing(config, watershed))
+    threshold = builders.decision_threshold(config, loaded.preprocessing)
+    log.info("postprocessing: %s; threshold %s", builders.describe_postprocessing(config, watershed),
+             "0.5 (argmax)" if threshold is None else f"{threshold:g}")
     progress = keras.utils.Progbar(len(pairs), unit_name="image")
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
         image = read_array(image_path)
         truth = builders.read_classes(mask_path, num_classes, config.data)
         probabilities = builders.postprocessed(
             predict_ensemble(ensemble, image, **builders.prediction_settings(config)), watershed)
-        prediction = predicted_class_map(probabilities)
+        prediction = predicted_class_map(probabilities, threshold)
         if truth.shape != prediction.shape:
             raise DataError(f"{mask_path} is {truth.shape[0]}x{truth.shape[1]} but its image is "
                             f"{prediction.shape[0]}x{prediction.shape[1]}")
@@ -115,7 +118,8 @@ def evaluate(config: Config) -> dict:
     with tracking.tracked_run(home, tags, what=what, parent_run_id=parent_run_id):
         params = tracking.config_params(config, only=EVALUATION_PARAMS)
         tracking.retry_locked(mlflow.log_params, {**params, **tracking.backend_params(),
-                                                  POSTPROCESSING: str(watershed or "none")})
+                                                  POSTPROCESSING: str(watershed or "none"),
+                                                  THRESHOLD: "0.5 (argmax)" if threshold is None else threshold})
         tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary

@@ -49,13 +49,15 @@ def predict(config: Config) -> dict:
         raise ConfigError(f"predict.format=challenge writes a binary cell/membrane model's cell probabilities; this "
                           f"model has {num_classes} classes: use predict.format=masks")
     watershed = builders.postprocessing(config, members[0].preprocessing)  # auto: the (first) model's choice
-    log.info("postprocessing: %s", builders.describe_postprocessing(config, watershed))
+    threshold = builders.decision_threshold(config, members[0].preprocessing)
+    log.info("postprocessing: %s; threshold %s", builders.describe_postprocessing(config, watershed),
+             "0.5 (argmax)" if threshold is None else f"{threshold:g}")
     progress, pages = keras.utils.Progbar(len(files), unit_name="image"), []
     for done, path in enumerate(files, start=1):
         image = read_array(path)
         probabilities = builders.postprocessed(
             predict_ensemble(ensemble, image, **builders.prediction_settings(config)), watershed)
-        classes = predicted_class_map(probabilities)
+        classes = predicted_class_map(probabilities, threshold)
         if submission:
             pages.append(challenge.cell_probability(probabilities).astype(np.float32))
         else:

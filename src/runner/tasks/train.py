@@ -21,7 +21,7 @@ from unetlab.finetune import encoder_frozen, phases, set_encoder_trainable
 from unetlab.precision import resolve as resolve_precision
 from unetlab.preprocessing import Preprocessing
 
-from .. import builders, guards, pictures, postprocess_choice, tracking
+from .. import builders, decision_fit, guards, pictures, postprocess_choice, tracking
 from ..logged_run import fetch_training_state
 from ..schema import Config
 from ..sweeps.trial import job_trial
@@ -217,11 +217,15 @@ def store_checkpoints_once(config: Config, checkpoints: Checkpoints, run_id: str
 
 def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path: Path, splits, train_batches,
                     val_batches) -> None:
-    """The degenerate-model check, the postprocessing choice (`predict.postprocess=auto`), registration and
-    pictures: each that fails is a warning and a tag, not a failed training."""
+    """The degenerate-model check, the decision layer (`decision`), the postprocessing choice
+    (`predict.postprocess=auto`, on calibrated probabilities), registration and pictures: each that fails is a
+    warning and a tag, not a failed training."""
     output_dir, count = Path(config.output_dir), config.tracking.num_predictions
     best_model = functools.cache(lambda: keras.saving.load_model(checkpoints.best_path))
     steps = [("degenerate_check", lambda: guards.check_predictions(best_model(), val_batches))]
+    if decision_fit.applies(config, splits):  # before the postprocessing choice and registration: both use it
+        steps.append(("decision_layer", lambda: decision_fit.record(config, best_model(), splits, val_batches,
+                                                                   preprocessing_path, output_dir)))
     if postprocess_choice.applies(config, splits):  # before registration: the registered model carries the choice
         steps.append(("postprocess_choice", lambda: postprocess_choice.record(config, best_model(), splits,
                                                                              preprocessing_path)))

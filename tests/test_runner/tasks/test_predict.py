@@ -87,6 +87,37 @@ def test_auto_applies_the_watershed_the_model_recorded_and_none_when_it_recorded
             np.testing.assert_allclose(found, expected, atol=1e-6)
 
 
+def test_the_models_stored_decision_calibrates_and_cuts_and_decision_threshold_overrides_it(trained, tmp_path):
+    """The decision layer training fits (`runner.decision_fit`) lives in preprocessing.json: its temperature
+    changes the probabilities, its threshold the masks; `decision.threshold=` beats the stored one."""
+    import json
+
+    from unetlab.decision import calibrate
+
+    root, run_id, client = trained
+    images, _ = shapes_dataset(tmp_path / "decide", 2, (40, 48))
+    for name in ("best.keras", "preprocessing.json"):
+        downloaded = Path(client.download_artifacts(run_id, f"checkpoints/{name}", str(tmp_path)))
+    recorded = json.loads(downloaded.read_text())
+    assert recorded["decision"]["threshold"] is not None  # what the training fitted (decision.objective=dice)
+
+    def predicted(decision, *overrides):
+        downloaded.write_text(json.dumps({**recorded, "decision": decision}))
+        output = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        result = run_runner("task=predict", f"checkpoint={downloaded.with_name('best.keras')}", f"predict.input={images}",
+                            f"predict.output={output}", "predict.save_probabilities=true", *overrides, cwd=root)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return np.load(output / "s0.npy"), np.asarray(Image.open(output / "s0.png")) > 0
+
+    raw, raw_mask = predicted(None)
+    np.testing.assert_array_equal(raw_mask, raw[..., 0] >= 0.5)
+    hot, hot_mask = predicted({"temperature": [3.0], "threshold": 0.2})
+    np.testing.assert_allclose(hot, calibrate(raw, (3.0,)), atol=1e-5)
+    np.testing.assert_array_equal(hot_mask, hot[..., 0] >= 0.2)
+    _, forced = predicted({"temperature": [3.0], "threshold": 0.2}, "decision.threshold=0.0")
+    assert forced.all()
+
+
 @pytest.mark.parametrize("tile_size", [16, 64])
 def test_predict_takes_a_tile_size_other_than_the_training_size(trained, tile_size):
     """The run trained on 32x32 images (depth 2): any multiple of 4 tiles the image."""
@@ -168,6 +199,7 @@ def test_an_ensemble_predicts_from_the_mean_of_its_members_probabilities(trained
     (["RUN", "predict.input=bomb"], "bomb/a.png cannot be decoded (more than MAX_PIXELS=268435456 pixels"),
     (["RUN", "predict.input=sizes", "predict.format=challenge"],
      "predict.format=challenge stacks the slices into one TIFF; predict.input holds images of several sizes (32x32, 32x48)"),
+    (["RUN", "decision.threshold=1.5"], "decision.threshold must be a probability in [0, 1] (or null: the model's"),
     (["RUN", "predict.input=clash/a.png", "predict.tile_size=30"], "tile_size=30 does not fit the model (a same-padding U-Net needs a multiple"),
 ])
 def test_bad_requests_fail_with_their_own_one_line_error(trained, args, message):
