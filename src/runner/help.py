@@ -44,6 +44,7 @@ TASKS = {
     Task.preview: "write a PNG grid of training pairs exactly as the model sees them",
     Task.plan: "plan network, patch, batch and schedule for a dataset, measured on this device: plans/NAME.yaml",
     Task.auto: "plan, then train the plan, in one command (+experiment=auto data=... plan.time_budget=15m)",
+    Task.compare: "is run B better than run A? their evaluations paired case by case (run_id=[A,B] compare.metric=dice)",
 }
 
 NOTES = {

@@ -22,7 +22,7 @@ from .groups import (AdamConfig, AugmentSettings, BorderWeightedDiceLossConfig, 
                      NamedFolderDataConfig, NNUNetDataConfig, Normalize, OptimizerConfig, SearchConfig, SGDConfig, SyntheticDataConfig, Task,
                      TrackingConfig, TrainerConfig, TverskyLossConfig)
 from .models import EncoderUNetConfig, ModelConfig, NNUNetConfig, UNetConfig, UNetPlusPlusConfig
-from .inference import DecisionConfig, EvaluateConfig, ExportConfig, ExportFormat, PredictConfig
+from .inference import CompareConfig, DecisionConfig, EvaluateConfig, ExportConfig, ExportFormat, PredictConfig
 from .planning import PlanConfig
 
 # The layout of a logged config.yaml: raised when a release renames or removes a key (with its entry
@@ -42,6 +42,7 @@ class Config:
     predict: PredictConfig = MISSING
     evaluate: EvaluateConfig = MISSING
     decision: DecisionConfig = MISSING
+    compare: CompareConfig = MISSING
     export: ExportConfig = MISSING
     plan: PlanConfig = MISSING
     task: Task = MISSING
@@ -65,6 +66,10 @@ class Config:
             if self.data.name not in ("folder", "nnunet"):
                 raise ConfigError(f"task={self.task.value} plans from a dataset: data=nnunet data.root=DIR, or "
                                   "data=folder data.images=DIR data.masks=DIR")
+        elif self.task is Task.compare:
+            if len(self.run_ids()) != 2:
+                raise ConfigError(f"task=compare compares two runs: run_id=[A,B] (got {len(self.run_ids())}: "
+                                  f"run_id={self.run_id})")
         elif self.task is Task.check_data:
             if self.data.name not in ("folder", "nnunet"):
                 raise ConfigError("task=check_data needs data=folder data.images=DIR data.masks=DIR, or data=nnunet "

@@ -27,6 +27,7 @@ class Task(Enum):
     preview = "preview"
     plan = "plan"
     auto = "auto"  # plan, then train the plan (+experiment=auto)
+    compare = "compare"  # run_id=[A,B]: a paired comparison of their evaluations
 
 
 def choice_enum(name: str, choices: tuple[str, ...]) -> type[Enum]:

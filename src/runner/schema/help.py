@@ -20,7 +20,8 @@ KEY_HELP: Dict[str, str] = {
     "resume": "RUN_ID of a task=train run to continue, with its own config (see Resume, reproduce, stop)",
     "config_version": "the layout of the config, written into a run's `config.yaml` so that later releases read it "
                       "(a file without it is version 1); set by unetlab, not by hand",
-    "run_id": "the model of evaluate / predict / export: an MLflow task=train run, or `[A,B,C]`: an ensemble",
+    "run_id": "the model of evaluate / predict / export: an MLflow task=train run, or `[A,B,C]`: an ensemble; "
+              "task=compare: `[A,B]`, the two runs whose evaluations it pairs",
     "model_uri": "the model of evaluate / predict / export: `models:/NAME/VERSION`, `models:/NAME@ALIAS` or "
                  "`models:/NAME/latest`",
     "checkpoint": "the model of evaluate / predict / export: a `.keras` file (exactly one of run_id, model_uri, "
@@ -56,6 +57,11 @@ KEY_HELP: Dict[str, str] = {
                           "the objects, `youden`: sensitivity + specificity - 1, `accuracy`: 1 - pixel error); `none`: 0.5",
     "decision.threshold": "evaluate, predict and export: cut a binary model's masks here instead of at its fitted threshold "
                           "(null: the fitted one, 0.5 for a model without one)",
+    "compare.metric": "task=compare: the per-case score of the two runs' evaluations to pair (a column of their "
+                      "`per_image.csv` / `per_case.csv`; lower is better for errors, VI and HD95)",
+    "compare.resamples": "task=compare: bootstrap resamples of the cases (the confidence interval of the mean difference)",
+    "compare.confidence": "task=compare: the confidence of that interval",
+    "compare.output": "task=compare: where `comparison.txt`, `comparison.csv` and `paired.png` go (also logged)",
     "export.name": "task=export: the registered model name in the MLflow Model Registry",
     "export.format": "a registered MLflow pyfunc model that predicts in tiles, or a SavedModel for TF Serving",
     "export.output": "format=saved_model: the SavedModel directory",

@@ -104,6 +104,20 @@ class DecisionConfig:  # unetlab.decision: fitted on the validation split after 
 
 
 @dataclass
+class CompareConfig:  # task=compare (unetlab.comparison)
+    metric: str = MISSING
+    resamples: int = MISSING
+    confidence: float = MISSING
+    output: str = MISSING
+
+    def __post_init__(self) -> None:
+        from unetlab.comparison import MIN_RESAMPLES
+
+        require(self.resamples >= MIN_RESAMPLES, "compare.resamples", self.resamples, f">= {MIN_RESAMPLES}")
+        require(0.0 < self.confidence < 1.0, "compare.confidence", self.confidence, "in (0, 1), e.g. 0.95")
+
+
+@dataclass
 class ExportConfig:
     name: Optional[str] = None
     format: ExportFormat = MISSING

@@ -1,0 +1,99 @@
+"""`task=compare run_id=[A,B]`: is run B better than run A? A paired comparison, case by case, of their
+evaluations on the same cases (`unetlab.comparison`): the mean difference B - A with a bootstrap confidence
+interval, the Wilcoxon signed-rank p-value, the cases won, lost and tied, a paired plot; printed as a short
+table and logged as an MLflow run that names both."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+
+import mlflow
+
+from unetlab.comparison import format_table, paired_comparison, paired_plot
+from unetlab.errors import DataError
+
+from .. import tracking
+from ..schema import Config
+
+log = logging.getLogger(__name__)
+
+PER_CASE_FILES = ("evaluation/per_image.csv", "evaluation/per_case.csv")  # what task=evaluate logs, by data kind
+CASE_COLUMNS = ("image", "case")  # the column naming the case in each
+
+
+def compare(config: Config) -> dict:
+    """Compare the evaluations of `run_id=[A,B]` on `compare.metric`; write comparison.csv, paired.png and
+    comparison.txt to `compare.output` and log them in a run of A's experiment, tagged with both runs."""
+    settings = config.compare
+    run_a, run_b = config.run_ids()
+    (eval_a, values_a), (eval_b, values_b) = (per_case_values(run_id, settings.metric, config.tracking.uri)
+                                              for run_id in (run_a, run_b))
+    comparison = paired_comparison(values_a, values_b, settings.metric, resamples=settings.resamples,
+                                   confidence=settings.confidence, seed=config.seed)
+    labels = (run_label(run_a, config.tracking.uri), run_label(run_b, config.tracking.uri))
+    output = Path(settings.output)
+    output.mkdir(parents=True, exist_ok=True)
+    table = format_table(comparison, labels)
+    (output / "comparison.txt").write_text(table + "\n")
+    with open(output / "comparison.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["case", "a", "b", "difference"])
+        writer.writeheader()
+        writer.writerows(comparison.rows())
+    paired_plot(comparison, output / "paired.png", labels)
+    log.info("paired comparison of %s\n%s", settings.metric, table)
+
+    experiment = mlflow.MlflowClient(config.tracking.uri).get_experiment(
+        tracking.live_run(run_a, config.tracking.uri, "run_id").info.experiment_id).name
+    tags = {"task": "compare", "compare_run_a": run_a, "compare_run_b": run_b, "compare_eval_run_a": eval_a,
+            "compare_eval_run_b": eval_b}
+    with tracking.tracked_run(dataclasses.replace(config.tracking, experiment=experiment), tags, what=f"compare-{labels[0]}-vs-{labels[1]}") as run:
+        tracking.retry_locked(mlflow.log_params, {"compare.metric": settings.metric, "compare.resamples": settings.resamples,
+                                                  "compare.confidence": settings.confidence, "seed": config.seed,
+                                                  "run_a": run_a, "run_b": run_b})
+        tracking.retry_locked(mlflow.log_metrics, {f"compare_{key}": value
+                                                   for key, value in comparison.summary().items()})
+        mlflow.log_artifacts(str(output), "comparison")
+    return {"run_id": run.info.run_id, **comparison.summary()}
+
+
+def per_case_values(run_id: str, metric: str, tracking_uri: str) -> tuple[str, dict[str, float]]:
+    """(the evaluation run, {case: its `metric`}) of `run_id`: the run itself when it is a task=evaluate run,
+    else the newest task=evaluate run nested under it. A one-line DataError when there is none, or when its
+    per-case table has no column `metric` (naming the ones it has)."""
+    run = tracking.live_run(run_id, tracking_uri, "run_id")
+    client = mlflow.MlflowClient(tracking_uri)
+    if run.data.tags.get("task") != "evaluate":
+        found = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}' and "
+                                   "tags.task = 'evaluate' and attributes.status = 'FINISHED'",
+                                   order_by=["attributes.start_time DESC"], max_results=1)
+        if not found:
+            raise DataError(f"run_id={run_id} has no evaluation: run task=evaluate run_id={run_id} data.images=DIR "
+                            "data.masks=DIR first (task=compare pairs the evaluations' per-case scores)")
+        run = found[0]
+    with tempfile.TemporaryDirectory(prefix="unetlab-compare-") as target:
+        for name in PER_CASE_FILES:
+            try:
+                path = Path(client.download_artifacts(run.info.run_id, name, target))
+            except (mlflow.exceptions.MlflowException, OSError):
+                continue
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            break
+        else:
+            raise DataError(f"evaluation run {run.info.run_id} (of run_id={run_id}) logged no per-case scores "
+                            f"({' or '.join(PER_CASE_FILES)})")
+    key = next(column for column in CASE_COLUMNS if rows and column in rows[0])
+    scored = [column for column in rows[0] if column not in CASE_COLUMNS]
+    if metric not in scored:
+        raise DataError(f"compare.metric={metric} is not among the per-case scores of run_id={run_id}'s evaluation "
+                        f"{run.info.run_id}: choose one of {', '.join(scored)}")
+    return run.info.run_id, {row[key]: row[metric] for row in rows}
+
+
+def run_label(run_id: str, tracking_uri: str) -> str:
+    """A run's name (its id's first 8 characters when unnamed), for the table and the plot."""
+    return tracking.live_run(run_id, tracking_uri, "run_id").info.run_name or run_id[:8]
