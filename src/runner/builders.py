@@ -340,13 +340,18 @@ def postprocessed(probabilities: np.ndarray, watershed) -> np.ndarray:
         raise ConfigError(f"predict.postprocess: {error}: use predict.postprocess=none") from None
 
 
-def decision_threshold(config: Config, preprocessing) -> float | None:
-    """The threshold of class 1 that turns a binary model's probabilities into its mask: `decision.threshold`
-    when set, else the one fitted after training (`preprocessing.decision`), else None (0.5)."""
+def decision(config: Config, preprocessing):
+    """The `unetlab.decision.Decision` that turns a model's probabilities into its mask: the one fitted after
+    training (`preprocessing.decision`), cut at `decision.threshold` when set, without its component rules
+    under `decision.postprocess=none`."""
+    import dataclasses
+
     from unetlab.decision import Decision
 
-    given = config.decision.threshold
-    return given if given is not None else Decision.from_record(preprocessing.decision).threshold
+    fitted = Decision.from_record(preprocessing.decision)
+    if config.decision.threshold is not None:
+        fitted = dataclasses.replace(fitted, threshold=config.decision.threshold)
+    return fitted if config.decision.postprocess.value == "auto" else dataclasses.replace(fitted, rules=())
 
 
 def describe_postprocessing(config: Config, watershed) -> str:

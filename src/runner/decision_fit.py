@@ -28,14 +28,21 @@ log = logging.getLogger(__name__)
 
 TEMPERATURE = "decision_temperature"  # param: the fitted temperatures, comma-separated ("none": uncalibrated)
 THRESHOLD = "decision_threshold"  # param: the threshold of class 1 a binary model's masks are cut at
+RULES = "decision_postprocessing"  # param: the component rules applied to the class map, in order
 ECE_BEFORE, ECE_AFTER = "val_ece", "val_ece_calibrated"  # metrics: the expected calibration error on validation
 DIAGRAM = "reliability.png"  # artifact: the reliability diagram before and after calibration
+
+
+def describe_rules(fitted) -> str:
+    """A decision's component rules in words ("none" without any), as the param `RULES` holds them."""
+    return "; ".join(map(str, fitted.rules)) or "none"
 
 
 def applies(config: Config, splits: Splits) -> bool:
     """Whether training fits a decision layer: one is asked for, on 2D images (not planned patches), with
     validation data."""
-    asked = config.decision.calibrate.value != "none" or config.decision.objective.value != "none"
+    asked = (config.decision.calibrate.value != "none" or config.decision.objective.value != "none"
+             or config.decision.postprocess.value == "auto")
     return asked and splits.train_batches is None and splits.num_val > 0
 
 
@@ -69,7 +76,8 @@ def record(config: Config, model, splits: Splits, val_batches, preprocessing_pat
     objects = 0 if config.data.objects.value == "background" else 1  # the cells of a membrane map are class 0
     fitted, measured = decision.fit(images, calibrate_with=config.decision.calibrate.value,
                                     objective=None if objective == "none" else objective, objects=objects,
-                                    seed=config.seed)
+                                    min_sizes=config.decision.min_sizes if config.decision.postprocess.value == "auto"
+                                    else None, seed=config.seed)
     splits.preprocessing.decision = fitted.as_dict()
     splits.preprocessing.save(preprocessing_path)
     if config.tracking.log_checkpoints:
@@ -85,7 +93,7 @@ def record(config: Config, model, splits: Splits, val_batches, preprocessing_pat
     mlflow.log_artifact(str(diagram))
     tracking.retry_locked(mlflow.log_params, {
         TEMPERATURE: ",".join(f"{t:.4g}" for t in fitted.temperature) or "none",
-        THRESHOLD: "0.5 (argmax)" if fitted.threshold is None else fitted.threshold})
+        THRESHOLD: "0.5 (argmax)" if fitted.threshold is None else fitted.threshold, RULES: describe_rules(fitted)})
     tracking.retry_locked(mlflow.log_metrics, {
         ECE_BEFORE: measured["ece_before"], ECE_AFTER: measured["ece_after"],
         **{f"val_{name}": value for name, value in measured.items() if not name.startswith("ece_")}})

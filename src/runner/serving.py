@@ -15,6 +15,7 @@ for stores you trust. unetlab itself never does: `model_uri=` reads the `.keras`
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import mlflow
@@ -43,7 +44,6 @@ class SegmentationModel(mlflow.pyfunc.PythonModel):
         from unetlab.decision import Decision, check_threshold
         from unetlab.inference import predict_image
         from unetlab.postprocess import cut, from_record
-        from unetlab.visualize import predicted_class_map
 
         params = params or {}
         probabilities = predict_image(self.model, np.asarray(model_input), self.preprocessing,
@@ -53,11 +53,14 @@ class SegmentationModel(mlflow.pyfunc.PythonModel):
         if postprocess not in ("auto", "none"):
             raise ValueError(f"params postprocess must be auto (the model's choice) or none. Received: {postprocess!r}")
         watershed = from_record(self.preprocessing.postprocess) if postprocess == "auto" else None
+        decision = Decision.from_record(self.preprocessing.decision)
         threshold = float(params.get("threshold", -1.0))  # negative: the model's fitted one (unetlab.decision)
-        if threshold < 0:
-            threshold = Decision.from_record(self.preprocessing.decision).threshold
-        check_threshold(threshold, "params threshold")
-        return predicted_class_map(cut(probabilities, watershed), threshold).astype(np.uint8)
+        if threshold >= 0:
+            check_threshold(threshold, "params threshold")
+            decision = dataclasses.replace(decision, threshold=threshold)
+        if postprocess == "none":
+            decision = dataclasses.replace(decision, rules=())
+        return decision.classes(cut(probabilities, watershed)).astype(np.uint8)
 
 
 def logged_files(mlmodel: dict) -> dict[str, str]:

@@ -8,7 +8,9 @@ of the validation pixels, and is kept only where it lowers their expected calibr
 
 A binary model (one sigmoid output, or two softmax classes) labels a pixel class 1 where its calibrated
 probability of class 1 is at least `threshold`; the threshold is the one of `THRESHOLDS` that scores best
-on the validation images by `objective` (`OBJECTIVES`). Models of more classes take the argmax.
+on the validation images by `objective` (`OBJECTIVES`). Models of more classes take the argmax. Then the
+component rules (`unetlab.components`: remove small components, keep the largest, fill holes) chosen on
+the same images clean the class map.
 
     decision = fit(probabilities, labels, calibrate="temperature", objective="dice")
     classes = decision.classes(decision.calibrated(probabilities_of_a_new_image))
@@ -16,11 +18,12 @@ on the validation images by `objective` (`OBJECTIVES`). Models of more classes t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 
+from .components import Rule, apply, as_records, from_records
 from .errors import ConfigError, DataError
 from .names import CALIBRATION, DECISION_OBJECTIVES, check_choice
 
@@ -40,18 +43,19 @@ class Decision:
     threshold: float | None = None
     objective: str | None = None
     ece: dict = field(default_factory=dict)  # {"before": .., "after": ..} on the validation pixels it was fitted on
+    rules: tuple[Rule, ...] = ()  # unetlab.components: applied in order to the class map
 
     def calibrated(self, probabilities: np.ndarray) -> np.ndarray:
         """Probabilities (..., K) with the temperatures applied (unchanged when there are none), float32."""
         return calibrate(probabilities, self.temperature)
 
-    def classes(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Class ids (...) of calibrated probabilities (..., K): class 1 where its probability reaches the
-        threshold (`threshold`, else the fitted one, else 0.5) for a binary model, else the argmax."""
-        return class_map(probabilities, self.threshold if threshold is None else threshold)
+    def classes(self, probabilities: np.ndarray) -> np.ndarray:
+        """The mask: class ids (...) of calibrated probabilities (..., K), class 1 where its probability reaches
+        the threshold (0.5 when None) for a binary model, else the argmax; then the rules."""
+        return apply(self.rules, class_map(probabilities, self.threshold), max(2, probabilities.shape[-1]))
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "temperature": list(self.temperature)}
+        return {**asdict(self), "temperature": list(self.temperature), "rules": as_records(self.rules)}
 
     @classmethod
     def from_record(cls, record: dict | None) -> "Decision":
@@ -59,7 +63,8 @@ class Decision:
         if not record:
             return cls()
         return cls(temperature=tuple(record.get("temperature") or ()), threshold=record.get("threshold"),
-                   objective=record.get("objective"), ece=dict(record.get("ece") or {}))
+                   objective=record.get("objective"), ece=dict(record.get("ece") or {}),
+                   rules=tuple(from_records(record.get("rules"))))
 
     def describe(self) -> str:
         """In words, for the log: 'temperature 1.83, threshold 0.42 (dice)'."""
@@ -67,6 +72,7 @@ class Decision:
                  else "uncalibrated"]
         if self.threshold is not None:
             parts.append(f"threshold {self.threshold:g}" + (f" ({self.objective})" if self.objective else ""))
+        parts.append(f"postprocessing: {'; '.join(map(str, self.rules)) or 'none'}")
         return ", ".join(parts)
 
 
@@ -220,11 +226,14 @@ def best_threshold(scores: dict[float, float]) -> float:
 
 # ---------------------------------------------------------------- fitting
 def fit(images: Sequence[tuple[np.ndarray, np.ndarray]], *, calibrate_with: str = "temperature",
-        objective: str | None = "dice", objects: int = 1, seed: int = 0) -> tuple[Decision, dict]:
+        objective: str | None = "dice", objects: int = 1, min_sizes: Sequence[int] | None = None,
+        seed: int = 0) -> tuple[Decision, dict]:
     """The decision of validation images, each (probabilities (H, W, K) as the model predicts them, labels
     (H, W) of class ids with -1 where ignored), and what it measured: {"ece_before", "ece_after",
-    "<objective>_at_0.5", "<objective>_at_threshold"}. `objective` None, or a model of more than two
-    classes: no threshold (0.5 / the argmax)."""
+    "<objective>_at_0.5", "<objective>_at_threshold"}, and with `min_sizes` (the candidate N of
+    `unetlab.components`' min_size rule; None: no postprocessing) the component rules chosen and
+    {"postprocess_dice_before", "postprocess_dice_after"} (the mean over the classes they were tried on).
+    `objective` None, or a model of more than two classes: no threshold (0.5 / the argmax)."""
     check_choice("decision.calibrate", calibrate_with, CALIBRATION)
     if not images:
         raise DataError("the decision layer is fitted on validation images, and there are none")
@@ -248,8 +257,17 @@ def fit(images: Sequence[tuple[np.ndarray, np.ndarray]], *, calibrate_with: str 
         measured.update({f"{objective}_at_0.5": scores[middle], f"{objective}_at_threshold": scores[threshold]})
         if objective == "rand":  # reported as the error it is
             measured = {k: (-v if k.startswith("rand_") else v) for k, v in measured.items()}
-    return Decision(temperature, threshold, objective if threshold is not None else None,
-                    {"before": ece_before, "after": ece_after}), measured
+    fitted = Decision(temperature, threshold, objective if threshold is not None else None,
+                      {"before": ece_before, "after": ece_after})
+    if min_sizes is None:
+        return fitted, measured
+    from . import components
+
+    maps = [fitted.classes(fitted.calibrated(p)) for p, _ in images]
+    rules, dice = components.choose(maps, [y for _, y in images], max(2, channels), min_sizes)
+    measured.update({"postprocess_dice_before": float(np.mean([b for b, _ in dice.values()])),
+                     "postprocess_dice_after": float(np.mean([a for _, a in dice.values()]))})
+    return replace(fitted, rules=tuple(rules)), measured
 
 
 def _sampled_pixels(images, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,8 @@ POSTPROCESS = ("none", "watershed", "auto")
 # youden: sensitivity + specificity - 1, accuracy: 1 - the pixel error)
 CALIBRATION = ("none", "temperature")
 DECISION_OBJECTIVES = ("dice", "f1", "rand", "youden", "accuracy")
+# unetlab.components' rules on the class map: none, or (auto) the ones training chose on its validation images
+DECISION_POSTPROCESS = ("none", "auto")
 PREDICT_FORMATS = ("masks", "challenge")  # task=predict: a mask PNG per image, or the ISBI 2012 submission stack
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")  # Keras dtype policies, or unetlab.precision.resolve's
 DISTRIBUTION = ("none", "data_parallel")  # unetlab.distribution: one device, or replicas on every device

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.artifacts import download_artifacts
 
-from helpers import train_on_folder_shapes
+from helpers import run_runner, train_on_folder_shapes
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +29,26 @@ def test_the_fitted_decision_is_stored_with_the_model_and_logged(tmp_path):
     registered = download_artifacts(artifact_uri=client.get_model_version_download_uri("shapes", "1"),
                                     dst_path=str(tmp_path / "registered"), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     assert [json.loads(p.read_text())["decision"] for p in Path(registered).rglob("preprocessing.json")] == [record]
+
+
+def test_postprocess_auto_stores_the_chosen_component_rules_and_predict_says_which_ran(tmp_path):
+    from unetlab.components import RULES
+
+    run, client = train_on_folder_shapes(tmp_path, "decision.postprocess=auto", "decision.min_sizes=[2,8]")
+    record = json.loads(Path(client.download_artifacts(run.info.run_id, "checkpoints/preprocessing.json",
+                                                       str(tmp_path))).read_text())["decision"]
+    assert all(rule["rule"] in RULES and rule["label"] in (0, 1) for rule in record["rules"])
+    assert all(rule["size"] in (2, 8) for rule in record["rules"] if rule["rule"] == "min_size")
+    metrics = run.data.metrics
+    assert metrics["val_postprocess_dice_after"] >= metrics["val_postprocess_dice_before"]
+    assert run.data.params["decision_postprocessing"] == ("; ".join(
+        f"{r['rule']}{' ' + str(r['size']) if r['rule'] == 'min_size' else ''} (class {r['label']})"
+        for r in record["rules"]) or "none")
+    result = run_runner("task=predict", f"run_id={run.info.run_id}", f"predict.input={tmp_path}/train/images",
+                        "predict.output=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = json.loads((tmp_path / "out" / "decision.json").read_text())
+    assert said["rules"] == record["rules"] and said["threshold"] == record["threshold"]
 
 
 def test_no_calibration_and_no_objective_fit_nothing(tmp_path):

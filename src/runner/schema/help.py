@@ -55,6 +55,11 @@ KEY_HELP: Dict[str, str] = {
     "decision.objective": "after training: a binary model's threshold of class 1 is the one of 0.01 ... 0.99 that maximises this on "
                           "the validation split (`dice`: the mean image Dice, `f1`: pooled pixels, `rand`: the ISBI 2012 Rand error of "
                           "the objects, `youden`: sensitivity + specificity - 1, `accuracy`: 1 - pixel error); `none`: 0.5",
+    "decision.postprocess": "`auto`: after training, per class (both of a binary model), keep-largest, remove components under N "
+                            "(`decision.min_sizes`) and fill holes are tried on the validation split, each kept where it raises "
+                            "the class's mean Dice (nnU-Net's search; `unetlab.components`); evaluate, predict and export apply "
+                            "the stored rules, `none` skips them",
+    "decision.min_sizes": "postprocess=auto: the sizes N, in pixels (voxels), tried for removing a class's small components",
     "decision.threshold": "evaluate, predict and export: cut a binary model's masks here instead of at its fitted threshold "
                           "(null: the fitted one, 0.5 for a model without one)",
     "compare.metric": "task=compare: the per-case score of the two runs' evaluations to pair (a column of their "

@@ -18,6 +18,7 @@ Postprocess = choice_enum("Postprocess", names.POSTPROCESS)
 PredictFormat = choice_enum("PredictFormat", names.PREDICT_FORMATS)
 Calibration = choice_enum("Calibration", names.CALIBRATION)
 DecisionObjective = choice_enum("DecisionObjective", ("none",) + names.DECISION_OBJECTIVES)
+DecisionPostprocess = choice_enum("DecisionPostprocess", names.DECISION_POSTPROCESS)
 
 
 class ExportFormat(Enum):
@@ -96,11 +97,15 @@ class DecisionConfig:  # unetlab.decision: fitted on the validation split after 
     calibrate: Calibration = MISSING
     objective: DecisionObjective = MISSING
     threshold: Optional[float] = None  # predict/evaluate/export: overrides the model's fitted threshold
+    postprocess: DecisionPostprocess = MISSING
+    min_sizes: List[int] = MISSING
 
     def __post_init__(self) -> None:
         from unetlab.decision import check_threshold
 
         check_threshold(self.threshold, "decision.threshold")
+        require(len(self.min_sizes) > 0 and all(size >= 1 for size in self.min_sizes), "decision.min_sizes",
+                list(self.min_sizes), "a non-empty list of sizes >= 1 (pixels or voxels)")
 
 
 @dataclass

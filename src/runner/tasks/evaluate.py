@@ -19,10 +19,11 @@ from unetlab.data.image_files import read_array
 from unetlab.errors import ConfigError, DataError
 from unetlab.evaluation import confusion_matrix, object_scores, scores
 from unetlab.inference import predict_ensemble
-from unetlab.visualize import predicted_class_map, prediction_grid, save_curves, save_png
+from unetlab.visualize import prediction_grid, save_curves, save_png
 
 from .. import builders, guards, tracking
-from ..decision_fit import THRESHOLD
+from .. import decision_fit
+from ..decision_fit import RULES, THRESHOLD
 from ..model_source import describe, load_model_sources, source_tags
 from ..schema import Config, NNUNetDataConfig, TrackingConfig
 from ..settings import config_group
@@ -70,16 +71,16 @@ def evaluate(config: Config) -> dict:
     grid = challenge.thresholds(*config.evaluate.thresholds, key="evaluate.thresholds")
     scored_as_challenge = builders.challenge_applies(config, num_classes)
     watershed = builders.postprocessing(config, loaded.preprocessing)
-    threshold = builders.decision_threshold(config, loaded.preprocessing)
-    log.info("postprocessing: %s; threshold %s", builders.describe_postprocessing(config, watershed),
-             "0.5 (argmax)" if threshold is None else f"{threshold:g}")
+    decision = builders.decision(config, loaded.preprocessing)
+    log.info("postprocessing: %s; decision: %s", builders.describe_postprocessing(config, watershed),
+             decision.describe())
     progress = keras.utils.Progbar(len(pairs), unit_name="image")
     for done, (image_path, mask_path) in enumerate(pairs, start=1):
         image = read_array(image_path)
         truth = builders.read_classes(mask_path, num_classes, config.data)
         probabilities = builders.postprocessed(
             predict_ensemble(ensemble, image, **builders.prediction_settings(config)), watershed)
-        prediction = predicted_class_map(probabilities, threshold)
+        prediction = decision.classes(probabilities)
         if truth.shape != prediction.shape:
             raise DataError(f"{mask_path} is {truth.shape[0]}x{truth.shape[1]} but its image is "
                             f"{prediction.shape[0]}x{prediction.shape[1]}")
@@ -119,7 +120,8 @@ def evaluate(config: Config) -> dict:
         params = tracking.config_params(config, only=EVALUATION_PARAMS)
         tracking.retry_locked(mlflow.log_params, {**params, **tracking.backend_params(),
                                                   POSTPROCESSING: str(watershed or "none"),
-                                                  THRESHOLD: "0.5 (argmax)" if threshold is None else threshold})
+                                                  THRESHOLD: "0.5 (argmax)" if decision.threshold is None
+                                                  else decision.threshold, RULES: decision_fit.describe_rules(decision)})
         tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary

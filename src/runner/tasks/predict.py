@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ from unetlab.data.folder import list_images
 from unetlab.data.image_files import read_array
 from unetlab.errors import ConfigError, DataError
 from unetlab.inference import predict_ensemble
-from unetlab.visualize import overlay, predicted_class_map, save_png
+from unetlab.visualize import overlay, save_png
 
 from .. import builders
 from ..model_source import describe, load_model_sources
@@ -23,12 +24,14 @@ from ..schema import Config
 log = logging.getLogger(__name__)
 
 SUBMISSION = "challenge.tif"  # predict.format=challenge: the file in predict.output
+DECISION = "decision.json"  # in predict.output: how the masks were made (calibration, threshold, rules, watershed)
 
 
 def predict(config: Config) -> dict:
     """Write a mask PNG (and optionally probabilities and an overlay) per input image, or with
     `predict.format=challenge` the ISBI 2012 submission stack; with several run ids, the members' mean
-    probabilities decide; `predict.postprocess` applies before anything is written."""
+    probabilities decide; `predict.postprocess` applies before anything is written, and the model's decision
+    layer (`builders.decision`) makes the masks; decision.json says what ran."""
     settings = config.predict
     files = list_inputs(settings.input)
     output = Path(settings.output)
@@ -49,15 +52,15 @@ def predict(config: Config) -> dict:
         raise ConfigError(f"predict.format=challenge writes a binary cell/membrane model's cell probabilities; this "
                           f"model has {num_classes} classes: use predict.format=masks")
     watershed = builders.postprocessing(config, members[0].preprocessing)  # auto: the (first) model's choice
-    threshold = builders.decision_threshold(config, members[0].preprocessing)
-    log.info("postprocessing: %s; threshold %s", builders.describe_postprocessing(config, watershed),
-             "0.5 (argmax)" if threshold is None else f"{threshold:g}")
+    decision = builders.decision(config, members[0].preprocessing)
+    log.info("postprocessing: %s; decision: %s", builders.describe_postprocessing(config, watershed),
+             decision.describe())
     progress, pages = keras.utils.Progbar(len(files), unit_name="image"), []
     for done, path in enumerate(files, start=1):
         image = read_array(path)
         probabilities = builders.postprocessed(
             predict_ensemble(ensemble, image, **builders.prediction_settings(config)), watershed)
-        classes = predicted_class_map(probabilities, threshold)
+        classes = decision.classes(probabilities)
         if submission:
             pages.append(challenge.cell_probability(probabilities).astype(np.float32))
         else:
@@ -67,6 +70,7 @@ def predict(config: Config) -> dict:
         if settings.save_overlay:
             save_png(overlay(image, classes), output / f"{path.stem}_overlay.png")
         progress.update(done)
+    (output / DECISION).write_text(json.dumps({"watershed": str(watershed or "none"), **decision.as_dict()}, indent=2))
     if submission:
         written = write_submission(pages, output / SUBMISSION)
         log.info("wrote the ISBI 2012 submission of %d slice(s) to %s", len(pages), written)

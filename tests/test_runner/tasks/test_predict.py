@@ -170,7 +170,7 @@ def test_an_ensemble_predicts_from_the_mean_of_its_members_probabilities(trained
     images, _ = shapes_dataset(root / "ensemble", 2, (45, 37))
     for output, run_id in (("first", first), ("second", second_run), ("both", f"[{first},{second_run}]")):
         result = run_runner("task=predict", f"run_id={run_id}", f"predict.input={images}", f"predict.output={output}",
-                            "predict.save_probabilities=true", cwd=root)
+                            "predict.save_probabilities=true", "decision.threshold=0.5", cwd=root)
         assert result.returncode == 0, result.stderr[-3000:]
     assert f"ensemble of 2 models: runs {first}, {second_run}" in result.stdout + result.stderr
     for name in ("s0", "s1"):
