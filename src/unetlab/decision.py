@@ -95,7 +95,7 @@ def calibrate(probabilities: np.ndarray, temperature: Sequence[float], dtype=np.
                         "channel(s): the stored decision belongs to another model")
     clipped = np.clip(p, EPSILON, 1 - EPSILON)
     if p.shape[-1] == 1:
-        logits = (np.log(clipped) - np.log1p(-clipped)) / t
+        logits = (np.log(clipped) - np.log(1 - clipped)) / t  # log(1 - p), not log1p: ONNX has no Log1p
         return (1 / (1 + np.exp(-logits))).astype(dtype)
     logits = np.log(clipped) / t
     logits -= logits.max(axis=-1, keepdims=True)
