@@ -42,8 +42,8 @@ def class_map(probabilities: tf.Tensor, channels: int, threshold: float | None) 
 
 
 def decided(probabilities: tf.Tensor, decision: Decision, channels: int) -> tf.Tensor:
-    """The mask (H, W) int32 of uncalibrated probabilities (H, W, K), as `Decision.classes(Decision.calibrated(p))`."""
-    classes = class_map(calibrated(probabilities, decision.temperature), channels, decision.threshold)
+    """The mask (H, W) int32 of calibrated probabilities (H, W, K), as `Decision.classes`."""
+    classes = class_map(probabilities, channels, decision.threshold)
     for rule in decision.rules:
         classes = applied(rule, classes, max(2, channels))
     return classes

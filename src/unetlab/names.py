@@ -30,6 +30,9 @@ CALIBRATION = ("none", "temperature")
 DECISION_OBJECTIVES = ("dice", "f1", "rand", "youden", "accuracy")
 # unetlab.components' rules on the class map: none, or (auto) the ones training chose on its validation images
 DECISION_POSTPROCESS = ("none", "auto")
+# The raw image a self-contained export takes (unetlab.graph_inference.serving_function): integers are scaled
+# to [0, 1] by their type's maximum, as training decoded them; float32 is taken as it is
+EXPORT_INPUT_DTYPES = ("uint8", "uint16", "float32")
 PREDICT_FORMATS = ("masks", "challenge")  # task=predict: a mask PNG per image, or the ISBI 2012 submission stack
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")  # Keras dtype policies, or unetlab.precision.resolve's
 DISTRIBUTION = ("none", "data_parallel")  # unetlab.distribution: one device, or replicas on every device

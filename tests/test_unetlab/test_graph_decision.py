@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from unetlab.components import Rule
 from unetlab.decision import Decision
-from unetlab.graph_decision import decided
+from unetlab.graph_decision import calibrated, decided
 
 
 def smooth_map(shape, seed: int, channels: int = 1) -> np.ndarray:
@@ -35,14 +35,15 @@ DECISIONS = [
 def test_the_graph_decides_as_numpy_does(decision, shape):
     probabilities = smooth_map(shape, seed=shape[0])
     expected = decision.classes(decision.calibrated(probabilities))
-    found = tf.function(lambda p: decided(p, decision, 1))(tf.constant(probabilities)).numpy()
+    found = tf.function(lambda p: decided(calibrated(p, decision.temperature), decision, 1))(
+        tf.constant(probabilities)).numpy()
     np.testing.assert_array_equal(found, expected)
 
 
 def test_softmax_models_take_per_class_temperatures_and_the_argmax_then_rules():
     probabilities = smooth_map((41, 47), seed=1, channels=3)
     decision = Decision(temperature=(1.5, 0.8, 1.2), rules=(Rule("min_size", 2, 15), Rule("fill_holes", 1)))
-    found = decided(tf.constant(probabilities), decision, 3).numpy()
+    found = decided(calibrated(tf.constant(probabilities), decision.temperature), decision, 3).numpy()
     np.testing.assert_array_equal(found, decision.classes(decision.calibrated(probabilities)))
 
 
@@ -51,7 +52,7 @@ def test_the_onnx_conversion_decides_the_same(tmp_path):
     import onnxruntime
 
     decision = DECISIONS[3]
-    function = tf.function(lambda p: {"mask": decided(p, decision, 1)},
+    function = tf.function(lambda p: {"mask": decided(calibrated(p, decision.temperature), decision, 1)},
                            input_signature=[tf.TensorSpec([None, None, 1], tf.float32)])
     tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=17,
                                   output_path=str(tmp_path / "d.onnx"))

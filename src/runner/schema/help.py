@@ -68,8 +68,14 @@ KEY_HELP: Dict[str, str] = {
     "compare.confidence": "task=compare: the confidence of that interval",
     "compare.output": "task=compare: where `comparison.txt`, `comparison.csv` and `paired.png` go (also logged)",
     "export.name": "task=export: the registered model name in the MLflow Model Registry",
-    "export.format": "a registered MLflow pyfunc model that predicts in tiles, or a SavedModel for TF Serving",
-    "export.output": "format=saved_model: the SavedModel directory",
+    "export.format": "`mlflow`: a registered MLflow pyfunc model that predicts in tiles; `saved_model` (TF Serving) or "
+                     "`onnx` (tf2onnx, `pip install \"unetlab[onnx]\"`): the whole of task=predict in one graph (normalisation, "
+                     "tiling with blending, TTA, calibration, threshold, component rules) that takes a raw image of any size "
+                     "and returns its `mask` and `probabilities`; `network`: a SavedModel of the bare network",
+    "export.output": "format=saved_model / network: the SavedModel directory; onnx: the folder of `model.onnx`; "
+                     "`metadata.json` beside (classes, channels, run id, decision)",
+    "export.input_dtype": "saved_model / onnx: the raw image's type: integers are scaled by their maximum as training "
+                          "decoded them, float32 is used as given",
     # ------------------------------------------------------------ plan
     "plan.name": "task=plan: the plan's file, OUTPUT/NAME.yaml (`+experiment=plans/NAME`); null = the dataset's name",
     "plan.output": "task=plan: the folder plans are written to (./plans is where `+experiment=plans/NAME` finds them)",

@@ -22,8 +22,13 @@ DecisionPostprocess = choice_enum("DecisionPostprocess", names.DECISION_POSTPROC
 
 
 class ExportFormat(Enum):
-    mlflow = "mlflow"
-    saved_model = "saved_model"
+    mlflow = "mlflow"  # a registered pyfunc model
+    saved_model = "saved_model"  # the whole of task=predict in one TensorFlow graph
+    onnx = "onnx"  # that graph converted to ONNX (tf2onnx)
+    network = "network"  # a SavedModel of the bare network
+
+
+ExportInputDtype = choice_enum("ExportInputDtype", names.EXPORT_INPUT_DTYPES)
 
 
 @dataclass
@@ -127,3 +132,4 @@ class ExportConfig:
     name: Optional[str] = None
     format: ExportFormat = MISSING
     output: str = MISSING
+    input_dtype: ExportInputDtype = MISSING
