@@ -161,6 +161,9 @@ def _from_checkpoint(path: Path, preprocessing_path: Path | None = None) -> Load
     """A `.keras` file and its preprocessing: `preprocessing_path`, or the `preprocessing.json`
     beside it (training writes one there). A bare model file is refused: its normalisation and
     training scale cannot be read from the network, and guessing them predicts garbage silently."""
+    if path.suffix == ".keras" and not path.exists():
+        raise DataError(f"checkpoint={str(path)!r} does not exist (a run's best model: run_id=RUN_ID, or the "
+                        "checkpoints/best.keras of its output folder)")
     if path.suffix != ".keras" or not path.is_file():
         raise ConfigError(f"checkpoint={str(path)!r} is not a .keras file")
     if not zipfile.is_zipfile(path):

@@ -202,7 +202,8 @@ def test_the_stored_threshold_is_what_the_export_uses(trained, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["export.format=onnx", "RUN", "+BLOCK"], 'export.format=onnx needs tf2onnx, which is not installed: pip install "unetlab[onnx]"'),
-    (["export.format=saved_model", "checkpoint=missing.keras"], "missing.keras"),
+    (["export.format=saved_model", "checkpoint=missing.keras"], "checkpoint='missing.keras' does not exist"),
+    (["export.format=onnx", "+EMPTY_RUN"], "has no checkpoints/best.keras artifact (is it a finished task=train run?)"),
     (["export.format=saved_model", "RUN", "predict.postprocess=watershed"],
      "predict.postprocess=watershed applies a watershed (scikit-image), which has no TensorFlow op"),
     (["export.format=onnx", "RUN", "+JAX"], "export.format=onnx builds one TensorFlow graph around the network: run it "
@@ -218,6 +219,11 @@ def test_bad_exports_fail_with_one_line(trained, tmp_path, args, message):
         env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     if "+JAX" in args:
         backend = "jax"
+    if "+EMPTY_RUN" in args:  # a finished training run whose checkpoint is gone
+        client = __import__("mlflow").MlflowClient(f"sqlite:///{root}/mlflow.db")
+        empty = client.create_run(client.get_experiment_by_name("unetlab").experiment_id, tags={"task": "train"})
+        client.set_terminated(empty.info.run_id)
+        args.append(f"run_id={empty.info.run_id}")
     args = [f"run_id={run_id}" if a == "RUN" else a for a in args if not a.startswith("+")]
     result = run_runner("task=export", *args, f"export.output={tmp_path}/out", cwd=root, env=env, backend=backend,
                         fresh_process=env is not None)

@@ -187,7 +187,7 @@ def test_an_ensemble_predicts_from_the_mean_of_its_members_probabilities(trained
     (["run_id=abc", "checkpoint=x.keras"], "needs exactly one model source"),
     ([], "needs exactly one model source: run_id=RUN_ID, model_uri=models:/NAME/VERSION or checkpoint=PATH.keras"),
     (["run_id=0123456789abcdef"], "run_id=0123456789abcdef is not a run in tracking.uri="),
-    (["checkpoint=missing.keras"], "checkpoint='missing.keras' is not a .keras file"),
+    (["checkpoint=missing.keras"], "checkpoint='missing.keras' does not exist (a run's best model: run_id=RUN_ID"),
     (["RUN", "predict.input=empty"], "predict.input='empty' holds no images"),
     (["RUN", "predict.input=rgb"], "image has 3 channels but the model expects 1"),
     (["RUN", "predict.input=rgb", "predict.output=rgb"], "predict.output='rgb' is inside predict.input='rgb'"),
