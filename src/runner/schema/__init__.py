@@ -67,9 +67,12 @@ class Config:
                 raise ConfigError(f"task={self.task.value} plans from a dataset: data=nnunet data.root=DIR, or "
                                   "data=folder data.images=DIR data.masks=DIR")
         elif self.task is Task.compare:
-            if len(self.run_ids()) != 2:
-                raise ConfigError(f"task=compare compares two runs: run_id=[A,B] (got {len(self.run_ids())}: "
-                                  f"run_id={self.run_id})")
+            if self.compare.experiment and self.run_id:
+                raise ConfigError(f"task=compare takes run_id=[A,B] or compare.experiment=NAME, not both (got "
+                                  f"run_id={self.run_id} and compare.experiment={self.compare.experiment})")
+            if not self.compare.experiment and len(self.run_ids()) != 2:
+                raise ConfigError(f"task=compare compares two runs: run_id=[A,B], or the two best of "
+                                  f"compare.experiment=NAME (got {len(self.run_ids())}: run_id={self.run_id})")
         elif self.task is Task.check_data:
             if self.data.name not in ("folder", "nnunet"):
                 raise ConfigError("task=check_data needs data=folder data.images=DIR data.masks=DIR, or data=nnunet "

@@ -64,6 +64,8 @@ KEY_HELP: Dict[str, str] = {
                           "(null: the fitted one, 0.5 for a model without one)",
     "compare.metric": "task=compare: the per-case score of the two runs' evaluations to pair (a column of their "
                       "`per_image.csv` / `per_case.csv`; lower is better for errors, VI and HD95)",
+    "compare.experiment": "task=compare without run_id: the two runs of this experiment whose newest evaluations "
+                          "score best by `eval_<metric>`, the runner-up as A and the best as B",
     "compare.resamples": "task=compare: bootstrap resamples of the cases (the confidence interval of the mean difference)",
     "compare.confidence": "task=compare: the confidence of that interval",
     "compare.output": "task=compare: where `comparison.txt`, `comparison.csv` and `paired.png` go (also logged)",

@@ -116,6 +116,7 @@ class DecisionConfig:  # unetlab.decision: fitted on the validation split after 
 @dataclass
 class CompareConfig:  # task=compare (unetlab.comparison)
     metric: str = MISSING
+    experiment: Optional[str] = None  # instead of run_id=[A,B]: its two best evaluated runs
     resamples: int = MISSING
     confidence: float = MISSING
     output: str = MISSING

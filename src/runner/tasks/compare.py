@@ -26,10 +26,14 @@ CASE_COLUMNS = ("image", "case")  # the column naming the case in each
 
 
 def compare(config: Config) -> dict:
-    """Compare the evaluations of `run_id=[A,B]` on `compare.metric`; write comparison.csv, paired.png and
-    comparison.txt to `compare.output` and log them in a run of A's experiment, tagged with both runs."""
+    """Compare the evaluations of `run_id=[A,B]` (or of the two best runs of `compare.experiment`) on
+    `compare.metric`; write comparison.csv, paired.png and comparison.txt to `compare.output` and log them
+    in a run of A's experiment, tagged with both runs."""
     settings = config.compare
-    run_a, run_b = config.run_ids()
+    if settings.experiment:
+        run_a, run_b = two_best(settings.experiment, settings.metric, config.tracking.uri)
+    else:
+        run_a, run_b = config.run_ids()
     (eval_a, values_a), (eval_b, values_b) = (per_case_values(run_id, settings.metric, config.tracking.uri)
                                               for run_id in (run_a, run_b))
     comparison = paired_comparison(values_a, values_b, settings.metric, resamples=settings.resamples,
@@ -58,6 +62,31 @@ def compare(config: Config) -> dict:
                                                    for key, value in comparison.summary().items()})
         mlflow.log_artifacts(str(output), "comparison")
     return {"run_id": run.info.run_id, **comparison.summary()}
+
+
+def two_best(experiment: str, metric: str, tracking_uri: str) -> tuple[str, str]:
+    """(the runner-up, the best) of the training runs of `experiment` by their newest evaluation's summary of
+    `metric` (`eval_<metric>`, in its direction): is the best really better than the next?"""
+    from unetlab.comparison import higher_is_better
+
+    client = mlflow.MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise DataError(f"compare.experiment={experiment} is not an experiment in tracking.uri={tracking_uri}")
+    evaluations = client.search_runs([found.experiment_id], "tags.task = 'evaluate' and attributes.status = 'FINISHED'",
+                                     order_by=["attributes.start_time DESC"])
+    scores: dict[str, float] = {}
+    for run in evaluations:  # the newest evaluation of each single source run
+        source = run.data.tags.get("source_run_id")
+        if source and source not in scores and f"eval_{metric}" in run.data.metrics:
+            scores[source] = run.data.metrics[f"eval_{metric}"]
+    if len(scores) < 2:
+        raise DataError(f"compare.experiment={experiment} has {len(scores)} run(s) evaluated with eval_{metric}: "
+                        "task=compare needs two (task=evaluate run_id=RUN ... for each)")
+    ranked = sorted(scores, key=scores.get, reverse=higher_is_better(metric))
+    log.info("compare.experiment=%s: the best run by eval_%s is %s (%.4f), the next %s (%.4f)", experiment, metric,
+             ranked[0], scores[ranked[0]], ranked[1], scores[ranked[1]])
+    return ranked[1], ranked[0]
 
 
 def per_case_values(run_id: str, metric: str, tracking_uri: str) -> tuple[str, dict[str, float]]:

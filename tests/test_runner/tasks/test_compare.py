@@ -70,10 +70,20 @@ def test_two_evaluations_of_one_model_differ_by_nothing(runs):
     assert "[+0.0000, +0.0000]" in text and "0 / 0 / 16" in text and "lower is better" in text
 
 
+def test_an_experiment_name_compares_its_best_evaluated_run_with_the_next(runs):
+    root, strong, weak, client = runs
+    result = run_runner("task=compare", "compare.experiment=unetlab", "compare.output=best", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    newest = client.search_runs([client.get_run(strong).info.experiment_id], "tags.task = 'compare'",
+                                order_by=["attributes.start_time DESC"])[0]
+    assert (newest.data.tags["compare_run_a"], newest.data.tags["compare_run_b"]) == (weak, strong)
+
+
 @pytest.mark.parametrize("case, message", [
     ("unevaluated", "has no evaluation: run task=evaluate run_id="),
     ("metric", "compare.metric=hd95 is not among the per-case scores of run_id="),
     ("other_cases", "the runs must be evaluated on the same cases"),
+    ("experiment", "compare.experiment=nowhere is not an experiment in tracking.uri="),
 ])
 def test_refusals_are_one_line(runs, tmp_path, case, message):
     root, strong, weak, client = runs
@@ -86,6 +96,8 @@ def test_refusals_are_one_line(runs, tmp_path, case, message):
         lonely = client.search_runs([client.get_experiment_by_name("unetlab").experiment_id],
                                     "attributes.run_name = 'unevaluated'")[0].info.run_id
         args = [f"run_id=[{strong},{lonely}]"]
+    elif case == "experiment":
+        args = ["compare.experiment=nowhere"]
     elif case == "metric":
         args.append("compare.metric=hd95")
     else:
