@@ -26,9 +26,9 @@ from .schema import Config
 
 log = logging.getLogger(__name__)
 
-TEMPERATURE = "decision_temperature"  # param: the fitted temperatures, comma-separated ("none": uncalibrated)
-THRESHOLD = "decision_threshold"  # param: the threshold of class 1 a binary model's masks are cut at
-RULES = "decision_postprocessing"  # param: the component rules applied to the class map, in order
+TEMPERATURE = f"{tracking.FITTED_PARAM_PREFIX}temperature"  # param: the fitted temperatures ("none": uncalibrated)
+THRESHOLD = f"{tracking.FITTED_PARAM_PREFIX}threshold"  # param: the threshold of class 1 a binary model's masks are cut at
+RULES = f"{tracking.FITTED_PARAM_PREFIX}postprocessing"  # param: the component rules applied to the class map, in order
 ECE_BEFORE, ECE_AFTER = "val_ece", "val_ece_calibrated"  # metrics: the expected calibration error on validation
 DIAGRAM = "reliability.png"  # artifact: the reliability diagram before and after calibration
 

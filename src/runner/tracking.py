@@ -34,6 +34,7 @@ CHECKPOINTS = "checkpoints"  # a training run's checkpoints: the local folder an
 CHECKPOINTS_DIR_TAG = "checkpoints_dir"  # where a training run writes them on its machine
 PARENT_RUN_ENV = "UNETLAB_PARENT_RUN_ID"  # a sweep's parent run id, handed to its jobs (any launcher, any process)
 SWEEP_KEYS_ENV = "UNETLAB_SWEEP_KEYS"  # the config keys a sweep varies (comma-separated), handed to its jobs
+FITTED_PARAM_PREFIX = "decision_"  # params a run fitted after training (runner.decision_fit): results, not settings
 TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3 UI: the model-training view, not the GenAI one
 _NAME_LENGTH = 250  # MLflow's limit on a run name
 

@@ -206,13 +206,16 @@ def summarise_children(client, parent_id: str) -> None:
 def summary_table(children, objective: str, direction: str) -> list[dict[str, Any]]:
     """One row per child run of `children` (the DataFrame of `mlflow.search_runs`): job, run_id,
     status, the Optuna state (in a search), the params that differ between children (not
-    output_dir or hparams_search settings), the objective. Best objective first ('max' or 'min'
+    output_dir, hparams_search settings or what a run fitted, `FITTED_PARAM_PREFIX`), the objective. Best objective first ('max' or 'min'
     `direction`), runs without one last."""
+    from ..tracking import FITTED_PARAM_PREFIX
+
     records = [{key: None if _missing(value) else value for key, value in record.items()}
                for record in children.to_dict("records")]
     params = {column for column in children.columns if column.startswith("params.")}
     varying = sorted(column.removeprefix("params.") for column in params
-                     if column != "params.output_dir" and not column.startswith("params.hparams_search.")
+                     if column != "params.output_dir" and not column.startswith(("params.hparams_search.",
+                                                                                 f"params.{FITTED_PARAM_PREFIX}"))
                      and len({r[column] for r in records if r[column] is not None}) > 1)
     search = any(r.get("tags.optuna.state") is not None for r in records)
     table = [{"job": r.get("tags.sweep_job") or "", "run_id": r["run_id"], "status": r["status"],

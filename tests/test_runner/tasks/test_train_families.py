@@ -152,5 +152,5 @@ def test_an_nnunet_dataset_trains_a_3d_unet_that_predicts_nifti_in_the_inputs_ge
     assert summary["num_cases"] == 2 and 0.0 <= summary["dice"] <= 1.0 and "hd95" in summary  # in millimetres
     per_case = (tmp_path / "evaluation" / "per_case.csv").read_text().splitlines()
     assert per_case[0].startswith("case,dice") and len(per_case) == 3
-    with pytest.raises(ConfigError, match="export.format=mlflow packs image prediction"):
+    with pytest.raises(ConfigError, match="export.format=mlflow exports image models; .* use export.format=network"):
         export(make_config(["task=export", "export.format=mlflow", "export.name=organ", *common]))
