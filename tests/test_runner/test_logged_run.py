@@ -18,8 +18,8 @@ from omegaconf import OmegaConf
 from helpers import TINY, empty_store, final_state, run_runner
 from runner import logged_run
 from runner.logged_run import typed
-from runner.tracking import FITTED_PARAM_PREFIX
 from runner.schema import CONFIG_VERSION, SCHEMAS, NamedFolderDataConfig, TrainerConfig
+from runner.tracking import FITTED_PARAM_PREFIX
 from runner.settings import to_config
 from unetlab.checkpoints import Checkpoints
 from unetlab.errors import ConfigError
