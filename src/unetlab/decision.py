@@ -1,10 +1,12 @@
 """The decision layer: calibrated probabilities and the threshold that turns them into a mask, fitted on
 validation data after training and stored with the model (`Preprocessing.decision`).
 
-Calibration is temperature scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks"), one
-temperature per class: a sigmoid model's probability p becomes sigmoid(logit(p) / T); a softmax model's
-becomes softmax(log(p) / T) with T a vector over the classes. Each T minimises the negative log-likelihood
-of the validation pixels, and is kept only where it lowers their expected calibration error (ECE).
+Calibration is temperature scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks"): a sigmoid
+output's probability p becomes sigmoid(logit(p) / T), one T per sigmoid output (per class); a softmax model's
+becomes softmax(log(p) / T) with one T for all classes, as Guo et al. fit it: temperatures per softmax class
+would shift the classes against each other and move the argmax, which calibration must not do. T minimises
+the negative log-likelihood of the validation pixels and is kept only where it lowers their expected
+calibration error (ECE); the figures it reports are those of the pixels it was fitted on (in-sample).
 
 A binary model (one sigmoid output, or two softmax classes) labels a pixel class 1 where its calibrated
 probability of class 1 is at least `threshold`; the threshold is the one of `THRESHOLDS` that scores best
@@ -37,7 +39,8 @@ HISTOGRAM_BINS = 1000  # the threshold counts: a histogram of the probability, e
 
 @dataclass(frozen=True)
 class Decision:
-    """How a model's probabilities become its output: `temperature` (one per class; empty: as predicted),
+    """How a model's probabilities become its output: `temperature` (one per sigmoid output, or one for a
+    softmax; empty: as predicted),
     `threshold` of class 1 for a binary model (None: 0.5, or the argmax), and what chose them."""
     temperature: tuple[float, ...] = ()
     threshold: float | None = None
@@ -90,7 +93,7 @@ def calibrate(probabilities: np.ndarray, temperature: Sequence[float], dtype=np.
     if not len(temperature):
         return p
     t = np.asarray(temperature, dtype)
-    if p.shape[-1] != len(t):
+    if len(t) not in (1, p.shape[-1]):
         raise DataError(f"the model's decision has {len(t)} temperature(s) but its output has {p.shape[-1]} "
                         "channel(s): the stored decision belongs to another model")
     clipped = np.clip(p, EPSILON, 1 - EPSILON)
@@ -152,19 +155,15 @@ def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> fl
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, ...]:
-    """The temperatures (one per output channel) of least NLL on the pixels (probabilities (N, K), labels (N,)),
-    searched on log T in [-3, 3] (T from 0.05 to 20)."""
-    from scipy.optimize import minimize, minimize_scalar
+    """The temperature of least NLL on the pixels (probabilities (N, K), labels (N,)) as a 1-tuple: of the one
+    sigmoid output, or of the whole softmax (module docstring); searched on log T in [-3, 3] (T 0.05 to 20)."""
+    from scipy.optimize import minimize_scalar
 
     def loss(log_t) -> float:
-        return negative_log_likelihood(calibrate(probabilities, np.exp(np.atleast_1d(log_t)), np.float64), labels)
+        return negative_log_likelihood(calibrate(probabilities, (float(np.exp(log_t)),), np.float64), labels)
 
-    channels = probabilities.shape[-1]
-    if channels == 1:
-        best = minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-3}).x
-        return (float(np.exp(best)),)
-    result = minimize(loss, np.zeros(channels), method="L-BFGS-B", bounds=[(-3.0, 3.0)] * channels)
-    return tuple(float(t) for t in np.exp(result.x))
+    best = minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-3}).x
+    return (float(np.exp(best)),)
 
 
 # ---------------------------------------------------------------- thresholds

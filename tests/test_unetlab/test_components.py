@@ -41,6 +41,22 @@ def test_fill_holes_fills_enclosed_background_but_not_background_touching_the_bo
     assert np.sum(filled != classes) == 4
 
 
+def test_a_pocket_of_background_inside_another_class_is_not_a_hole_of_this_one():
+    classes = np.zeros((12, 12), np.int64)
+    classes[1:6, 1:6] = 2
+    classes[3, 3] = 0  # background enclosed by class 2
+    filled = Rule("fill_holes", 1).apply(classes, 3)
+    np.testing.assert_array_equal(filled, classes)
+    assert Rule("fill_holes", 2).apply(classes, 3)[3, 3] == 2
+
+
+def test_keep_largest_of_equal_components_keeps_the_first_in_scan_order():
+    classes = np.zeros((6, 9), np.int64)
+    classes[0:2, 6:8] = classes[3:5, 0:2] = 1
+    kept = Rule("keep_largest", 1).apply(classes, 2)
+    assert kept[0:2, 6:8].all() and not kept[3:5, 0:2].any()
+
+
 def test_a_binary_models_class_0_takes_rules_too_and_gives_pixels_to_class_1():
     cells = 1 - blobs()  # class 0 now the objects
     cleaned = Rule("min_size", 0, 5).apply(cells, 2)

@@ -40,12 +40,16 @@ def test_a_calibrated_model_keeps_no_temperature_that_would_not_lower_its_ece():
         assert measured["ece_after"] == measured["ece_before"]
 
 
-def test_softmax_temperatures_are_per_class_and_calibrate_the_two_class_map():
+def test_a_softmax_gets_one_temperature_that_calibrates_and_never_moves_the_argmax():
     images = [(np.concatenate([1 - p, p], axis=-1), y) for p, y in maps(2.5)]
     fitted, measured = decision.fit(images, objective=None)
-    assert len(fitted.temperature) == 2 and measured["ece_after"] < measured["ece_before"]
-    calibrated = fitted.calibrated(images[0][0])
-    np.testing.assert_allclose(calibrated.sum(axis=-1), 1.0, atol=1e-5)
+    assert len(fitted.temperature) == 1 and measured["ece_after"] < measured["ece_before"]
+    rng = np.random.default_rng(1)
+    three = rng.dirichlet([1, 1, 1], (32, 32)).astype(np.float32)
+    for probabilities in (images[0][0], three):
+        calibrated = fitted.calibrated(probabilities)
+        np.testing.assert_allclose(calibrated.sum(axis=-1), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(calibrated.argmax(axis=-1), probabilities.argmax(axis=-1))
 
 
 def brute_force(images, objective: str, threshold: float) -> float:
@@ -126,8 +130,8 @@ def test_bad_input_is_one_line_naming_what_was_expected():
         decision.check_threshold(1.5, "decision.threshold")
     with pytest.raises(ConfigError, match="decision.objective must be one of dice, f1, rand, youden, accuracy"):
         decision.threshold_scores([], "iou")
-    with pytest.raises(DataError, match="2 temperature.*1 channel"):
-        decision.calibrate(np.zeros((2, 2, 1), np.float32), (1.0, 2.0))
+    with pytest.raises(DataError, match="2 temperature.*3 channel"):
+        decision.calibrate(np.zeros((2, 2, 3), np.float32), (1.0, 2.0))
     with pytest.raises(DataError, match="no"):
         decision.fit([], objective="dice")
 

@@ -40,11 +40,33 @@ def test_the_graph_decides_as_numpy_does(decision, shape):
     np.testing.assert_array_equal(found, expected)
 
 
-def test_softmax_models_take_per_class_temperatures_and_the_argmax_then_rules():
+def test_softmax_models_take_their_temperature_and_the_argmax_then_rules():
     probabilities = smooth_map((41, 47), seed=1, channels=3)
-    decision = Decision(temperature=(1.5, 0.8, 1.2), rules=(Rule("min_size", 2, 15), Rule("fill_holes", 1)))
+    decision = Decision(temperature=(1.5,), rules=(Rule("min_size", 2, 15), Rule("fill_holes", 1)))
     found = decided(calibrated(tf.constant(probabilities), decision.temperature), decision, 3).numpy()
     np.testing.assert_array_equal(found, decision.classes(decision.calibrated(probabilities)))
+
+
+def test_ties_thin_images_and_pockets_of_other_classes_decide_as_numpy_does():
+    """keep_largest of two equal components keeps the first in scan order, as scipy numbers them; a 1-pixel
+    tall image; a background pocket inside class 2 is not a hole of class 1."""
+    twins = np.zeros((9, 12), np.float32)
+    twins[1:4, 1:4] = twins[5:8, 7:10] = 1.0  # two 3x3 components of class 1
+    thin = (np.arange(17) % 3 == 0).astype(np.float32)[None, :]
+    multi = np.zeros((12, 12, 3), np.float32)
+    multi[..., 0] = 1.0
+    multi[1:6, 1:6] = [0, 1, 0]  # class 1: a square with a background hole
+    multi[3, 3] = [1, 0, 0]
+    multi[6:11, 6:11] = [0, 0, 1]  # class 2 with a background pocket
+    multi[8, 8] = [1, 0, 0]
+    cases = [(twins[..., None], Decision(rules=(Rule("keep_largest", 1),)), 1),
+             (thin[..., None], Decision(rules=(Rule("fill_holes", 1), Rule("min_size", 1, 2))), 1),
+             (multi, Decision(rules=(Rule("fill_holes", 1), Rule("fill_holes", 2))), 3)]
+    for probabilities, decision, channels in cases:
+        found = decided(tf.constant(probabilities), decision, channels).numpy()
+        np.testing.assert_array_equal(found, decision.classes(probabilities))
+    filled = cases[2][1].classes(multi)
+    assert filled[3, 3] == 1 and filled[8, 8] == 2
 
 
 def test_the_onnx_conversion_decides_the_same(tmp_path):
