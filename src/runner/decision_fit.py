@@ -33,6 +33,14 @@ ECE_BEFORE, ECE_AFTER = "val_ece", "val_ece_calibrated"  # metrics: the expected
 DIAGRAM = "reliability.png"  # artifact: the reliability diagram before and after calibration
 
 
+def threshold_param(fitted, num_classes: int) -> str | float:
+    """A decision's threshold as the param `THRESHOLD` holds it: the number, or without one "0.5" (a binary
+    model) or "argmax" (more classes)."""
+    if fitted.threshold is not None:
+        return fitted.threshold
+    return "0.5" if num_classes <= 2 else "argmax"
+
+
 def describe_rules(fitted) -> str:
     """A decision's component rules in words ("none" without any), as the param `RULES` holds them."""
     return "; ".join(map(str, fitted.rules)) or "none"
@@ -93,7 +101,7 @@ def record(config: Config, model, splits: Splits, val_batches, preprocessing_pat
     mlflow.log_artifact(str(diagram))
     tracking.retry_locked(mlflow.log_params, {
         TEMPERATURE: ",".join(f"{t:.4g}" for t in fitted.temperature) or "none",
-        THRESHOLD: "0.5 (argmax)" if fitted.threshold is None else fitted.threshold, RULES: describe_rules(fitted)})
+        THRESHOLD: threshold_param(fitted, splits.preprocessing.num_classes), RULES: describe_rules(fitted)})
     tracking.retry_locked(mlflow.log_metrics, {
         ECE_BEFORE: measured["ece_before"], ECE_AFTER: measured["ece_after"],
         **{f"val_{name}": value for name, value in measured.items() if not name.startswith("ece_")}})

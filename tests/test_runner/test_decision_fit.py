@@ -51,8 +51,9 @@ def test_postprocess_auto_stores_the_chosen_component_rules_and_predict_says_whi
     assert said["rules"] == record["rules"] and said["threshold"] == record["threshold"]
 
 
-def test_no_calibration_and_no_objective_fit_nothing(tmp_path):
-    run, client = train_on_folder_shapes(tmp_path, "decision.calibrate=none", "decision.objective=none")
+def test_no_calibration_no_objective_and_no_postprocessing_fit_nothing(tmp_path):
+    run, client = train_on_folder_shapes(tmp_path, "decision.calibrate=none", "decision.objective=none",
+                                         "decision.postprocess=none")
     record = json.loads(Path(client.download_artifacts(run.info.run_id, "checkpoints/preprocessing.json",
                                                        str(tmp_path))).read_text())
     assert record["decision"] is None and "decision_threshold" not in run.data.params

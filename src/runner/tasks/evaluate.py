@@ -59,6 +59,7 @@ def evaluate(config: Config) -> dict:
         raise ConfigError(f"{describe(members)} was trained on {trained}: evaluate it with {wanted}")
     log.info("evaluating %s", describe(members))
     if loaded.preprocessing.planned:
+        builders.check_threshold_applies(config, loaded.preprocessing)
         return evaluate_cases(config, members)
     pairs, image_digests = checked_pairs(config, loaded.preprocessing)
     num_classes = loaded.preprocessing.num_classes
@@ -120,8 +121,8 @@ def evaluate(config: Config) -> dict:
         params = tracking.config_params(config, only=EVALUATION_PARAMS)
         tracking.retry_locked(mlflow.log_params, {**params, **tracking.backend_params(),
                                                   POSTPROCESSING: str(watershed or "none"),
-                                                  THRESHOLD: "0.5 (argmax)" if decision.threshold is None
-                                                  else decision.threshold, RULES: decision_fit.describe_rules(decision)})
+                                                  THRESHOLD: decision_fit.threshold_param(decision, num_classes),
+                                                  RULES: decision_fit.describe_rules(decision)})
         tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary

@@ -39,6 +39,7 @@ def predict(config: Config) -> dict:
     members = load_model_sources(config)
     output.mkdir(parents=True, exist_ok=True)
     if members[0].preprocessing.planned:
+        builders.check_threshold_applies(config, members[0].preprocessing)
         return predict_cases(config, members, files, output)
     scale = ", ".join(sorted({f"resized to {member.preprocessing.resize}, tiles of "
                               f"{settings.tile_size or member.preprocessing.resize}" if member.preprocessing.resize
