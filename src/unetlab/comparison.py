@@ -106,7 +106,9 @@ def _values(scores: dict, cases: tuple, metric: str, run: str) -> np.ndarray:
         except (TypeError, ValueError):
             raise DataError(f"{metric} of case {case} in run {run} is not a number: {scores[case]!r}") from None
         if not math.isfinite(values[i]):
-            raise DataError(f"{metric} of case {case} in run {run} is {values[i]}: every value must be finite")
+            raise DataError(f"{metric} of case {case} in run {run} is {values[i]}: every value must be finite "
+                            "(a distance is infinite where a prediction or its truth is empty: compare by another "
+                            "metric, e.g. dice)")
     values.setflags(write=False)
     return values
 

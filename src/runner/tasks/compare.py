@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 
 from unetlab.comparison import format_table, paired_comparison, paired_plot
 from unetlab.errors import DataError
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PER_CASE_FILES = ("evaluation/per_image.csv", "evaluation/per_case.csv")  # what task=evaluate logs, by data kind
 CASE_COLUMNS = ("image", "case")  # the column naming the case in each
+DATA_PARAMS = ("data.images", "data.masks", "data.root")  # where an evaluation's cases came from
 
 
 def compare(config: Config) -> dict:
@@ -36,6 +38,7 @@ def compare(config: Config) -> dict:
         run_a, run_b = config.run_ids()
     (eval_a, values_a), (eval_b, values_b) = (per_case_values(run_id, settings.metric, config.tracking.uri)
                                               for run_id in (run_a, run_b))
+    check_same_data(eval_a, eval_b, config.tracking.uri)
     comparison = paired_comparison(values_a, values_b, settings.metric, resamples=settings.resamples,
                                    confidence=settings.confidence, seed=config.seed)
     labels = (run_label(run_a, config.tracking.uri), run_label(run_b, config.tracking.uri))
@@ -65,8 +68,9 @@ def compare(config: Config) -> dict:
 
 
 def two_best(experiment: str, metric: str, tracking_uri: str) -> tuple[str, str]:
-    """(the runner-up, the best) of the training runs of `experiment` by their newest evaluation's summary of
-    `metric` (`eval_<metric>`, in its direction): is the best really better than the next?"""
+    """(the runner-up, the best) of the training runs of `experiment`, ranked by the mean over cases of `metric`
+    in their newest evaluations (the statistic the comparison then tests), in the metric's direction. The pair is
+    chosen on the cases it is tested on: its interval is optimistic for the best (docs/inference.md)."""
     from unetlab.comparison import higher_is_better
 
     client = mlflow.MlflowClient(tracking_uri)
@@ -75,52 +79,80 @@ def two_best(experiment: str, metric: str, tracking_uri: str) -> tuple[str, str]
         raise DataError(f"compare.experiment={experiment} is not an experiment in tracking.uri={tracking_uri}")
     evaluations = client.search_runs([found.experiment_id], "tags.task = 'evaluate' and attributes.status = 'FINISHED'",
                                      order_by=["attributes.start_time DESC"])
-    scores: dict[str, float] = {}
-    for run in evaluations:  # the newest evaluation of each single source run
-        source = run.data.tags.get("source_run_id")
-        if source and source not in scores and f"eval_{metric}" in run.data.metrics:
-            scores[source] = run.data.metrics[f"eval_{metric}"]
-    if len(scores) < 2:
-        raise DataError(f"compare.experiment={experiment} has {len(scores)} run(s) evaluated with eval_{metric}: "
+    newest: dict[str, str] = {}  # source run -> its newest evaluation (single models only)
+    for run in evaluations:
+        newest.setdefault(run.data.tags.get("source_run_id") or "", run.info.run_id)
+    newest.pop("", None)
+    means = {}
+    for source, evaluation in newest.items():
+        values = per_case_table(client, client.get_run(evaluation), source).get(metric)
+        if values is not None:
+            means[source] = float(np.mean([float(value) for value in values.values()]))
+    if len(means) < 2:
+        raise DataError(f"compare.experiment={experiment} has {len(means)} run(s) evaluated with per-case {metric}: "
                         "task=compare needs two (task=evaluate run_id=RUN ... for each)")
-    ranked = sorted(scores, key=scores.get, reverse=higher_is_better(metric))
-    log.info("compare.experiment=%s: the best run by eval_%s is %s (%.4f), the next %s (%.4f)", experiment, metric,
-             ranked[0], scores[ranked[0]], ranked[1], scores[ranked[1]])
+    ranked = sorted(means, key=means.get, reverse=higher_is_better(metric))
+    log.info("compare.experiment=%s: the best run by mean %s is %s (%.4f), the next %s (%.4f)", experiment, metric,
+             ranked[0], means[ranked[0]], ranked[1], means[ranked[1]])
     return ranked[1], ranked[0]
 
 
-def per_case_values(run_id: str, metric: str, tracking_uri: str) -> tuple[str, dict[str, float]]:
-    """(the evaluation run, {case: its `metric`}) of `run_id`: the run itself when it is a task=evaluate run,
-    else the newest task=evaluate run nested under it. A one-line DataError when there is none, or when its
-    per-case table has no column `metric` (naming the ones it has)."""
+def evaluation_of(run_id: str, tracking_uri: str):
+    """The run itself when it is a task=evaluate run, else the newest finished task=evaluate run nested under it;
+    a one-line DataError when there is none."""
     run = tracking.live_run(run_id, tracking_uri, "run_id")
-    client = mlflow.MlflowClient(tracking_uri)
-    if run.data.tags.get("task") != "evaluate":
-        found = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}' and "
-                                   "tags.task = 'evaluate' and attributes.status = 'FINISHED'",
-                                   order_by=["attributes.start_time DESC"], max_results=1)
-        if not found:
-            raise DataError(f"run_id={run_id} has no evaluation: run task=evaluate run_id={run_id} data.images=DIR "
-                            "data.masks=DIR first (task=compare pairs the evaluations' per-case scores)")
-        run = found[0]
+    if run.data.tags.get("task") == "evaluate":
+        return run
+    found = mlflow.MlflowClient(tracking_uri).search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}' and tags.task = 'evaluate' and "
+        "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"], max_results=1)
+    if not found:
+        raise DataError(f"run_id={run_id} has no evaluation: run task=evaluate run_id={run_id} data.images=DIR "
+                        "data.masks=DIR first (task=compare pairs the evaluations' per-case scores)")
+    return found[0]
+
+
+def per_case_table(client, evaluation, run_id: str) -> dict[str, dict[str, str]]:
+    """{score: {case: value}} of an evaluation run's per-case table; a one-line DataError when it logged none,
+    or an empty one."""
     with tempfile.TemporaryDirectory(prefix="unetlab-compare-") as target:
         for name in PER_CASE_FILES:
             try:
-                path = Path(client.download_artifacts(run.info.run_id, name, target))
+                path = Path(client.download_artifacts(evaluation.info.run_id, name, target))
             except (mlflow.exceptions.MlflowException, OSError):
                 continue
             with open(path, newline="") as handle:
                 rows = list(csv.DictReader(handle))
             break
         else:
-            raise DataError(f"evaluation run {run.info.run_id} (of run_id={run_id}) logged no per-case scores "
-                            f"({' or '.join(PER_CASE_FILES)})")
-    key = next(column for column in CASE_COLUMNS if rows and column in rows[0])
-    scored = [column for column in rows[0] if column not in CASE_COLUMNS]
-    if metric not in scored:
+            rows = []
+    key = next((column for column in CASE_COLUMNS if rows and column in rows[0]), None)
+    if key is None:
+        raise DataError(f"evaluation run {evaluation.info.run_id} (of run_id={run_id}) logged no per-case scores "
+                        f"({' or '.join(PER_CASE_FILES)}, with a row per case)")
+    return {column: {row[key]: row[column] for row in rows} for column in rows[0] if column not in CASE_COLUMNS}
+
+
+def per_case_values(run_id: str, metric: str, tracking_uri: str) -> tuple[str, dict[str, str]]:
+    """(the evaluation run, {case: its `metric`}) of `run_id` (`evaluation_of`); a one-line DataError when its
+    per-case table has no column `metric` (naming the ones it has)."""
+    evaluation = evaluation_of(run_id, tracking_uri)
+    table = per_case_table(mlflow.MlflowClient(tracking_uri), evaluation, run_id)
+    if metric not in table:
         raise DataError(f"compare.metric={metric} is not among the per-case scores of run_id={run_id}'s evaluation "
-                        f"{run.info.run_id}: choose one of {', '.join(scored)}")
-    return run.info.run_id, {row[key]: row[metric] for row in rows}
+                        f"{evaluation.info.run_id}: choose one of {', '.join(table)}")
+    return evaluation.info.run_id, table[metric]
+
+
+def check_same_data(eval_a: str, eval_b: str, tracking_uri: str) -> None:
+    """Refuse, in one line, two evaluations of different data (their `data.images`, `data.masks` or `data.root`
+    params differ): cases of the same file names would be paired silently."""
+    client = mlflow.MlflowClient(tracking_uri)
+    params_a, params_b = (client.get_run(run_id).data.params for run_id in (eval_a, eval_b))
+    for key in DATA_PARAMS:
+        if params_a.get(key) != params_b.get(key):
+            raise DataError(f"the runs must be evaluated on the same cases: evaluation {eval_a} has {key}="
+                            f"{params_a.get(key)}, evaluation {eval_b} has {key}={params_b.get(key)}")
 
 
 def run_label(run_id: str, tracking_uri: str) -> str:
