@@ -90,10 +90,7 @@ def record(config: Config, model, splits: Splits, val_batches, preprocessing_pat
     splits.preprocessing.save(preprocessing_path)
     if config.tracking.log_checkpoints:
         mlflow.log_artifact(str(preprocessing_path), tracking.CHECKPOINTS)
-    pixels = [(p.reshape(-1, p.shape[-1]), y.reshape(-1)) for p, y in images]
-    probabilities = np.concatenate([p for p, _ in pixels])
-    labels = np.concatenate([y for _, y in pixels])
-    probabilities, labels = probabilities[labels >= 0], labels[labels >= 0]
+    probabilities, labels = decision.sampled_pixels(images, config.seed)  # the pixels the fit measured
     diagram = Path(output_dir) / DIAGRAM
     decision.reliability_diagram(decision.reliability(probabilities, labels),
                                  decision.reliability(fitted.calibrated(probabilities), labels), diagram,

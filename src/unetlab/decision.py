@@ -237,7 +237,7 @@ def fit(images: Sequence[tuple[np.ndarray, np.ndarray]], *, calibrate_with: str 
     if not images:
         raise DataError("the decision layer is fitted on validation images, and there are none")
     channels = images[0][0].shape[-1]
-    pixels, labels = _sampled_pixels(images, seed)
+    pixels, labels = sampled_pixels(images, seed)
     ece_before = expected_calibration_error(pixels, labels)
     temperature: tuple[float, ...] = ()
     ece_after = ece_before
@@ -269,7 +269,7 @@ def fit(images: Sequence[tuple[np.ndarray, np.ndarray]], *, calibrate_with: str 
     return replace(fitted, rules=tuple(rules)), measured
 
 
-def _sampled_pixels(images, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def sampled_pixels(images, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The labelled pixels of all images ((N, K) probabilities, (N,) labels), at most MAX_FIT_PIXELS drawn at random."""
     probabilities = np.concatenate([p.reshape(-1, p.shape[-1]) for p, _ in images])
     labels = np.concatenate([y.reshape(-1) for _, y in images])
