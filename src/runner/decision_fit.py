@@ -10,6 +10,7 @@ Folder data's validation images are predicted whole, at full resolution, with th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -60,10 +61,11 @@ def validation_images(config: Config, model, splits: Splits, val_batches) -> lis
     the validation batches."""
     ignore = getattr(config.data, "ignore_index", None)
     num_classes = splits.preprocessing.num_classes
+    uncalibrated = dataclasses.replace(splits.preprocessing, decision=None)  # the network's own probabilities
     images = []
     if splits.val_pairs:
         for image_path, mask_path in splits.val_pairs:
-            probabilities = predict_image(model, read_array(image_path), splits.preprocessing,
+            probabilities = predict_image(model, read_array(image_path), uncalibrated,
                                           **builders.prediction_settings(config))
             images.append((probabilities, builders.read_classes(mask_path, num_classes, config.data)))
     else:
