@@ -340,34 +340,6 @@ def postprocessed(probabilities: np.ndarray, watershed) -> np.ndarray:
         raise ConfigError(f"predict.postprocess: {error}: use predict.postprocess=none") from None
 
 
-def decision(config: Config, preprocessing):
-    """The `unetlab.decision.Decision` that turns a model's probabilities into its mask: the one fitted after
-    training (`preprocessing.decision`), cut at `decision.threshold` when set, without its component rules
-    under `decision.postprocess=none`. A threshold for a model it cannot cut is a one-line ConfigError."""
-    import dataclasses
-
-    from unetlab.decision import Decision
-
-    check_threshold_applies(config, preprocessing)
-    fitted = Decision.from_record(preprocessing.decision)
-    if config.decision.threshold is not None:
-        fitted = dataclasses.replace(fitted, threshold=config.decision.threshold)
-    return fitted if config.decision.postprocess.value == "auto" else dataclasses.replace(fitted, rules=())
-
-
-def check_threshold_applies(config: Config, preprocessing) -> None:
-    """`decision.threshold` cuts a binary 2D model's class-1 probability: refused for models of more classes
-    (the argmax decides) and for planned (data=nnunet) models, whose cases take the argmax."""
-    given = config.decision.threshold
-    if given is None:
-        return
-    if preprocessing.planned or preprocessing.num_classes > 2:
-        what = ("was trained on planned patches (data=nnunet)" if preprocessing.planned
-                else f"has {preprocessing.num_classes} classes")
-        raise ConfigError(f"decision.threshold={given} cuts a binary model's probability of class 1, and this model "
-                          f"{what}: its masks take the argmax; leave decision.threshold=null")
-
-
 def describe_postprocessing(config: Config, watershed) -> str:
     """What `postprocessing` gave, for the log: 'none', 'watershed threshold=0.5 h=6 sigma=1', with
     ' (chosen on the training run's validation images)' under predict.postprocess=auto."""

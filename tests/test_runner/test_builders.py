@@ -2,7 +2,6 @@
 step; the library's errors come back naming the config key."""
 
 import io
-import re
 import sys
 
 import numpy as np
@@ -181,19 +180,3 @@ def test_an_augmented_patch_stream_resumed_at_a_step_augments_as_the_uninterrupt
     np.testing.assert_array_equal(np.stack(resumed), np.stack(whole[2:]))
     plain = [batch[0].numpy() for batch in stream(0).take(4)]
     assert any(not np.array_equal(a, b) for a, b in zip(whole, plain))
-
-
-@pytest.mark.parametrize("preprocessing, message", [
-    (dict(num_classes=3), "decision.threshold=0.3 cuts a binary model's probability of class 1, and this model has 3 classes"),
-    (dict(num_classes=2, patch_size=[16, 16, 16]), "this model was trained on planned patches (data=nnunet)"),
-])
-def test_a_threshold_is_refused_where_the_argmax_decides(make_config, tmp_path, preprocessing, message):
-    from unetlab.errors import ConfigError
-    from unetlab.preprocessing import Preprocessing
-
-    config = make_config(["task=predict", "checkpoint=x.keras", "predict.input=in", "decision.threshold=0.3",
-                          f"output_dir={tmp_path}"])
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        builders.decision(config, Preprocessing(channels=1, **preprocessing))
-    binary = builders.decision(config, Preprocessing(channels=1, num_classes=1))
-    assert binary.threshold == 0.3

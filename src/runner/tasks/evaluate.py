@@ -21,8 +21,7 @@ from unetlab.evaluation import confusion_matrix, object_scores, scores
 from unetlab.inference import predict_ensemble
 from unetlab.visualize import prediction_grid, save_curves, save_png
 
-from .. import builders, guards, tracking
-from .. import decision_fit
+from .. import builders, decision_fit, decision_settings, guards, tracking
 from ..decision_fit import RULES, THRESHOLD
 from ..model_source import describe, load_model_sources, source_tags
 from ..schema import Config, NNUNetDataConfig, TrackingConfig
@@ -59,7 +58,7 @@ def evaluate(config: Config) -> dict:
         raise ConfigError(f"{describe(members)} was trained on {trained}: evaluate it with {wanted}")
     log.info("evaluating %s", describe(members))
     if loaded.preprocessing.planned:
-        builders.check_threshold_applies(config, loaded.preprocessing)
+        decision_settings.check_threshold_applies(config, loaded.preprocessing)
         return evaluate_cases(config, members)
     pairs, image_digests = checked_pairs(config, loaded.preprocessing)
     num_classes = loaded.preprocessing.num_classes
@@ -72,7 +71,7 @@ def evaluate(config: Config) -> dict:
     grid = challenge.thresholds(*config.evaluate.thresholds, key="evaluate.thresholds")
     scored_as_challenge = builders.challenge_applies(config, num_classes)
     watershed = builders.postprocessing(config, loaded.preprocessing)
-    decision = builders.decision(config, loaded.preprocessing)
+    decision = decision_settings.ensemble_decision(config, members)
     log.info("postprocessing: %s; decision: %s", builders.describe_postprocessing(config, watershed),
              decision.describe())
     progress = keras.utils.Progbar(len(pairs), unit_name="image")

@@ -16,7 +16,7 @@ from unetlab.errors import ConfigError
 from unetlab.models import with_input_size
 from unetlab.preprocessing import Preprocessing
 
-from .. import builders, tracking
+from .. import builders, decision_settings, tracking
 from ..model_source import load_model_source
 from ..schema import Config, ExportFormat
 from ..serving import log_segmentation_model
@@ -89,7 +89,7 @@ def export_graph(config: Config, loaded) -> dict:
         raise ConfigError(f"predict.postprocess={config.predict.postprocess.value} applies a watershed "
                           "(scikit-image), which has no TensorFlow op: export with predict.postprocess=none "
                           "(the decision layer's component rules, decision.postprocess, do export)")
-    decision = builders.decision(config, loaded.preprocessing)
+    decision = decision_settings.decision(config, loaded.preprocessing)
     settings = builders.prediction_settings(config)
     model = with_any_input_size(loaded.model)
     serve = serving_function(model, loaded.preprocessing,

@@ -17,7 +17,7 @@ from unetlab.errors import ConfigError, DataError
 from unetlab.inference import predict_ensemble
 from unetlab.visualize import overlay, save_png
 
-from .. import builders
+from .. import builders, decision_settings
 from ..model_source import describe, load_model_sources
 from ..schema import Config
 
@@ -31,7 +31,7 @@ def predict(config: Config) -> dict:
     """Write a mask PNG (and optionally probabilities and an overlay) per input image, or with
     `predict.format=challenge` the ISBI 2012 submission stack; with several run ids, the members' mean
     probabilities decide; `predict.postprocess` applies before anything is written, and the model's decision
-    layer (`builders.decision`) makes the masks; decision.json says what ran."""
+    layer (`runner.decision_settings`) makes the masks; decision.json says what ran."""
     settings = config.predict
     files = list_inputs(settings.input)
     output = Path(settings.output)
@@ -39,7 +39,7 @@ def predict(config: Config) -> dict:
     members = load_model_sources(config)
     output.mkdir(parents=True, exist_ok=True)
     if members[0].preprocessing.planned:
-        builders.check_threshold_applies(config, members[0].preprocessing)
+        decision_settings.check_threshold_applies(config, members[0].preprocessing)
         return predict_cases(config, members, files, output)
     scale = ", ".join(sorted({f"resized to {member.preprocessing.resize}, tiles of "
                               f"{settings.tile_size or member.preprocessing.resize}" if member.preprocessing.resize
@@ -53,7 +53,7 @@ def predict(config: Config) -> dict:
         raise ConfigError(f"predict.format=challenge writes a binary cell/membrane model's cell probabilities; this "
                           f"model has {num_classes} classes: use predict.format=masks")
     watershed = builders.postprocessing(config, members[0].preprocessing)  # auto: the (first) model's choice
-    decision = builders.decision(config, members[0].preprocessing)
+    decision = decision_settings.ensemble_decision(config, members)
     log.info("postprocessing: %s; decision: %s", builders.describe_postprocessing(config, watershed),
              decision.describe())
     progress, pages = keras.utils.Progbar(len(files), unit_name="image"), []
