@@ -42,11 +42,6 @@ def threshold_param(fitted, num_classes: int) -> str | float:
     return "0.5" if num_classes <= 2 else "argmax"
 
 
-def describe_rules(fitted) -> str:
-    """A decision's component rules in words ("none" without any), as the param `RULES` holds them."""
-    return "; ".join(map(str, fitted.rules)) or "none"
-
-
 def applies(config: Config, splits: Splits) -> bool:
     """Whether training fits a decision layer: one is asked for, on 2D images (not planned patches), with
     validation data."""
@@ -100,7 +95,7 @@ def record(config: Config, model, splits: Splits, val_batches, preprocessing_pat
     mlflow.log_artifact(str(diagram))
     tracking.retry_locked(mlflow.log_params, {
         TEMPERATURE: ",".join(f"{t:.4g}" for t in fitted.temperature) or "none",
-        THRESHOLD: threshold_param(fitted, splits.preprocessing.num_classes), RULES: describe_rules(fitted)})
+        THRESHOLD: threshold_param(fitted, splits.preprocessing.num_classes), RULES: fitted.describe_rules()})
     tracking.retry_locked(mlflow.log_metrics, {
         ECE_BEFORE: measured["ece_before"], ECE_AFTER: measured["ece_after"],
         **{f"val_{name}": value for name, value in measured.items() if not name.startswith("ece_")}})

@@ -75,8 +75,12 @@ class Decision:
                  else "uncalibrated"]
         if self.threshold is not None:
             parts.append(f"threshold {self.threshold:g}" + (f" ({self.objective})" if self.objective else ""))
-        parts.append(f"postprocessing: {'; '.join(map(str, self.rules)) or 'none'}")
+        parts.append(f"postprocessing: {self.describe_rules()}")
         return ", ".join(parts)
+
+    def describe_rules(self) -> str:
+        """The component rules in order, in words ("none" without any): 'min_size 64 (class 1); fill_holes (class 1)'."""
+        return "; ".join(map(str, self.rules)) or "none"
 
 
 def check_threshold(value: float | None, key: str) -> None:

@@ -48,8 +48,7 @@ import tensorflow as tf
 from .decision import Decision
 from .errors import ConfigError, DataError
 from .graph_decision import calibrated, decided
-from .inference import _TRANSFORMS as _NUMPY_TRANSFORMS
-from .inference import _check_tiling_arguments, _tile_output, gaussian_weights
+from .inference import TTA_TRANSFORMS, check_tiling_arguments, gaussian_weights, tile_output
 from .names import EXPORT_INPUT_DTYPES, check_choice
 
 ONNX_INSTALL = 'pip install "unetlab[onnx]"'  # (or: pip install tf2onnx onnxruntime)
@@ -70,7 +69,7 @@ def probability_graph(model, preprocessing, *, tile_size: int | None = None, ove
                           f"KERAS_BACKEND=tensorflow. Received: backend={keras.backend.backend()!r}")
     size = preprocessing.resize
     tile_size = tile_size or size or preprocessing.tile_size
-    _check_tiling_arguments(tile_size, overlap, batch_size, tta)
+    check_tiling_arguments(tile_size, overlap, batch_size, tta)
     tiled = _tiled_graph(model, channels=preprocessing.channels, tile_size=tile_size, overlap=overlap,
                          batch_size=batch_size, tta=tta)
     mode, mean, std = preprocessing.normalize, preprocessing.mean, preprocessing.std
@@ -257,7 +256,7 @@ def _tiled_graph(model, *, channels: int, tile_size: int, overlap: float, batch_
     image already transformed, and the predictions gathered back. The batch's sum over the transforms is
     carried from step to step and blended into the canvas at its last transform (earlier steps add zeros).
     """
-    out, num_classes = _tile_output(model, tile_size, channels)
+    out, num_classes = tile_output(model, tile_size, channels)
     margin = (tile_size - out) // 2
     stride = max(1, int(out * (1.0 - overlap)))
     forward_table, inverse_table = _transform_tables(tta, tile_size, out)
@@ -340,14 +339,14 @@ def _tiled_graph(model, *, channels: int, tile_size: int, overlap: float, batch_
 
 
 def _transform_tables(tta: str, tile_size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """The TTA transforms of `predict_tiled` (`unetlab.inference._TRANSFORMS`, applied here to index grids,
+    """The TTA transforms of `predict_tiled` (`unetlab.inference.TTA_TRANSFORMS`, applied here to index grids,
     so they are the same by construction) as index tables, one row per transform:
 
     - (T, tile, tile, 2) int32: the (row, column) of the tile that each pixel of forward(tile) comes from;
     - (T, out * out) int32: the flat index into the model's prediction for forward(tile) that each pixel of
       inverse(prediction) comes from.
     """
-    transforms = _NUMPY_TRANSFORMS[tta]
+    transforms = TTA_TRANSFORMS[tta]
 
     def grid(size: int) -> np.ndarray:  # (1, size, size, 2): every pixel's own (row, column)
         return np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="ij"), axis=-1)[None]

@@ -49,9 +49,9 @@ def predict_tiled(model, image: np.ndarray, *, tile_size: int, overlap: float = 
     predictions transformed back and the probabilities averaged.
     Same-padding models need `tile_size` divisible by 2**depth.
     """
-    _check_tiling_arguments(tile_size, overlap, batch_size, tta)
+    check_tiling_arguments(tile_size, overlap, batch_size, tta)
     image = _check_image(model, image)
-    out, num_classes = _tile_output(model, tile_size, image.shape[-1])
+    out, num_classes = tile_output(model, tile_size, image.shape[-1])
     margin = (tile_size - out) // 2
 
     height, width = image.shape[:2]
@@ -67,7 +67,7 @@ def predict_tiled(model, image: np.ndarray, *, tile_size: int, overlap: float = 
     weights = gaussian_weights(out)[..., None]
     total = np.zeros((*canvas, num_classes), np.float32)
     weight_sum = np.zeros((*canvas, 1), np.float32)
-    transforms = _TRANSFORMS[tta]
+    transforms = TTA_TRANSFORMS[tta]
     batch = min(batch_size, len(starts))  # one batch shape, so the predict function is traced once
     tiles = np.zeros((batch, tile_size, tile_size, image.shape[-1]), np.float32)
     for first in range(0, len(starts), batch):
@@ -138,7 +138,7 @@ def _flip(axes: tuple[int, ...]) -> tuple[Transform, Transform]:
     return (lambda x: np.flip(x, axes), lambda y: np.flip(y, axes))
 
 
-_TRANSFORMS: dict[str, list[tuple[Transform, Transform]]] = {
+TTA_TRANSFORMS: dict[str, list[tuple[Transform, Transform]]] = {
     "none": [_rotation(0)],
     "flips": [_rotation(0), _flip((2,)), _flip((1,)), _flip((1, 2))],
     "d4": [_rotation(k) for k in range(4)] + [_flipped_rotation(k) for k in range(4)],
@@ -172,7 +172,7 @@ def _split(extra: int) -> tuple[int, int]:
     return extra // 2, extra - extra // 2
 
 
-def _tile_output(model, tile_size: int, channels: int) -> tuple[int, int]:
+def tile_output(model, tile_size: int, channels: int) -> tuple[int, int]:
     """(out, K): the model's output height/width and channels for a tile_size x tile_size input."""
     fixed = _model_input_shape(model)[1:3]
     if any(size is not None for size in fixed) and tuple(fixed) != (tile_size, tile_size):
@@ -198,7 +198,7 @@ def _tile_output(model, tile_size: int, channels: int) -> tuple[int, int]:
     return shape[1], shape[3]
 
 
-def _check_tiling_arguments(tile_size, overlap, batch_size, tta) -> None:
+def check_tiling_arguments(tile_size, overlap, batch_size, tta) -> None:
     _check_tile_size(tile_size)
     if (not isinstance(overlap, numbers.Real) or isinstance(overlap, bool)
             or not 0.0 <= float(overlap) < 1.0):

@@ -121,7 +121,7 @@ def evaluate(config: Config) -> dict:
         tracking.retry_locked(mlflow.log_params, {**params, **tracking.backend_params(),
                                                   POSTPROCESSING: str(watershed or "none"),
                                                   THRESHOLD: decision_fit.threshold_param(decision, num_classes),
-                                                  RULES: decision_fit.describe_rules(decision)})
+                                                  RULES: decision.describe_rules()})
         tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()})
         mlflow.log_artifacts(str(output), "evaluation")
     return summary
