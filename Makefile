@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# keras-hub for model.encoder=hub:PRESET, without tensorflow-text (and `tensorflow` with it: pyproject's extra hub)
+	$(BIN)/python -m pip install --quiet --no-deps "keras-hub==0.32.0"
 	touch $(STAMP)
 
 train: $(STAMP)  ## train the default config (synthetic data) and log it to ./mlflow.db

@@ -180,3 +180,16 @@ def test_an_augmented_patch_stream_resumed_at_a_step_augments_as_the_uninterrupt
     np.testing.assert_array_equal(np.stack(resumed), np.stack(whole[2:]))
     plain = [batch[0].numpy() for batch in stream(0).take(4)]
     assert any(not np.array_equal(a, b) for a, b in zip(whole, plain))
+
+
+def test_a_keras_hub_preset_is_an_encoder_by_config_and_its_line_names_the_preset(make_config, tmp_path):
+    """model.encoder=hub:DIR model.encoder_weights=preset builds from the preset and says so."""
+    keras_hub = pytest.importorskip("keras_hub")  # the test extra installs it (Makefile)
+    keras_hub.models.DenseNetBackbone(stackwise_num_repeats=[1, 1, 1, 1], growth_rate=4).save_to_preset(
+        tmp_path / "densenet_tiny")
+    config = make_config(["model=encoder_unet", f"model.encoder=hub:{tmp_path / 'densenet_tiny'}",
+                          "model.encoder_weights=preset", "model.decoder_filters=[4,4,4,4,4]", "data.image_size=32",
+                          f"output_dir={tmp_path}"])
+    model = builders.build_model(config)
+    assert builders.describe_model(model, config).startswith("U-Net hub:densenet_tiny encoder (preset weights): ")
+    assert model.output_shape == (None, 32, 32, 1)

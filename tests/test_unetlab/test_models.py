@@ -35,6 +35,7 @@ SCRIPT = textwrap.dedent("""
     from unetlab.models import MODELS, inference_model
 
     SIZE = 32  # the encoder U-Net needs multiples of 32
+    HUB_PRESET = Path(sys.argv[2]) / "hub_preset"
     SMALL = dict(filters=4, depth=2)
     FAMILIES = {
         "unet": lambda: MODELS["unet"]((SIZE, SIZE, 1), 1, **SMALL),
@@ -43,6 +44,9 @@ SCRIPT = textwrap.dedent("""
         "unetpp": lambda: MODELS["unetpp"]((SIZE, SIZE, 1), 1, **SMALL),
         "encoder_unet": lambda: MODELS["encoder_unet"]((SIZE, SIZE, 1), 1, encoder="mobilenetv2",
                                                        decoder_filters=(8, 8, 8, 8, 8)),
+        # a keras-hub backbone (a narrow ResNet saved as a preset by `train`), with the preset's weights
+        "hub_encoder_unet": lambda: MODELS["encoder_unet"]((SIZE, SIZE, 1), 1, encoder=f"hub:{HUB_PRESET}",
+                                                           encoder_weights="preset", decoder_filters=(8, 8, 8, 8, 8)),
         "nnunet": lambda: MODELS["nnunet"]((SIZE, SIZE, 1), 1, filters=4, max_filters=16, strides=[1, 2, 2, 2],
                                            kernel_sizes=[3, 3, 3, 3]),
         "unet_deep_supervision": lambda: MODELS["unet"]((SIZE, SIZE, 1), 1, filters=4, depth=3,
@@ -51,7 +55,7 @@ SCRIPT = textwrap.dedent("""
     # Training images per family, 64 unless named: 8 steps an epoch lift every family's Dice off the
     # all-foreground start (32 left the deep-supervised U-Net there); the encoder's 154 layers learn in 4
     # steps and cost seconds an eager step here.
-    TRAIN_IMAGES = {"encoder_unet": 32}
+    TRAIN_IMAGES = {"encoder_unet": 32, "hub_encoder_unet": 32}
 
 
     def arrays(dataset):
@@ -66,6 +70,12 @@ SCRIPT = textwrap.dedent("""
         images, masks = arrays(splits.train)
         val_images, _ = arrays(splits.val)
         np.save(folder / "images.npy", val_images)
+        import keras_hub
+
+        keras_hub.models.ResNetBackbone(input_conv_filters=[64], input_conv_kernel_sizes=[7],
+                                        stackwise_num_filters=[64, 16, 16, 32], stackwise_num_blocks=[1, 1, 1, 1],
+                                        stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block",
+                                        use_pre_activation=False).save_to_preset(HUB_PRESET)
         histories = {}
         for name, build in FAMILIES.items():
             count = TRAIN_IMAGES.get(name, len(images))
@@ -94,7 +104,8 @@ SCRIPT = textwrap.dedent("""
     print("backend", keras.backend.backend())
 """)
 
-FAMILIES = ["unet", "unet_residual_attention", "unetpp", "encoder_unet", "nnunet", "unet_deep_supervision"]
+FAMILIES = ["unet", "unet_residual_attention", "unetpp", "encoder_unet", "hub_encoder_unet", "nnunet",
+            "unet_deep_supervision"]
 
 
 def run_script(mode: str, folder, backend: str) -> subprocess.CompletedProcess:

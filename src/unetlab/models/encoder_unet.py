@@ -23,6 +23,10 @@ adapts the first convolution: summed for one channel; cycled and scaled by 3/C f
 `encoder_weights`: "none" (random), "imagenet" (Keras downloads the RGB weights) or the path of a
 `.weights.h5` file saved from the same backbone (`backbone(...).save_weights`), for the model's
 channels or for 3 (then adapted). Height and width must be multiples of 32.
+
+`encoder="hub:PRESET"` takes a keras-hub backbone instead (`unetlab.models.hub_encoder`: its
+`pyramid_outputs` are the skips, its preset's image converter the preprocessing), with
+`encoder_weights` "none", "preset" (the preset's own weights) or a `.weights.h5` file.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from keras import layers
 from ..errors import ConfigError, DataError
 from ..geometry import ENCODER_STRIDES, check_encoder_input_size
 from .heads import count_line, supervised_model
+from .hub_encoder import HUB, hub_backbone, input_normalisation, is_hub, pyramid
 
 STRIDES = ENCODER_STRIDES
 DECODER_FILTERS = (256, 128, 64, 32, 16)
@@ -90,7 +95,9 @@ def check_encoder(encoder: str) -> tuple[str, str, tuple]:
 
 def backbone(encoder: str, channels: int, weights: str | None = None) -> keras.Model:
     """The bare backbone (no top, no preprocessing layers where Keras can leave them out) for `channels`
-    inputs of any multiple of 32; `weights` None or "imagenet"."""
+    inputs of any multiple of 32; `weights` None or "imagenet" ("hub:PRESET": keras-hub's, random)."""
+    if is_hub(encoder):
+        return hub_backbone(encoder, channels)
     constructor, _, _ = check_encoder(encoder)
     extra = {"include_preprocessing": False} if constructor.startswith(OWN_PREPROCESSING) else {}
     with warnings.catch_warnings():  # any channel count is meant: RGB weights are adapted (module docstring)
@@ -149,8 +156,17 @@ def load_encoder_weights(model: keras.Model, encoder: str, weights: str) -> None
     """Load `weights` (module docstring) into the backbone `model`."""
     if weights in (None, "none"):
         return
-    mode = check_encoder(encoder)[1]
+    if weights == "imagenet" and is_hub(encoder):
+        raise ConfigError(f"model.encoder_weights=imagenet is for keras.applications encoders: model.encoder={encoder} "
+                          "takes preset (the preset's own weights), none or a .weights.h5 file")
+    if weights == "preset" and not is_hub(encoder):
+        raise ConfigError(f"model.encoder_weights=preset is for hub:PRESET encoders: model.encoder={encoder} takes "
+                          "imagenet, none or a .weights.h5 file")
+    if weights == "preset":
+        _transfer(hub_backbone(encoder, 3, load_weights=True), model)
+        return
     if weights == "imagenet":
+        mode = check_encoder(encoder)[1]
         try:
             source = backbone(encoder, 3, "imagenet")
         except Exception as error:  # noqa: BLE001 - keras.utils.get_file raises a bare Exception when offline
@@ -188,13 +204,30 @@ def _transfer(source: keras.Model, target: keras.Model) -> None:
     target.set_weights(values)
 
 
+def encoder_skips(model: keras.Model, encoder: str) -> dict[int, keras.KerasTensor]:
+    """The backbone `model`'s skip tensors by stride (of `STRIDES`, finest first; none where it has none)."""
+    if is_hub(encoder):
+        return dict(sorted(pyramid(model, encoder).items()))
+    return {stride: model.get_layer(name).output for stride, name in zip(STRIDES, skip_layers(model, encoder)) if name}
+
+
+def encoder_normalisation(encoder: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per input channel that map images in [0, 1] to what the backbone was trained on (`PREPROCESSING`
+    of its mode; a keras-hub preset's image converter); an RGB statistic averaged for other channel counts."""
+    if is_hub(encoder):
+        return input_normalisation(encoder, channels)
+    mean, std = (np.array(v) for v in PREPROCESSING[check_encoder(encoder)[1]])
+    if channels != 3:
+        return np.full(channels, mean.mean()), np.full(channels, std.mean())
+    return mean, std
+
+
 def build_encoder_unet(input_shape: tuple[int | None, int | None, int] = (None, None, 3), num_classes: int = 1, *,
                        encoder: str = "resnet50", encoder_weights: str = "none",
                        decoder_filters: tuple[int, ...] = DECODER_FILTERS, deep_supervision: bool = False,
                        name: str = "encoder_unet") -> keras.Model:
     """Build an encoder U-Net (module docstring): `encoder` a key of `BACKBONES`; `deep_supervision` adds a head
     on every decoder stage below full resolution (`unetlab.models.heads.DeepSupervision`)."""
-    mode = check_encoder(encoder)[1]
     for size in input_shape[:2]:
         check_encoder_input_size(size)
     decoder_filters = tuple(decoder_filters)
@@ -204,13 +237,10 @@ def build_encoder_unet(input_shape: tuple[int | None, int | None, int] = (None, 
     channels = input_shape[-1]
     encoder_model = backbone(encoder, channels)
     load_encoder_weights(encoder_model, encoder, encoder_weights)
-    names = skip_layers(encoder_model, encoder)
-    strides = [stride for stride, layer in zip(STRIDES, names) if layer]
-    features = keras.Model(encoder_model.inputs, [encoder_model.get_layer(layer).output for layer in names if layer],
-                           name="encoder")
-    mean, std = (np.array(v) for v in PREPROCESSING[mode])
-    if channels != 3:
-        mean, std = np.full(channels, mean.mean()), np.full(channels, std.mean())
+    skip_outputs = encoder_skips(encoder_model, encoder)
+    strides = list(skip_outputs)
+    features = keras.Model(encoder_model.inputs, list(skip_outputs.values()), name="encoder")
+    mean, std = encoder_normalisation(encoder, channels)
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Normalization(mean=mean.tolist(), variance=(std**2).tolist(), name="encoder_preprocessing")(inputs)
     skips = dict(zip(strides, features(x)))
@@ -231,8 +261,9 @@ def build_encoder_unet(input_shape: tuple[int | None, int | None, int] = (None, 
 
 def describe_encoder_unet(model: keras.Model, encoder: str, encoder_weights: str, frozen_epochs: int = 0) -> str:
     """One line saying what was built: 'U-Net resnet50 encoder (imagenet weights, frozen 5 epochs): 32.5M params
-    (...)'."""
-    weights = {"none": "random weights", "imagenet": "imagenet weights"}.get(
+    (...)', 'U-Net hub:resnet_50_imagenet encoder (preset weights): ...'."""
+    weights = {"none": "random weights", "imagenet": "imagenet weights", "preset": "preset weights"}.get(
         encoder_weights, f"weights of {Path(str(encoder_weights)).name}")
     frozen = f", frozen {frozen_epochs} epoch{'s' * (frozen_epochs != 1)}" if frozen_epochs else ""
-    return f"U-Net {encoder} encoder ({weights}{frozen}): {count_line(model)}"
+    name = f"{HUB}{Path(encoder[len(HUB):]).name}" if is_hub(encoder) else encoder  # a preset by its folder's name
+    return f"U-Net {name} encoder ({weights}{frozen}): {count_line(model)}"

@@ -1,0 +1,116 @@
+"""keras-hub backbones as the contracting path of `unetlab.models.encoder_unet` (`model.encoder=hub:PRESET`).
+
+Any keras-hub backbone with `pyramid_outputs` (a `FeaturePyramidBackbone`: ResNet, EfficientNet, DenseNet,
+CSPNet ...) that takes images of any size serves (MiT does not: its patch embeddings are built for one size):
+its pyramid levels are the skips, each placed at the stride its output has, found by a probe rather than
+read from the level's name; the deepest must be stride 32, and strides without a level (ResNet's and
+DenseNet's 2: their levels are P2-P5, strides 4-32) get no skip, as ConvNeXt's 2 in `BACKBONES`.
+
+PRESET is what `keras_hub.models.Backbone.from_preset` takes: a local preset directory (what
+`backbone.save_to_preset(DIR)` writes: config.json and model.weights.h5), or a preset name or a
+kaggle:// or hf:// handle, which keras-hub downloads (the real loading path; it needs the network). The
+backbone is rebuilt from the preset's config for the model's input channels; `encoder_weights=preset` copies
+the preset's RGB weights into it, adapted as for keras.applications backbones (`encoder_unet.adapt_weight`).
+
+Inputs are images in [0, 1]; where the preset has an image converter (image_converter.json: what its
+weights were trained on, `scale` and `offset` of 0-255 pixels), the model's first layer applies it; a
+backbone saved alone has none, and takes the [0, 1] images as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..errors import ConfigError
+
+HUB = "hub:"  # model.encoder=hub:PRESET
+PROBE_SIZE = 256  # the input side at which each pyramid level's stride is measured
+
+
+def is_hub(encoder: str) -> bool:
+    """Whether `encoder` names a keras-hub preset (`hub:PRESET`)."""
+    return str(encoder).startswith(HUB)
+
+
+def _keras_hub():
+    try:
+        import keras_hub
+    except ImportError:
+        raise ConfigError("model.encoder=hub:PRESET needs keras-hub: pip install 'unetlab[hub]' "
+                          "(docs/models.md says how beside tensorflow-cpu)") from None
+    return keras_hub
+
+
+def _preset(encoder: str) -> str:
+    preset = str(encoder)[len(HUB):]
+    if not preset:
+        raise ConfigError("model.encoder=hub:PRESET: PRESET is a keras-hub preset directory, name or handle. "
+                          f"Received: model.encoder={encoder!r}")
+    local = Path(preset).expanduser()
+    if local.exists() and not (local / "config.json").is_file():
+        raise ConfigError(f"model.encoder={encoder}: {local} is not a keras-hub preset directory (no config.json; "
+                          "backbone.save_to_preset(DIR) writes one)")
+    return str(local) if local.exists() else preset
+
+
+def _from_preset(encoder: str, load_weights: bool) -> keras.Model:
+    hub = _keras_hub()
+    try:
+        return hub.models.Backbone.from_preset(_preset(encoder), load_weights=load_weights)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - keras-hub raises ValueError, FileNotFoundError or a download error
+        raise ConfigError(f"model.encoder={encoder}: keras-hub could not load the preset "
+                          f"({' '.join(str(error).split())[:200]})") from None
+
+
+def hub_backbone(encoder: str, channels: int, load_weights: bool = False) -> keras.Model:
+    """The preset's backbone for `channels` inputs of any size (random weights, or the preset's where
+    `load_weights` and `channels` is the preset's own)."""
+    preset_model = _from_preset(encoder, load_weights)
+    if not getattr(preset_model, "pyramid_outputs", None):
+        raise ConfigError(f"model.encoder={encoder}: a {type(preset_model).__name__} has no pyramid_outputs "
+                          "(keras-hub's ResNet, EfficientNet, DenseNet, CSPNet and MiT backbones have them)")
+    config = preset_model.get_config()
+    key = next((k for k in ("image_shape", "input_shape") if k in config), None)
+    if key is None:
+        raise ConfigError(f"model.encoder={encoder}: a {type(preset_model).__name__} takes no image_shape")
+    if load_weights and tuple(config[key]) == (None, None, channels):
+        return preset_model
+    try:
+        return type(preset_model).from_config({**config, key: (None, None, channels)})
+    except (TypeError, ValueError) as error:  # MiT: its patch embeddings need the image size
+        raise ConfigError(f"model.encoder={encoder}: a {type(preset_model).__name__} cannot be built for images of "
+                          f"any size, which the encoder U-Net takes ({' '.join(str(error).split())[:120]})") from None
+
+
+def pyramid(model: keras.Model, encoder: str) -> dict[int, keras.KerasTensor]:
+    """The backbone's pyramid outputs by stride (of 2-32); one-line error unless the deepest is stride 32."""
+    outputs = list(model.pyramid_outputs.values())
+    probe = keras.Model(model.inputs, outputs)
+    channels = model.input_shape[-1]
+    specs = keras.tree.flatten(probe.compute_output_spec(keras.KerasTensor((1, PROBE_SIZE, PROBE_SIZE, channels))))
+    by_stride = {PROBE_SIZE // spec.shape[1]: tensor for spec, tensor in zip(specs, outputs)}
+    if max(by_stride) != 32:
+        raise ConfigError(f"model.encoder={encoder}: its pyramid_outputs reach stride {max(by_stride)}; the "
+                          "encoder U-Net's decoder starts at stride 32")
+    return {stride: tensor for stride, tensor in by_stride.items() if 2 <= stride <= 32}
+
+
+def input_normalisation(encoder: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per channel of images in [0, 1] that give the preset's image converter's output (its
+    `scale` and `offset` of 0-255 pixels); (0, 1) where the preset has none."""
+    preset = _preset(encoder)
+    if Path(preset).is_dir() and not (Path(preset) / "image_converter.json").is_file():
+        return np.zeros(channels), np.ones(channels)
+    converter = _keras_hub().layers.ImageConverter.from_preset(preset)
+    scale = np.broadcast_to(np.asarray(1.0 if converter.scale is None else converter.scale, float), (3,))
+    offset = np.broadcast_to(np.asarray(0.0 if converter.offset is None else converter.offset, float), (3,))
+    std = 1 / (255 * scale)
+    mean = -offset * std
+    if channels != 3:
+        return np.full(channels, mean.mean()), np.full(channels, std.mean())
+    return mean, std
