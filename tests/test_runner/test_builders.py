@@ -163,12 +163,15 @@ def test_training_checks_folder_data_once_per_content_and_check_data_always(make
     assert builders.folder_reports(config)[0].ok and len(decoded) == 3
 
 
-def test_an_augmented_patch_stream_resumed_at_a_step_augments_as_the_uninterrupted_one(make_config, tmp_path):
+@pytest.mark.parametrize("warps", [[], ["augment.rotation=20", "augment.scale=[0.9,1.1]", "augment.shift=0.1",
+                                           "augment.elastic_grid=3", "augment.elastic_sigma=1.0"]])
+def test_an_augmented_patch_stream_resumed_at_a_step_augments_as_the_uninterrupted_one(make_config, tmp_path, warps):
     """data=nnunet's patch stream gets `augment` per pair, keyed by its place in the stream: batches from step 2
-    of a resumed run equal batches 2, 3 of the uninterrupted one, and differ from the unaugmented stream."""
+    of a resumed run equal batches 2, 3 of the uninterrupted one, and differ from the unaugmented stream; with
+    the warps too (rotation in the (H, W) planes, scale, shift, elastic: volumes take them)."""
     import tensorflow as tf
 
-    config = make_config([*TINY, "data=synthetic3d", "augment=basic", f"output_dir={tmp_path}"])
+    config = make_config([*TINY, "data=synthetic3d", "augment=basic", *warps, f"output_dir={tmp_path}"])
     volumes = tf.reshape(tf.range(6 * 4 * 8 * 8, dtype=tf.float32), (6, 4, 8, 8, 1))
 
     def stream(first_step):  # batches of 2 volumes: step s holds volumes 2s % 6 and 2s % 6 + 1

@@ -158,9 +158,45 @@ def test_volumes_are_flipped_along_every_axis_and_turned_in_their_planes_exactly
     assert seen_depth_flip
 
 
-def test_volumes_refuse_the_2d_warps_and_blur():
+def test_a_volume_rotates_in_its_planes_as_each_slice_would_alone():
+    """Rotation of a volume is about its depth axis: every (H, W) slice turns as the 2D warp turns that slice
+    with the same seed (trilinear sampling with no depth offset is bilinear), its mask with it, exactly."""
+    labels = label_maps(num_images=3, size=24)
+    volume, mask = labels / 3.0, labels  # (3, 24, 24, 1): three different slices
+    config = AugmentConfig(rotation=40.0)
+    key = tf.constant([5, 1], tf.int64)
+    image, moved = augment_pair(tf.constant(volume), tf.constant(mask), key, config)
+    assert image.shape == volume.shape and not np.allclose(image.numpy(), volume)
+    for depth in range(3):
+        flat_image, flat_mask = augment_pair(tf.constant(volume[depth]), tf.constant(mask[depth]), key, config)
+        np.testing.assert_allclose(image.numpy()[depth], flat_image.numpy(), atol=1e-5)
+        np.testing.assert_array_equal(moved.numpy()[depth], flat_mask.numpy())
+
+
+def test_a_volume_scales_and_deforms_along_its_depth_too_keeping_class_ids():
+    """Scale acts on all three axes (a depth ramp zoomed 2x about the centre: value c + (d - c) / 2 at depth d,
+    trilinear interpolation being exact on a ramp); the elastic field too; masks keep their class ids and
+    a seed repeats its volume."""
+    depth_ramp = np.broadcast_to(np.arange(9, dtype=np.float32)[:, None, None, None], (9, 8, 8, 1)) / 8
+    zoomed, _ = augment_pair(tf.constant(depth_ramp), tf.zeros((9, 8, 8, 1)), tf.constant([0, 1], tf.int64),
+                             AugmentConfig(scale=(2.0, 2.0)))
+    np.testing.assert_allclose(zoomed.numpy()[:, 3, 3, 0], (4 + (np.arange(9) - 4) / 2) / 8, atol=1e-6)
+    labels = np.stack([label_maps(num_images=1, size=16, seed=seed)[0] for seed in range(8)])  # (8, 16, 16, 1)
+    config = AugmentConfig(rotation=30.0, scale=(0.8, 1.25), shift=0.1, elastic_grid=3, elastic_sigma=2.0,
+                           flip=True, rotate90=True)
+    key = tf.constant([3, 7], tf.int64)
+    image, moved = augment_pair(tf.constant(labels / 3.0), tf.constant(labels), key, config)
+    again, _ = augment_pair(tf.constant(labels / 3.0), tf.constant(labels), key, config)
+    assert image.shape == moved.shape == labels.shape
+    assert set(np.unique(moved.numpy())) <= set(np.unique(labels)) and not np.array_equal(moved.numpy(), labels)
+    np.testing.assert_array_equal(image.numpy(), again.numpy())
+    assert 0.0 <= image.numpy().min() and image.numpy().max() <= 1.0
+    elastic_only, _ = augment_pair(tf.constant(depth_ramp), tf.zeros((9, 8, 8, 1)), key,
+                                   AugmentConfig(elastic_grid=3, elastic_sigma=2.0))
+    assert np.abs(elastic_only.numpy() - depth_ramp).max() > 0.05  # the depth ramp moves: depth is displaced
+
+
+def test_volumes_refuse_blur_in_one_line():
     volume = tf.zeros((4, 8, 8, 1))
-    for config in (AugmentConfig(rotation=10.0), AugmentConfig(elastic_grid=3, elastic_sigma=2.0),
-                   AugmentConfig(blur=1.0)):
-        with pytest.raises(ConfigError, match="volumes take augment.flip"):
-            augment_pair(volume, volume, tf.constant([0, 1], tf.int64), config)
+    with pytest.raises(ConfigError, match=r"augment.blur works on 2D images; volumes take every other augmentation"):
+        augment_pair(volume, volume, tf.constant([0, 1], tf.int64), AugmentConfig(blur=1.0))

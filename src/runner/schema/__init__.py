@@ -147,10 +147,9 @@ class Config:
                 + ("" if nnunet else "use data.normalize=scale or minmax, or ")
                 + "set " + ", ".join(f"augment.{k}=0" for k in intensity)
             )
-        warps = [k for k in ("rotation", "shift", "elastic_grid", "blur") if getattr(self.augment, k)]
-        if self.data.spatial_dims() == 3 and (warps or tuple(self.augment.scale) != (1.0, 1.0)):
-            raise ConfigError(f"augment.{(warps or ['scale'])[0]} works on 2D images; volumes take augment.flip, "
-                              "augment.rotate90, augment.brightness, augment.contrast, augment.gamma and augment.noise")
+        if self.data.spatial_dims() == 3 and self.augment.blur:
+            raise ConfigError(f"augment.blur works on 2D images; volumes take every other augmentation. "
+                              f"Received: augment.blur={self.augment.blur}")
         binary = self.data.num_classes == 1
         if binary and self.loss.name in SOFTMAX_LOSSES:
             raise ConfigError(

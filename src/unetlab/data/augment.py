@@ -2,9 +2,12 @@
 
 Geometric transforms (flips, 90-degree turns, rotation, scale, shift and an
 elastic deformation) are composed into one coordinate map that is sampled once:
-bilinear for the image, nearest neighbour for the mask, so a mask only ever
-holds class ids it had before. Borders are mirrored (reflect without repeating
-the edge pixel) for both. Intensity transforms (blur, brightness, contrast,
+bilinear (trilinear for volumes) for the image, nearest neighbour for the mask,
+so a mask only ever holds class ids it had before. Borders are mirrored (reflect
+without repeating the edge pixel) for both. Volumes (D, H, W, C) turn and rotate
+in their (H, W) planes, about the depth axis, the plane of the finest spacing
+in anisotropic data (nnU-Net's in-plane rotation of such data); scale, shift
+and the elastic field act on all three axes. Intensity transforms (blur, brightness, contrast,
 gamma, noise) touch only the image, which is clipped to [0, 1].
 
 Only stateless random ops are used: a pair's augmentation is a function of its
@@ -14,6 +17,7 @@ enable_op_determinism()` leaves parallel `map` calls parallel.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from numbers import Real
@@ -26,7 +30,6 @@ from .patches import keyed_map
 # Each transform draws from its own key, folded in from the pair's key, so
 # switching one transform on or off never changes what the others draw.
 _FLIP, _ROT90, _ROTATION, _SCALE, _SHIFT, _ELASTIC, _BLUR, _BRIGHTNESS, _CONTRAST, _GAMMA, _NOISE = range(11)
-VOLUME_KEYS = ("flip", "rotate90", "brightness", "contrast", "gamma", "noise")  # what volumes take
 
 
 @dataclass(frozen=True)
@@ -93,15 +96,14 @@ def _check(config, name, ok, expected):
 
 def augment_pair(image, mask, seed, config: AugmentConfig):
     """Augment one image (H, W, C) float32 in [0, 1] and its mask (H, W, 1) of class ids; or a volume
-    (D, H, W, C) and its mask: flips along each axis, quarter turns in the (H, W) planes, brightness,
-    contrast, gamma and noise (`VOLUME_KEYS`).
+    (D, H, W, C) and its mask (every transform but blur: module docstring).
 
     `seed` is a shape-[2] integer tensor; the same seed gives the same result.
     """
     seed = tf.convert_to_tensor(seed)
-    if len(image.shape) == 4 and (_has_warp(config) or config.blur > 0):
-        raise ConfigError(f"volumes take augment.{', augment.'.join(VOLUME_KEYS)}; rotation, scale, shift, elastic "
-                          "deformation and blur work on 2D images")
+    if len(image.shape) == 4 and config.blur > 0:
+        raise ConfigError("augment.blur works on 2D images; volumes take every other augmentation. "
+                          f"Received: augment.blur={config.blur}")
     if _has_warp(config):
         image, mask = _warp(image, mask, seed, config)
     elif config.flip or config.rotate90:
@@ -161,45 +163,55 @@ def _discrete_draws(image, seed, config):
 
 def _warp(image, mask, seed, config):
     """All geometric transforms as one source-coordinate map, sampled once."""
-    shape = tf.shape(image)
-    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    centre = tf.stack([(height - 1) / 2, (width - 1) / 2])
-    rows, cols = tf.meshgrid(tf.range(height), tf.range(width), indexing="ij")
-    points = tf.stack([rows, cols], axis=-1) - centre  # output pixel, relative to the centre
-
-    source = tf.linalg.matvec(_affine_matrix(image, seed, config), points)
+    dims = len(image.shape) - 1
+    sizes = tf.cast(tf.shape(image)[:dims], tf.float32)
+    centre = (sizes - 1) / 2
+    points = tf.stack(tf.meshgrid(*(tf.range(sizes[axis]) for axis in range(dims)), indexing="ij"), axis=-1)
+    source = tf.linalg.matvec(_affine_matrix(image, seed, config), points - centre)  # from the centre
     if config.shift > 0:
-        shift = tf.random.stateless_uniform([2], _key(seed, _SHIFT), -config.shift, config.shift)
-        source += shift * tf.stack([height, width])
+        source += tf.random.stateless_uniform([dims], _key(seed, _SHIFT), -config.shift, config.shift) * sizes
     if config.elastic_grid > 0 and config.elastic_sigma > 0:
-        grid = config.elastic_grid
-        coarse = config.elastic_sigma * tf.random.stateless_normal([1, grid, grid, 2], _key(seed, _ELASTIC))
-        source += tf.image.resize(coarse, shape[:2], method="bicubic")[0]
+        source += _elastic_field(tf.shape(image)[:dims], seed, config)
     source += centre
-    rows = _reflect(source[..., 0], height)
-    cols = _reflect(source[..., 1], width)
-    return _sample(image, mask, rows, cols)
+    return _sample(image, mask, [_reflect(source[..., axis], sizes[axis]) for axis in range(dims)])
+
+
+def _elastic_field(shape, seed, config):
+    """Displacements (..., dims) of std elastic_sigma on a coarse grid per axis, upsampled bicubically."""
+    dims, grid = int(shape.shape[0]), config.elastic_grid
+    coarse = config.elastic_sigma * tf.random.stateless_normal([grid] * dims + [dims], _key(seed, _ELASTIC))
+    if dims == 2:
+        return tf.image.resize(coarse[None], shape, method="bicubic")[0]
+    planes = tf.image.resize(coarse, shape[1:], method="bicubic")  # (grid, H, W, 3): each depth's plane
+    along_depth = tf.image.resize(tf.transpose(planes, [1, 0, 2, 3]), tf.stack([shape[0], shape[2]]), method="bicubic")
+    return tf.transpose(along_depth, [1, 0, 2, 3])  # (D, H, W, 3)
 
 
 def _affine_matrix(image, seed, config):
-    """2x2 map from output to source offsets: flips, quarter turns, rotation, 1/scale."""
+    """Map (dims x dims) from output to source offsets: flips, quarter turns and rotation in the (H, W) plane,
+    1/scale."""
     flips, quarter_turns = _discrete_draws(image, seed, config)
     matrix = tf.linalg.diag(tf.where(flips, -1.0, 1.0))
     # Exact values (unlike cos(k * pi / 2)), turning the same way as tf.image.rot90.
     cos_k = tf.gather([1.0, 0.0, -1.0, 0.0], quarter_turns)
     sin_k = tf.gather([0.0, -1.0, 0.0, 1.0], quarter_turns)
-    matrix = matrix @ _rotation_matrix(cos_k, sin_k)
+    dims = len(image.shape) - 1
+    matrix = matrix @ _plane_rotation(cos_k, sin_k, dims)
     if config.rotation > 0:
         angle = tf.random.stateless_uniform([], _key(seed, _ROTATION), -config.rotation, config.rotation)
         angle = angle * (math.pi / 180)
-        matrix = matrix @ _rotation_matrix(tf.cos(angle), tf.sin(angle))
+        matrix = matrix @ _plane_rotation(tf.cos(angle), tf.sin(angle), dims)
     if config.scale != (1.0, 1.0):
         matrix /= tf.random.stateless_uniform([], _key(seed, _SCALE), *config.scale)
     return matrix
 
 
-def _rotation_matrix(cos, sin):
-    return tf.stack([tf.stack([cos, -sin]), tf.stack([sin, cos])])
+def _plane_rotation(cos, sin, dims: int):
+    """A rotation of the last two axes (H, W), the identity on a volume's depth."""
+    rotation = tf.stack([tf.stack([cos, -sin]), tf.stack([sin, cos])])
+    if dims == 2:
+        return rotation
+    return tf.pad(rotation, [[1, 0], [1, 0]]) + tf.pad(tf.ones([1, 1]), [[0, 2], [0, 2]])
 
 
 def _reflect(coords, size):
@@ -210,30 +222,20 @@ def _reflect(coords, size):
     return tf.clip_by_value(coords, 0.0, size - 1)
 
 
-def _sample(image, mask, rows, cols):
-    """Bilinear image and nearest-neighbour mask at (rows, cols), from the same four gathers."""
-    pair = tf.concat([image, tf.cast(mask, image.dtype)], axis=-1)
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    row0, col0 = tf.floor(rows), tf.floor(cols)
-    row_weight, col_weight = (rows - row0)[..., None], (cols - col0)[..., None]
-    row0, col0 = tf.cast(row0, tf.int32), tf.cast(col0, tf.int32)
-    row1, col1 = tf.minimum(row0 + 1, height - 1), tf.minimum(col0 + 1, width - 1)
-
-    def gather(r, c):
-        return tf.gather_nd(pair, tf.stack([r, c], axis=-1))
-
-    top_left, top_right = gather(row0, col0), gather(row0, col1)
-    bottom_left, bottom_right = gather(row1, col0), gather(row1, col1)
-    top = top_left + col_weight * (top_right - top_left)
-    bottom = bottom_left + col_weight * (bottom_right - bottom_left)
-    bilinear = top + row_weight * (bottom - top)
-    right = col_weight >= 0.5
-    nearest = tf.where(row_weight >= 0.5, tf.where(right, bottom_right, bottom_left),
-                       tf.where(right, top_right, top_left))
-    channels = image.shape[-1]
-    warped_image = tf.ensure_shape(bilinear[..., :channels], image.shape)
-    warped_mask = tf.ensure_shape(nearest[..., channels:], mask.shape)
-    return warped_image, tf.cast(warped_mask, mask.dtype)
+def _sample(image, mask, coords):
+    """The image interpolated (bilinear, trilinear: 2^dims corner gathers) and the mask's nearest neighbour (one
+    gather) at `coords`, one map per spatial axis."""
+    sizes = tf.shape(image)
+    lower = [tf.cast(tf.floor(c), tf.int32) for c in coords]
+    weights = [(c - tf.floor(c))[..., None] for c in coords]
+    upper = [tf.minimum(low + 1, sizes[axis] - 1) for axis, low in enumerate(lower)]
+    interpolated = 0.0
+    for corner in itertools.product((False, True), repeat=len(coords)):
+        value = tf.gather_nd(image, tf.stack([u if up else low for up, low, u in zip(corner, lower, upper)], axis=-1))
+        interpolated += math.prod((w if up else 1 - w) for up, w in zip(corner, weights)) * value
+    nearest = tf.stack([tf.where(w[..., 0] >= 0.5, u, low) for low, u, w in zip(lower, upper, weights)], axis=-1)
+    warped_image = tf.ensure_shape(interpolated, image.shape)
+    return warped_image, tf.ensure_shape(tf.gather_nd(mask, nearest), mask.shape)
 
 
 # --- intensity --------------------------------------------------------------------------------
