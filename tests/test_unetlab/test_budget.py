@@ -1,6 +1,7 @@
 """Fitting a plan to the memory and time budgets from measurements, and the budgets' notation."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -58,10 +59,23 @@ def test_a_time_budget_shrinks_the_patch_until_min_steps_fit_measuring_a_larger_
 
 
 def test_a_memory_budget_below_the_smallest_network_names_both_figures():
+    """Measured: the smallest network's probe peaks over the budget (its runtime alone fits)."""
     plan = make_plan(properties([(64, 64)] * 4, [(1.0, 1.0)] * 4), CPU)
+    lean_runtime = lambda candidate: replace(voxel_cost(candidate), baseline_bytes=50 * MB)  # noqa: E731
     with pytest.raises(ConfigError, match=r"^plan.memory_budget=100MB is below what the smallest network needs: "
                                           r"\d+MB \(a 8x8 patch, batch 2"):
-        fit_to_budgets(plan, voxel_cost, memory_bytes=100 * MB)
+        fit_to_budgets(plan, lean_runtime, memory_bytes=100 * MB)
+
+
+def test_a_budget_below_the_runtime_alone_is_refused_after_the_first_probe():
+    """A probe's memory before its first step, less its weights, is what every network needs: over the budget,
+    no smaller network is probed (each probe is a process and real steps)."""
+    plan = make_plan(properties([(64, 64)] * 4, [(1.0, 1.0)] * 4), CPU)
+    probed = []
+    with pytest.raises(ConfigError, match=r"^plan.memory_budget=100MB is below what the smallest network needs: over "
+                                          r"235MB \(a 8x8 patch, batch 2: the runtime and the data alone take 200MB"):
+        fit_to_budgets(plan, lambda candidate: probed.append(candidate) or voxel_cost(candidate), memory_bytes=100 * MB)
+    assert len(probed) == 1
 
 
 def test_epochs_and_steps_fill_the_time_budget_and_nnunets_schedule_is_priced():

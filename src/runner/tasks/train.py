@@ -117,8 +117,8 @@ def train_replicas(config: Config, replication: Replication, checkpoint_dir: Pat
                     config, splits, batch_size, label_size=label_size, first_epoch=start,
                     full_batches=replication.replicas > 1)
                 if frozen:
-                    log.info("the encoder is frozen for epochs %d-%d (model.freeze_encoder_epochs=%d)",
-                             start + 1, end, frozen_epochs)
+                    epochs = f"epoch {end}" if start + 1 == end else f"epochs {start + 1}-{end}"
+                    log.info("the encoder is frozen for %s (model.freeze_encoder_epochs=%d)", epochs, frozen_epochs)
                 elif encoder_frozen(model):
                     with replication.scope():
                         builders.unfreeze_encoder(model, config, checkpoints.schedule_steps)

@@ -134,6 +134,7 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
             measurement = predicted(source, chosen)
     else:
         failing = index
+        refuse_on_runtime(measured[index], chain[last], memory_bytes)
         while True:
             guesses = [i for i in range(failing + 1, len(chain)) if ok(i, predicted(failing, i))]
             candidate = guesses[0] if guesses else (
@@ -163,6 +164,19 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
                                       f"{'x'.join(map(str, plan.patch_size))} patch, batch {plan.batch_size}: within "
                                       f"{HEADROOM:.0%} of the budget {megabytes(memory_bytes)} ({len(trials)} probe(s))")
     return Fitted(plan, measurement, trials, predicted=source is not None)
+
+
+def refuse_on_runtime(measured: Measurement, smallest: Plan, memory_bytes: int) -> None:
+    """A one-line ConfigError, before any other probe, where the probe's resident memory before its first step
+    less its model's weights (the runtime and the data, which every network needs) exceeds the budget."""
+    runtime = measured.baseline_bytes - 4 * measured.parameters
+    if measured.out_of_memory or runtime <= HEADROOM * memory_bytes:
+        return
+    raise ConfigError(
+        f"plan.memory_budget={megabytes(memory_bytes)} is below what the smallest network needs: over "
+        f"{megabytes(runtime / HEADROOM)} (a {'x'.join(map(str, smallest.patch_size))} patch, batch "
+        f"{smallest.batch_size}: the runtime and the data alone take {megabytes(runtime)} before a network's "
+        f"first step, {HEADROOM:.0%} of that)")
 
 
 @dataclass(frozen=True)
