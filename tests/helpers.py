@@ -51,22 +51,95 @@ def run_runner(*args: str, cwd: Path, timeout: float = 300, backend: str | None 
                env: dict[str, str] | None = None, fresh_process: bool = False,
                with_store: bool = True) -> subprocess.CompletedProcess:
     """`python -m runner ARGS` launched from `cwd`, as a user would start it: in this test process
-    (the imports, about 10 s a process here, are paid once), or in a subprocess where the process
-    is what is tested (`fresh_process`, signals, a `backend` other than this process's or an `env`
-    that must be set before Keras starts). `with_store`: the store it tracks to starts as a copy of an
-    empty one, unless it exists (tests that check that nothing was tracked say `with_store=False`)."""
+    (the imports, about 10 s a process here, are paid once); under a `backend` other than this
+    process's, in that backend's process of this test process (`BackendProcess`: its imports paid
+    once too); or in a fresh subprocess where the process is what is tested (`fresh_process`,
+    signals, or an `env` that must be set before Keras starts). `with_store`: the store it tracks to
+    starts as a copy of an empty one, unless it exists (tests that check that nothing was tracked say
+    `with_store=False`)."""
     import keras
 
     if with_store:
         seed_store(args, cwd)
     if backend == keras.backend.backend():
         backend = None  # this process runs it under that backend already
-    if fresh_process or backend or env:
+    if fresh_process or env:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {}),
                **(env or {})}
         return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True, text=True,
                               timeout=timeout, env=env)
+    if backend:
+        return BackendProcess.of(backend).run(args, cwd, timeout)
     return run_in_process(args, cwd)
+
+
+class BackendProcess:
+    """A Python process under KERAS_BACKEND=`backend` that runs `python -m runner` commands one after
+    another with `run_in_process`, as this test process runs its own: each command gets this process's
+    environment of the moment and its own launch folder, and a JAX run costs its work, not ~10 s of
+    imports (TensorFlow, JAX, Keras, MLflow) besides. One per backend and test process, ended at exit."""
+
+    SCRIPT = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+channel = os.fdopen(os.dup(1), "w")  # the answers; what the libraries print goes to stderr
+os.dup2(2, 1)
+from helpers import run_in_process
+for line in sys.stdin:
+    request = json.loads(line)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    result = run_in_process(request["args"], request["cwd"])
+    channel.write(json.dumps([result.returncode, result.stdout, result.stderr]) + "\\n")
+    channel.flush()
+"""
+    started: dict[str, "BackendProcess"] = {}
+
+    @classmethod
+    def of(cls, backend: str) -> "BackendProcess":
+        if backend not in cls.started or cls.started[backend].process.poll() is not None:
+            cls.started[backend] = cls(backend)
+        return cls.started[backend]
+
+    def __init__(self, backend: str) -> None:
+        import atexit
+
+        self.backend = backend
+        self.log = tempfile.TemporaryFile("w+")  # its stderr: libraries' messages, read back if it dies
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", self.SCRIPT, str(Path(__file__).parent)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.log, text=True, env=self.environment())
+        atexit.register(self.close)
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": self.backend}
+
+    def run(self, args: Sequence[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+        import json
+        import select
+
+        command = ["runner", *args]
+        self.process.stdin.write(json.dumps({"args": list(args), "cwd": str(cwd), "env": self.environment()}) + "\n")
+        self.process.stdin.flush()
+        if not select.select([self.process.stdout], [], [], timeout)[0]:
+            self.process.kill()  # as subprocess.run(timeout=) would; the next command starts another
+            self.process.wait()
+            raise subprocess.TimeoutExpired(command, timeout)
+        answer = self.process.stdout.readline()
+        if not answer:
+            self.log.seek(0)
+            raise RuntimeError(f"the {self.backend} process ended:\n{self.log.read()[-3000:]}")
+        code, stdout, stderr = json.loads(answer)
+        return subprocess.CompletedProcess(command, code, stdout, stderr)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 def run_in_process(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
