@@ -104,13 +104,15 @@ def class_dice(classes: Sequence[np.ndarray], truths: Sequence[np.ndarray], labe
 
 
 def choose(classes: Sequence[np.ndarray], truths: Sequence[np.ndarray], num_classes: int,
-           min_sizes: Sequence[int]) -> tuple[list[Rule], dict[int, tuple[float, float]]]:
+           min_sizes: Sequence[int], labels: Sequence[int] | None = None
+           ) -> tuple[list[Rule], dict[int, tuple[float, float]]]:
     """The rules that raise each class's mean validation Dice (module docstring), and {class: (Dice before,
-    Dice after)}; `classes` are the predicted class maps, `truths` the labels (-1: ignored)."""
+    Dice after)}; `classes` are the predicted class maps, `truths` the labels (-1: ignored); `labels`: the
+    classes tried (default `rule_classes`)."""
     chosen: list[Rule] = []
     current = list(classes)
     dice: dict[int, tuple[float, float]] = {}
-    for label in rule_classes(num_classes):
+    for label in rule_classes(num_classes) if labels is None else labels:
         before = best = class_dice(current, truths, label)
         trials = [[Rule("keep_largest", label)], [Rule("min_size", label, int(n)) for n in sorted(min_sizes)],
                   [Rule("fill_holes", label)]]

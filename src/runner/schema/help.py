@@ -57,8 +57,9 @@ KEY_HELP: Dict[str, str] = {
                           "the objects, `youden`: sensitivity + specificity - 1, `accuracy`: 1 - pixel error); `none`: 0.5",
     "decision.postprocess": "`auto`: after training, per class (both of a binary model), keep-largest, remove components under N "
                             "(`decision.min_sizes`) and fill holes are tried on the validation split, each kept where it raises "
-                            "the class's mean Dice (nnU-Net's search; `unetlab.components`); evaluate, predict, export and the "
-                            "registered model apply the stored rules; `none`: training chooses none, inference skips them",
+                            "the class's mean Dice (nnU-Net's search; `unetlab.components`); data=nnunet: on the validation "
+                            "cases predicted whole, foreground classes only (`runner.case_postprocess`); evaluate, predict, export "
+                            "and the registered model apply the stored rules; `none`: training chooses none, inference skips them",
     "decision.min_sizes": "postprocess=auto: the sizes N, in pixels (voxels), tried for removing a class's small components",
     "decision.threshold": "evaluate, predict and export: cut a binary model's masks here instead of at its fitted threshold "
                           "(null: the fitted one, 0.5 for a model without one)",

@@ -133,7 +133,7 @@ def evaluate_cases(config: Config, members) -> dict:
     millimetres (`unetlab.volume_metrics.case_scores`: Dice, IoU, HD95, surface Dice per foreground class);
     metrics.json holds the means over cases, per_case.csv each case; an evaluation run is logged."""
     from unetlab.data.nnunet_raw import read_case, read_raw_dataset
-    from unetlab.volume_inference import class_map, predict_case
+    from unetlab.volume_inference import predict_case
     from unetlab.volume_metrics import case_scores
 
     dataset, preprocessing = read_raw_dataset(config.data.root), members[0].preprocessing
@@ -143,13 +143,15 @@ def evaluate_cases(config: Config, members) -> dict:
     output = Path(config.evaluate.output)
     output.mkdir(parents=True, exist_ok=True)
     settings, rows = config.predict, []
+    decision = decision_settings.ensemble_decision(config, members)  # the component rules training chose
+    log.info("postprocessing: %s", decision.describe_rules())
     progress = keras.utils.Progbar(len(dataset.cases), unit_name="case")
     for done, case in enumerate(dataset.cases, start=1):
         image, truth, spacing, _ = read_case(case, dataset)
         probabilities = sum(predict_case(member.model, image, spacing, member.preprocessing, overlap=settings.overlap,
                                          batch_size=settings.batch_size, mirror=settings.tta.value != "none")
                             for member in members) / len(members)
-        case_result = case_scores(class_map(probabilities), truth, spacing, preprocessing.num_classes)
+        case_result = case_scores(decision.classes(probabilities), truth, spacing, preprocessing.num_classes)
         for name in ("dice", "iou"):  # several classes: their mean too, the figure to compare runs by
             case_result.setdefault(name, float(np.mean([v for k, v in case_result.items() if k.startswith(f"{name}_")])))
         rows.append({"case": case.name, **case_result})
@@ -167,7 +169,7 @@ def evaluate_cases(config: Config, members) -> dict:
     home, parent_run_id, what = evaluation_home(config, [member.source_run_id for member in members])
     with tracking.tracked_run(home, tags, what=what, parent_run_id=parent_run_id):
         tracking.retry_locked(mlflow.log_params, {**tracking.config_params(config, only=EVALUATION_PARAMS),
-                                                  **tracking.backend_params()})
+                                                  **tracking.backend_params(), RULES: decision.describe_rules()})
         tracking.retry_locked(mlflow.log_metrics, {f"{METRIC_PREFIX}{key}": value for key, value in summary.items()
                                                    if np.isfinite(value)})
         mlflow.log_artifacts(str(output), "evaluation")

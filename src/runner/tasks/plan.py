@@ -35,6 +35,7 @@ from ..settings import STARTED_AT, to_config
 log = logging.getLogger(__name__)
 PROBE = "_probe"  # the candidate's experiment name while it is measured
 END_SECONDS = 10.0  # kept at the end of a time budget, with 3 checkpoint writes: the model logged, the process ended
+END_VALIDATION_PASS = 1.5  # the end's prediction of the validation data (whole cases, resampled), in validation passes
 
 
 def plan(config: Config) -> dict:
@@ -78,11 +79,14 @@ def plan(config: Config) -> dict:
         probe_seconds = time.monotonic() - timer
         schedule = None
         if time_budget:
+            batches = validation_batches(fitted.plan, config, properties)
+            # decision.postprocess=auto predicts the validation data once more at the end, to choose its rules
+            choosing = END_VALIDATION_PASS * batches * fitted.measurement.seconds_per_inference \
+                if config.decision.postprocess.value == "auto" else 0.0
             schedule = budget.schedule(
                 fitted.measurement, time_seconds=time_budget,
-                spent_seconds=time.monotonic() - started if auto else 0.0,
-                validation_batches=validation_batches(fitted.plan, config, properties),
-                end_seconds=END_SECONDS + 3 * fitted.measurement.seconds_per_save)
+                spent_seconds=time.monotonic() - started if auto else 0.0, validation_batches=batches,
+                end_seconds=END_SECONDS + 3 * fitted.measurement.seconds_per_save + choosing)
         if config.plan.optimizer == "auto":
             steps = schedule.epochs * schedule.steps_per_epoch if schedule else NNUNET_EPOCHS * MAX_STEPS_PER_EPOCH
             fitted = replace(fitted, plan=choose_optimizer(fitted.plan, steps))

@@ -107,22 +107,24 @@ def predict_cases(config: Config, members, files: list[Path], output: Path) -> d
     CASE_0000, CASE_0001, ... as in nnU-Net's imagesTs, or one file per case for one channel) predicted
     with the sliding window at the training spacing, and its mask written in the input's format and
     geometry: NIfTI with the input's affine and header, a TIFF stack, or a PNG."""
-    from unetlab.volume_inference import class_map, predict_case
+    from unetlab.volume_inference import predict_case
 
     settings, preprocessing = config.predict, members[0].preprocessing
     cases = group_cases(files, preprocessing.channels)
     mirror = settings.tta.value != "none"
+    decision = decision_settings.ensemble_decision(config, members)  # the component rules training chose
     log.info("predicting %d case(s) with %s (patch %s at spacing %s, overlap %.2f, mirroring %s) -> %s", len(cases),
              describe(members), "x".join(map(str, preprocessing.patch_size)),
              "x".join(f"{value:.2f}" for value in preprocessing.target_spacing), settings.overlap,
              "on" if mirror else "off", output)
+    log.info("postprocessing: %s", decision.describe_rules())
     progress = keras.utils.Progbar(len(cases), unit_name="case")
     for done, (name, paths) in enumerate(cases.items(), start=1):
         image, spacing, like, ending = read_case_files(paths, len(preprocessing.patch_size))
         probabilities = sum(predict_case(member.model, image, spacing, member.preprocessing, overlap=settings.overlap,
                                          batch_size=settings.batch_size, mirror=mirror) for member in members)
         probabilities /= len(members)
-        classes = class_map(probabilities)
+        classes = decision.classes(probabilities)
         write_case_mask(output / f"{name}{ending}", classes, like, preprocessing.num_classes)
         if settings.save_probabilities:
             np.save(output / f"{name}.npy", probabilities.astype(np.float32))

@@ -21,7 +21,7 @@ from unetlab.finetune import encoder_frozen, phases, set_encoder_trainable
 from unetlab.precision import resolve as resolve_precision
 from unetlab.preprocessing import Preprocessing
 
-from .. import builders, decision_fit, guards, pictures, postprocess_choice, tracking
+from .. import builders, case_postprocess, decision_fit, guards, pictures, postprocess_choice, tracking
 from ..logged_run import fetch_training_state
 from ..schema import Config
 from ..sweeps.trial import job_trial
@@ -226,6 +226,9 @@ def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path
     if decision_fit.applies(config, splits):  # before the postprocessing choice and registration: both use it
         steps.append(("decision_layer", lambda: decision_fit.record(config, best_model(), splits, val_batches,
                                                                    preprocessing_path, output_dir)))
+    if case_postprocess.applies(config, splits):  # before registration: the registered model carries the rules
+        steps.append(("case_postprocessing", lambda: case_postprocess.record(config, best_model(), splits,
+                                                                            preprocessing_path)))
     if postprocess_choice.applies(config, splits):  # before registration: the registered model carries the choice
         steps.append(("postprocess_choice", lambda: postprocess_choice.record(config, best_model(), splits,
                                                                              preprocessing_path)))

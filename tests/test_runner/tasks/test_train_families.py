@@ -118,13 +118,16 @@ def test_an_nnunet_dataset_trains_a_3d_unet_that_predicts_nifti_in_the_inputs_ge
     overrides = [o for o in TINY if not o.startswith("data.")] + [
         "data=nnunet", f"data.root={root}", "data.patches_per_epoch=8", "data.val_fraction=0.25",
         f"tracking.uri={uri}", f"output_dir={tmp_path}/out"]
-    with caplog.at_level("INFO", logger="runner.tasks.train"):
+    with caplog.at_level("INFO", logger="runner"):
         train(make_config(overrides))
     assert "nnU-Net dataset Dataset001_Organ (3 train / 1 val cases, val_fraction=0.25; 3D, 1 channel(s), 2 classes; " \
            "spacing 3.00x0.80x0.80, patch 8x24x24 (median shape 8x24x24), normalisation ct" in caplog.text
     assert "3D U-Net depth=2 filters=4" in caplog.text
     client, run = only_run(uri)
     assert run.info.status == "FINISHED" and len(client.get_metric_history(run.info.run_id, "val_dice")) == 2
+    assert "failed_end_steps" not in run.data.tags  # the postprocessing chosen on the validation case, among them
+    assert "decision_postprocessing" in run.data.params and "val_case_dice_after_postprocessing" in run.data.metrics
+    assert "postprocessing chosen on 1 validation case(s): " in caplog.text
     built = keras.saving.load_model(client.download_artifacts(run.info.run_id, "checkpoints/best.keras", str(tmp_path)),
                                     safe_mode=True)
     assert built.input_shape == (None, 8, 24, 24, 1) and built.output_shape == (None, 8, 24, 24, 1)
