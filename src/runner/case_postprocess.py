@@ -5,7 +5,7 @@ run's validation cases, predicted whole as task=predict predicts them (sliding w
 spacing, `predict.overlap`, mirroring with `predict.tta`, back on each case's own grid).
 
 The rules go into the run's `preprocessing.json` as its decision (`unetlab.decision.Decision`, rules only:
-these models take the argmax), so predict, evaluate and the registered model apply them; the param
+these models take the argmax), so task=predict and task=evaluate apply them; the param
 `decision_postprocessing` says which, and `val_case_dice_before_postprocessing` /
 `val_case_dice_after_postprocessing` what they did on the validation cases (mean over the foreground
 classes; as nnU-Net, rules are tried on those only).
@@ -41,16 +41,19 @@ def applies(config: Config, splits: Splits) -> bool:
 def validation_cases(config: Config, model, splits: Splits) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(predicted class maps, labels) of the run's validation cases, each on its own grid."""
     from unetlab.data.nnunet_raw import read_case, read_raw_dataset
-    from unetlab.volume_inference import class_map, predict_case
+    from unetlab.volume_inference import predict_case
 
     dataset, wanted, settings = read_raw_dataset(config.data.root), set(splits.val_files), config.predict
+    cut = Decision()  # the class maps as inference cuts them, before any rule
     classes, truths = [], []
     for case in (case for case in dataset.cases if case.name in wanted):
         image, truth, spacing, _ = read_case(case, dataset)
         probabilities = predict_case(model, image, spacing, splits.preprocessing, overlap=settings.overlap,
                                      batch_size=settings.batch_size, mirror=settings.tta.value != "none")
-        classes.append(class_map(probabilities))
-        truths.append(np.asarray(truth, np.int64))
+        classes.append(cut.classes(probabilities))
+        truth = np.asarray(truth, np.int64)
+        ignored = dataset.ignore_label
+        truths.append(truth if ignored is None else np.where(truth == ignored, -1, truth))  # -1: not scored
     return classes, truths
 
 

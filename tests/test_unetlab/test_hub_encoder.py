@@ -66,6 +66,21 @@ def test_preset_weights_are_copied_and_the_first_kernel_summed_for_one_channel(p
     assert not any(np.array_equal(a, b) for a, b in kernels)  # none: the preset's are not a fresh model's
 
 
+def test_a_preset_saved_for_one_image_size_gives_its_weights_too(tmp_path):
+    """A preset saved with a fixed image_shape (as many pretrained ones are): the any-size backbone gets its
+    weights, not a fresh model's."""
+    fixed = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 16, 16, 32],
+        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(64, 64, 3))
+    fixed.save_to_preset(tmp_path / "fixed")
+    model = build_encoder_unet((None, None, 3), 1, encoder=f"hub:{tmp_path / 'fixed'}", encoder_weights="preset",
+                               decoder_filters=DECODER)
+    for a, b in zip(fixed.get_weights(), model.get_layer("encoder").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.input_shape == (None, None, None, 3)
+
+
 def test_three_channel_preset_weights_are_the_presets_own(presets):
     model = build_encoder_unet((64, 64, 3), 2, encoder=presets["densenet"], encoder_weights="preset",
                                decoder_filters=DECODER)
@@ -125,5 +140,6 @@ def test_bad_presets_and_weights_are_one_line_errors_naming_the_key(presets, tmp
     with pytest.raises(ConfigError, match="encoder_weights=preset is for hub:PRESET encoders"):
         build_encoder_unet((None, None, 1), 1, encoder="mobilenetv2", encoder_weights="preset")
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # as if not installed
-    with pytest.raises(ConfigError, match=r"needs keras-hub: pip install 'unetlab\[hub\]'"):
+    with pytest.raises(ConfigError, match=r"needs keras-hub, which could not be imported \(no module keras_hub\): "
+                                          r"pip install --no-deps keras-hub; pip install tokenizers sentencepiece regex"):
         build_encoder_unet((None, None, 1), 1, encoder=presets["resnet"])

@@ -108,7 +108,9 @@ class EncoderUNetConfig(ModelConfig):  # model=encoder_unet (unetlab.models.enco
         return (ENCODER_STRIDES[-1],) * dims
 
     def run_name(self) -> str:
-        return f"{self.name}-{self.encoder}"
+        from unetlab.models.hub_encoder import display_name
+
+        return f"{self.name}-{display_name(self.encoder)}"
 
     def frozen_encoder_epochs(self) -> int:
         return self.freeze_encoder_epochs

@@ -35,7 +35,7 @@ from ..settings import STARTED_AT, to_config
 log = logging.getLogger(__name__)
 PROBE = "_probe"  # the candidate's experiment name while it is measured
 END_SECONDS = 10.0  # kept at the end of a time budget, with 3 checkpoint writes: the model logged, the process ended
-END_VALIDATION_PASS = 1.5  # the end's prediction of the validation data (whole cases, resampled), in validation passes
+END_VALIDATION_PASS = 1.5  # the end's prediction of the validation data per window pass (reading, resampling: x 1.5)
 
 
 def plan(config: Config) -> dict:
@@ -80,8 +80,11 @@ def plan(config: Config) -> dict:
         schedule = None
         if time_budget:
             batches = validation_batches(fitted.plan, config, properties)
-            # decision.postprocess=auto predicts the validation data once more at the end, to choose its rules
-            choosing = END_VALIDATION_PASS * batches * fitted.measurement.seconds_per_inference \
+            # decision.postprocess=auto predicts the validation data once more at the end, to choose its rules:
+            # windows overlapping by predict.overlap along each axis, each mirrored along each axis with predict.tta
+            dims = len(fitted.plan.patch_size)
+            windows = (1 / (1 - config.predict.overlap)) ** dims * (2**dims if config.predict.tta.value != "none" else 1)
+            choosing = END_VALIDATION_PASS * windows * batches * fitted.measurement.seconds_per_inference \
                 if config.decision.postprocess.value == "auto" else 0.0
             schedule = budget.schedule(
                 fitted.measurement, time_seconds=time_budget,

@@ -172,8 +172,8 @@ def write_case_mask(path: Path, classes: np.ndarray, like, num_classes: int) -> 
     """A case's class ids as a NIfTI/TIFF volume in `like`'s geometry, or a PNG mask (0/255 when binary)."""
     from unetlab.data.volume_files import write_volume
 
-    if like is not None:
-        write_volume(path, classes, like=like)
+    if like is not None:  # the smallest integer type of the classes (int64 is 8x the size; ImageJ TIFF refuses it)
+        write_volume(path, classes.astype(np.uint8 if num_classes <= 256 else np.uint16), like=like)
     else:
         save_png(mask_png(classes, num_classes), path)
 

@@ -226,7 +226,7 @@ def finish_optional(config: Config, checkpoints: Checkpoints, preprocessing_path
     if decision_fit.applies(config, splits):  # before the postprocessing choice and registration: both use it
         steps.append(("decision_layer", lambda: decision_fit.record(config, best_model(), splits, val_batches,
                                                                    preprocessing_path, output_dir)))
-    if case_postprocess.applies(config, splits):  # before registration: the registered model carries the rules
+    if case_postprocess.applies(config, splits):  # before registration: the run's preprocessing.json holds the rules
         steps.append(("case_postprocessing", lambda: case_postprocess.record(config, best_model(), splits,
                                                                             preprocessing_path)))
     if postprocess_choice.applies(config, splits):  # before registration: the registered model carries the choice

@@ -42,7 +42,7 @@ from keras import layers
 from ..errors import ConfigError, DataError
 from ..geometry import ENCODER_STRIDES, check_encoder_input_size
 from .heads import count_line, supervised_model
-from .hub_encoder import HUB, hub_backbone, input_normalisation, is_hub, pyramid
+from .hub_encoder import display_name, hub_backbone, input_normalisation, is_hub, pyramid
 
 STRIDES = ENCODER_STRIDES
 DECODER_FILTERS = (256, 128, 64, 32, 16)
@@ -265,5 +265,4 @@ def describe_encoder_unet(model: keras.Model, encoder: str, encoder_weights: str
     weights = {"none": "random weights", "imagenet": "imagenet weights", "preset": "preset weights"}.get(
         encoder_weights, f"weights of {Path(str(encoder_weights)).name}")
     frozen = f", frozen {frozen_epochs} epoch{'s' * (frozen_epochs != 1)}" if frozen_epochs else ""
-    name = f"{HUB}{Path(encoder[len(HUB):]).name}" if is_hub(encoder) else encoder  # a preset by its folder's name
-    return f"U-Net {name} encoder ({weights}{frozen}): {count_line(model)}"
+    return f"U-Net {display_name(encoder)} encoder ({weights}{frozen}): {count_line(model)}"

@@ -35,12 +35,19 @@ def is_hub(encoder: str) -> bool:
     return str(encoder).startswith(HUB)
 
 
+def display_name(encoder: str) -> str:
+    """`encoder` for a run name or a log line: a hub preset by its folder's (or handle's) last part."""
+    return f"{HUB}{Path(str(encoder)[len(HUB):]).name}" if is_hub(encoder) else str(encoder)
+
+
 def _keras_hub():
     try:
         import keras_hub
-    except ImportError:
-        raise ConfigError("model.encoder=hub:PRESET needs keras-hub: pip install 'unetlab[hub]' "
-                          "(docs/models.md says how beside tensorflow-cpu)") from None
+    except ImportError as error:
+        missing = getattr(error, "name", None) or "keras_hub"
+        raise ConfigError(f"model.encoder=hub:PRESET needs keras-hub, which could not be imported (no module "
+                          f"{missing}): pip install --no-deps keras-hub; pip install tokenizers sentencepiece regex "
+                          "(docs/models.md: beside tensorflow-cpu), or pip install 'unetlab[hub]'") from None
     return keras_hub
 
 
@@ -68,17 +75,17 @@ def _from_preset(encoder: str, load_weights: bool) -> keras.Model:
 
 
 def hub_backbone(encoder: str, channels: int, load_weights: bool = False) -> keras.Model:
-    """The preset's backbone for `channels` inputs of any size (random weights, or the preset's where
-    `load_weights` and `channels` is the preset's own)."""
+    """The preset's backbone for `channels` inputs of any size, random; with `load_weights`, the preset's own
+    model as saved, with its weights (its input shape and channels: `encoder_unet` copies them over)."""
     preset_model = _from_preset(encoder, load_weights)
     if not getattr(preset_model, "pyramid_outputs", None):
         raise ConfigError(f"model.encoder={encoder}: a {type(preset_model).__name__} has no pyramid_outputs "
-                          "(keras-hub's ResNet, EfficientNet, DenseNet, CSPNet and MiT backbones have them)")
+                          "(keras-hub's ResNet, EfficientNet, DenseNet and CSPNet backbones have them)")
     config = preset_model.get_config()
     key = next((k for k in ("image_shape", "input_shape") if k in config), None)
     if key is None:
         raise ConfigError(f"model.encoder={encoder}: a {type(preset_model).__name__} takes no image_shape")
-    if load_weights and tuple(config[key]) == (None, None, channels):
+    if load_weights:
         return preset_model
     try:
         return type(preset_model).from_config({**config, key: (None, None, channels)})
@@ -93,7 +100,13 @@ def pyramid(model: keras.Model, encoder: str) -> dict[int, keras.KerasTensor]:
     probe = keras.Model(model.inputs, outputs)
     channels = model.input_shape[-1]
     specs = keras.tree.flatten(probe.compute_output_spec(keras.KerasTensor((1, PROBE_SIZE, PROBE_SIZE, channels))))
-    by_stride = {PROBE_SIZE // spec.shape[1]: tensor for spec, tensor in zip(specs, outputs)}
+    by_stride = {}
+    for spec, tensor in zip(specs, outputs):
+        stride = PROBE_SIZE // spec.shape[1]
+        if stride * spec.shape[1] != PROBE_SIZE or stride & (stride - 1):
+            raise ConfigError(f"model.encoder={encoder}: a pyramid level is {spec.shape[1]} wide for a {PROBE_SIZE}-"
+                              "pixel input, not a power-of-two fraction of it (its stem pads 'valid'?)")
+        by_stride[stride] = tensor
     if max(by_stride) != 32:
         raise ConfigError(f"model.encoder={encoder}: its pyramid_outputs reach stride {max(by_stride)}; the "
                           "encoder U-Net's decoder starts at stride 32")

@@ -69,7 +69,8 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
     predicted peak is under `UNMEASURED_SHARE` of the memory budget. If it does not fit, the largest smaller one
     it predicts to fit is measured in turn (a probe that ran out of memory predicts nothing: the search halves
     the rest), or, past the time budget's share for probing, taken on the prediction. A one-line ConfigError,
-    from a measurement of the smallest, when even that exceeds the memory budget."""
+    from a measurement of the smallest, when even that exceeds the memory budget; from the first probe already
+    where its memory before the first step, less its weights, does (`refuse_on_runtime`)."""
     chain = [plan]
     while (smaller := shrink(chain[-1])) is not None:
         chain.append(smaller)
@@ -168,7 +169,8 @@ def fit_to_budgets(plan: Plan, measure: Callable[[Plan], Measurement], *, memory
 
 def refuse_on_runtime(measured: Measurement, smallest: Plan, memory_bytes: int) -> None:
     """A one-line ConfigError, before any other probe, where the probe's resident memory before its first step
-    less its model's weights (the runtime and the data, which every network needs) exceeds the budget."""
+    less its model's weights (the runtime and the loaded data: a smaller plan prefetches smaller batches, but
+    the runtime alone is most of it) exceeds the budget."""
     runtime = measured.baseline_bytes - 4 * measured.parameters
     if measured.out_of_memory or runtime <= HEADROOM * memory_bytes:
         return

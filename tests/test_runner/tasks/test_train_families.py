@@ -140,6 +140,7 @@ def test_an_nnunet_dataset_trains_a_3d_unet_that_predicts_nifti_in_the_inputs_ge
     for name in ("organ_000", "organ_001"):
         image, mask = nib.load(other / "imagesTr" / f"{name}_0000.nii.gz"), nib.load(tmp_path / "masks" / f"{name}.nii.gz")
         assert mask.shape == image.shape == (20, 30, 6) and np.array_equal(mask.affine, image.affine)
+        assert mask.get_data_dtype() == np.uint8  # class ids, not the decision's int64
         assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
         assert np.load(tmp_path / "masks" / f"{name}.npy").shape == (6, 30, 20, 1)  # (z, y, x, K)
     from runner.tasks.evaluate import evaluate
