@@ -40,10 +40,16 @@ def test_rules_that_raise_the_validation_dice_are_chosen_stored_and_logged(plann
     model = intensity_model(cut=-2.0)  # 2 standard deviations below the organ's mean: noise specks outside it
     classes, truths = case_postprocess.validation_cases(config, model, splits)
     assert [c.shape for c in classes] == [t.shape for t in truths] == [(12, 32, 32)] * 2
+    client = mlflow.MlflowClient(config.tracking.uri)
+    experiment = client.create_experiment("unetlab", artifact_location=str(tmp_path / "artifacts"))
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(config.tracking.uri)
-    with mlflow.start_run() as run:
-        fitted = case_postprocess.record(config, model, splits, tmp_path / "preprocessing.json")
-    logged = mlflow.get_run(run.info.run_id).data
+    try:  # a run of its own store and experiment, whatever an earlier test of this process left active
+        with mlflow.start_run(experiment_id=experiment) as run:
+            fitted = case_postprocess.record(config, model, splits, tmp_path / "preprocessing.json")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    logged = client.get_run(run.info.run_id).data
     chosen = {rule.rule for rule in fitted.rules}
     assert chosen & {"keep_largest", "min_size"}, fitted.describe_rules()  # the specks go
     assert all(rule.label == 1 for rule in fitted.rules)  # the organ's rules only: label 0 is the background
