@@ -94,10 +94,3 @@ def predict_case(model, image: np.ndarray, spacing: Sequence[float], preprocessi
         return probabilities
     return resample_to_shape(probabilities, image.shape[:-1], order=1, spacing=preprocessing.target_spacing,
                              target_spacing=spacing)
-
-
-def class_map(probabilities: np.ndarray) -> np.ndarray:
-    """Class ids (spatial...) uint8: foreground above 0.5 for one channel, the argmax for several."""
-    if probabilities.shape[-1] == 1:
-        return (probabilities[..., 0] > 0.5).astype(np.uint8)
-    return np.argmax(probabilities, axis=-1).astype(np.uint8)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from unetlab.preprocessing import Preprocessing
-from unetlab.volume_inference import class_map, gaussian_importance, predict_case, sliding_window
+from unetlab.volume_inference import gaussian_importance, predict_case, sliding_window
 
 
 def identity_network(dims: int, channels: int = 1) -> keras.Model:
@@ -46,8 +46,3 @@ def test_a_case_is_predicted_at_the_training_spacing_and_returned_on_its_own_gri
     assert probabilities.shape == (6, 20, 22, 1)
     expected = (image - image.mean()) / image.std()
     assert np.abs(probabilities - expected).max() < 0.1
-
-
-def test_class_map_thresholds_one_channel_and_takes_the_argmax_of_several():
-    np.testing.assert_array_equal(class_map(np.array([[[0.2], [0.7]]])), [[0, 1]])
-    np.testing.assert_array_equal(class_map(np.array([[[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]]])), [[1, 0]])

@@ -119,7 +119,13 @@ def input_normalisation(encoder: str, channels: int) -> tuple[np.ndarray, np.nda
     preset = _preset(encoder)
     if Path(preset).is_dir() and not (Path(preset) / "image_converter.json").is_file():
         return np.zeros(channels), np.ones(channels)
-    converter = _keras_hub().layers.ImageConverter.from_preset(preset)
+    try:
+        converter = _keras_hub().layers.ImageConverter.from_preset(preset)
+    except FileNotFoundError:  # a downloaded preset without image_converter.json
+        return np.zeros(channels), np.ones(channels)
+    except Exception as error:  # noqa: BLE001 - keras-hub's ValueError or a download error
+        raise ConfigError(f"model.encoder={encoder}: keras-hub could not load the preset's image converter "
+                          f"({' '.join(str(error).split())[:200]})") from None
     scale = np.broadcast_to(np.asarray(1.0 if converter.scale is None else converter.scale, float), (3,))
     offset = np.broadcast_to(np.asarray(0.0 if converter.offset is None else converter.offset, float), (3,))
     std = 1 / (255 * scale)
