@@ -317,6 +317,13 @@ def prediction_settings(config: Config) -> dict[str, Any]:
                      "watershed")
 
 
+def case_prediction_settings(config: Config) -> dict[str, Any]:
+    """Keyword arguments of `unetlab.volume_inference.predict_case` from `predict`: the sliding window's overlap
+    and batch, mirroring with any `predict.tta`."""
+    settings = config.predict
+    return {"overlap": settings.overlap, "batch_size": settings.batch_size, "mirror": settings.tta.value != "none"}
+
+
 def postprocessing(config: Config, preprocessing) -> Any:
     """The `unetlab.postprocess.Watershed` that `predict.postprocess` asks for, or None: none; watershed,
     `predict.watershed`'s; auto, the one the model's training chose on its validation images

@@ -23,7 +23,7 @@ from unetlab.components import choose
 from unetlab.data import Splits
 from unetlab.decision import Decision
 
-from . import tracking
+from . import builders, tracking
 from .decision_fit import RULES
 from .schema import Config
 
@@ -43,13 +43,12 @@ def validation_cases(config: Config, model, splits: Splits) -> tuple[list[np.nda
     from unetlab.data.nnunet_raw import read_case, read_raw_dataset
     from unetlab.volume_inference import predict_case
 
-    dataset, wanted, settings = read_raw_dataset(config.data.root), set(splits.val_files), config.predict
+    dataset, wanted, settings = read_raw_dataset(config.data.root), set(splits.val_files), builders.case_prediction_settings(config)
     cut = Decision()  # the class maps as inference cuts them, before any rule
     classes, truths = [], []
     for case in (case for case in dataset.cases if case.name in wanted):
         image, truth, spacing, _ = read_case(case, dataset)
-        probabilities = predict_case(model, image, spacing, splits.preprocessing, overlap=settings.overlap,
-                                     batch_size=settings.batch_size, mirror=settings.tta.value != "none")
+        probabilities = predict_case(model, image, spacing, splits.preprocessing, **settings)
         classes.append(cut.classes(probabilities))
         truth = np.asarray(truth, np.int64)
         ignored = dataset.ignore_label

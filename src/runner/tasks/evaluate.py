@@ -142,14 +142,13 @@ def evaluate_cases(config: Config, members) -> dict:
                         f"expects {preprocessing.channels}")
     output = Path(config.evaluate.output)
     output.mkdir(parents=True, exist_ok=True)
-    settings, rows = config.predict, []
+    settings, rows = builders.case_prediction_settings(config), []
     decision = decision_settings.ensemble_decision(config, members)  # the component rules training chose
     log.info("postprocessing: %s", decision.describe_rules())
     progress = keras.utils.Progbar(len(dataset.cases), unit_name="case")
     for done, case in enumerate(dataset.cases, start=1):
         image, truth, spacing, _ = read_case(case, dataset)
-        probabilities = sum(predict_case(member.model, image, spacing, member.preprocessing, overlap=settings.overlap,
-                                         batch_size=settings.batch_size, mirror=settings.tta.value != "none")
+        probabilities = sum(predict_case(member.model, image, spacing, member.preprocessing, **settings)
                             for member in members) / len(members)
         case_result = case_scores(decision.classes(probabilities), truth, spacing, preprocessing.num_classes)
         for name in ("dice", "iou"):  # several classes: their mean too, the figure to compare runs by

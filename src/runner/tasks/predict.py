@@ -111,18 +111,18 @@ def predict_cases(config: Config, members, files: list[Path], output: Path) -> d
 
     settings, preprocessing = config.predict, members[0].preprocessing
     cases = group_cases(files, preprocessing.channels)
-    mirror = settings.tta.value != "none"
+    window = builders.case_prediction_settings(config)
     decision = decision_settings.ensemble_decision(config, members)  # the component rules training chose
     log.info("predicting %d case(s) with %s (patch %s at spacing %s, overlap %.2f, mirroring %s) -> %s", len(cases),
              describe(members), "x".join(map(str, preprocessing.patch_size)),
-             "x".join(f"{value:.2f}" for value in preprocessing.target_spacing), settings.overlap,
-             "on" if mirror else "off", output)
+             "x".join(f"{value:.2f}" for value in preprocessing.target_spacing), window["overlap"],
+             "on" if window["mirror"] else "off", output)
     log.info("postprocessing: %s", decision.describe_rules())
     progress = keras.utils.Progbar(len(cases), unit_name="case")
     for done, (name, paths) in enumerate(cases.items(), start=1):
         image, spacing, like, ending = read_case_files(paths, len(preprocessing.patch_size))
-        probabilities = sum(predict_case(member.model, image, spacing, member.preprocessing, overlap=settings.overlap,
-                                         batch_size=settings.batch_size, mirror=mirror) for member in members)
+        probabilities = sum(predict_case(member.model, image, spacing, member.preprocessing, **window)
+                            for member in members)
         probabilities /= len(members)
         classes = decision.classes(probabilities)
         write_case_mask(output / f"{name}{ending}", classes, like, preprocessing.num_classes)

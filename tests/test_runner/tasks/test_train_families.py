@@ -134,9 +134,11 @@ def test_an_nnunet_dataset_trains_a_3d_unet_that_predicts_nifti_in_the_inputs_ge
     assert len(list((tmp_path / "cache" / "volumes").glob("preprocessed-*/*.npy"))) == 8  # 4 images, 4 labels
 
     other = write_nnunet_dataset(tmp_path / "other", cases=2, shape=(6, 30, 20), spacing=(2.0, 0.7, 0.9), seed=1)
-    predict(make_config(["task=predict", f"run_id={run.info.run_id}", f"predict.input={other}/imagesTr",
-                         f"predict.output={tmp_path}/masks", "predict.tta=flips", "predict.save_probabilities=true",
-                         f"tracking.uri={uri}", f"output_dir={tmp_path}/out"]))
+    with caplog.at_level("INFO", logger="runner"):
+        predict(make_config(["task=predict", f"run_id={run.info.run_id}", f"predict.input={other}/imagesTr",
+                             f"predict.output={tmp_path}/masks", "predict.tta=flips", "predict.save_probabilities=true",
+                             f"tracking.uri={uri}", f"output_dir={tmp_path}/out"]))
+    assert f"postprocessing: {run.data.params['decision_postprocessing']}" in caplog.text  # predict applies the rules
     for name in ("organ_000", "organ_001"):
         image, mask = nib.load(other / "imagesTr" / f"{name}_0000.nii.gz"), nib.load(tmp_path / "masks" / f"{name}.nii.gz")
         assert mask.shape == image.shape == (20, 30, 6) and np.array_equal(mask.affine, image.affine)
